@@ -1,0 +1,101 @@
+// The one interface every engine implements (see DESIGN.md, "Engines" and "The packed batch").
+// Engines are plain C++: they may throw EngineError inside native code; the addon layer (addon.cpp)
+// catches everything before it reaches N-API and turns it into a rejected promise with a `code`.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace mlxrerank {
+
+// What config.json says about a BERT-family sequence classifier. Filled by the TypeScript layer
+// (src/model.ts) and checked again here against the weights.
+struct ModelSpec {
+  int64_t vocabSize = 0;
+  int64_t hiddenSize = 0;
+  int64_t numLayers = 0;
+  int64_t numHeads = 0;
+  int64_t intermediateSize = 0;
+  int64_t maxPositions = 0;
+  int64_t typeVocabSize = 0;
+  int64_t numLabels = 0;
+  double layerNormEps = 1e-12;
+  std::string hiddenAct = "gelu";  // "gelu" (erf), "gelu_new" / "gelu_pytorch_tanh" (tanh), "relu"
+};
+
+// A batch without padding: pair i is tokens[offsets[i] .. offsets[i+1]).
+struct PackedBatch {
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> typeIds;
+  std::vector<int32_t> offsets;  // size pairs() + 1, offsets[0] == 0, non-decreasing
+  size_t pairs() const { return offsets.empty() ? 0 : offsets.size() - 1; }
+};
+
+struct ForwardResult {
+  std::vector<float> logits;  // pairs * numLabels, row-major
+  double inferenceMs = 0;     // time the engine spent on this batch
+  int64_t computedSlots = 0;  // token slots really computed (>= tokens.size(); padding = the difference)
+};
+
+struct MemoryInfo {
+  int64_t activeBytes = 0;  // memory held for weights and live buffers
+  int64_t peakBytes = 0;
+  int64_t cacheBytes = 0;  // freed buffers kept for reuse
+};
+
+struct EngineOptions {
+  std::string device = "auto";  // "auto" | "gpu" | "cpu"
+  std::string dtype;            // "" = the engine's default for its device
+  int threads = 0;              // 0 = sized to the machine
+  int64_t cacheLimitBytes = -1;  // < 0 = the engine's default
+  bool compile = true;           // mlx: use mx::compile where it pays
+};
+
+// Error codes shared with TypeScript (src/errors.ts).
+enum class ErrorCode { BadWeights, BadConfig, Input, Engine, Unavailable };
+const char* errorCodeName(ErrorCode code);
+
+class EngineError : public std::runtime_error {
+ public:
+  EngineError(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  ErrorCode code() const { return code_; }
+
+ private:
+  ErrorCode code_;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  // Runs on the engine's own thread (never the JS thread); the batch was validated by the caller
+  // (validateBatch) before it got here.
+  virtual ForwardResult forward(const PackedBatch& batch) = 0;
+  virtual MemoryInfo memory() const = 0;
+  virtual std::string backend() const = 0;     // "cpu" | "mlx"
+  virtual std::string device() const = 0;      // "cpu" | "gpu"
+  virtual std::string deviceName() const = 0;  // e.g. "AVX2 x 2 threads", "NVIDIA H100 80GB HBM3"
+  virtual std::string dtype() const = 0;       // "float32" | "float16" | "bfloat16"
+  virtual std::string version() const = 0;     // engine / library version (MLX's for mlx)
+  // Called once on the engine thread right after construction, e.g. to compile common shapes.
+  virtual void warmup() {}
+};
+
+// Throws EngineError(Input) when the batch is malformed for this spec: offsets not monotonic, ids out
+// of the vocabulary, type ids out of range, a pair longer than maxPositions or empty.
+void validateBatch(const PackedBatch& batch, const ModelSpec& spec);
+
+std::unique_ptr<Engine> makeCpuEngine(const ModelSpec& spec, const std::vector<std::string>& weightFiles,
+                                      const EngineOptions& options);
+
+#ifdef MLX_RERANK_WITH_MLX
+std::unique_ptr<Engine> makeMlxEngine(const ModelSpec& spec, const std::vector<std::string>& weightFiles,
+                                      const EngineOptions& options);
+// MLX's version string and whether a GPU (Metal or CUDA) is usable, for backends().
+std::string mlxVersion();
+bool mlxGpuAvailable();
+#endif
+
+}  // namespace mlxrerank

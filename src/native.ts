@@ -1,0 +1,116 @@
+/**
+ * The native addon (native/addon.cpp), loaded by node-gyp-build from the package root: a prebuild in
+ * prebuilds/<platform>-<arch>/ when one matches, else build/Release. This file only types it.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BackendUnavailableError } from './errors';
+import type { DType, ModelSpec } from './types';
+
+export interface NativeBackendInfo {
+  available: boolean;
+  /** Why it is not available (not compiled in and which paths were tried, or no device). */
+  reason?: string;
+  version?: string;
+  /** Devices this backend can run on: 'cpu' and/or 'gpu'. */
+  devices?: Array<'cpu' | 'gpu'>;
+  /** cpu engine: the SIMD level picked at run time (e.g. "avx2+fma") and default thread count. */
+  isa?: string;
+  threads?: number;
+}
+
+export interface NativeBackends {
+  cpu: NativeBackendInfo;
+  mlx: NativeBackendInfo;
+}
+
+export interface NativeEngineOptions {
+  backend: 'cpu' | 'mlx';
+  device: 'auto' | 'gpu' | 'cpu';
+  dtype?: DType;
+  /** safetensors files: one, or the shards in index order. */
+  weights: string[];
+  spec: Pick<
+    ModelSpec,
+    | 'vocabSize'
+    | 'hiddenSize'
+    | 'numLayers'
+    | 'numHeads'
+    | 'intermediateSize'
+    | 'maxPositions'
+    | 'typeVocabSize'
+    | 'numLabels'
+    | 'layerNormEps'
+    | 'hiddenAct'
+  >;
+  threads?: number;
+  cacheLimitBytes?: number;
+  compile?: boolean;
+}
+
+export interface ForwardResult {
+  logits: Float32Array; // pairs * numLabels
+  inferenceMs: number;
+  computedSlots: number;
+}
+
+export interface EngineInfo {
+  backend: 'cpu' | 'mlx';
+  device: 'cpu' | 'gpu';
+  deviceName: string;
+  dtype: DType;
+  version: string;
+}
+
+export interface EngineMemory {
+  activeBytes: number;
+  peakBytes: number;
+  cacheBytes: number;
+}
+
+/** One loaded model. Every method that computes runs on the engine's own native thread. */
+export interface NativeEngine {
+  forward(tokens: Int32Array, typeIds: Int32Array, offsets: Int32Array): Promise<ForwardResult>;
+  /** Runs the engine's warm-up (compiles common shapes); resolves with the milliseconds it took. */
+  warmup(): Promise<number>;
+  info(): EngineInfo;
+  memory(): EngineMemory;
+  /** Frees native memory once the batch in flight (if any) is done. Idempotent. */
+  dispose(): Promise<void>;
+}
+
+export interface NativeAddon {
+  backends(): NativeBackends;
+  loadEngine(options: NativeEngineOptions): Promise<NativeEngine>;
+}
+
+/** The package root: the nearest folder above this file holding package.json. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('mlx-rerank: package.json not found above the module');
+    dir = up;
+  }
+  return dir;
+}
+
+let addon: NativeAddon | undefined;
+
+export function native(): NativeAddon {
+  if (addon) return addon;
+  const require = createRequire(import.meta.url);
+  const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+  try {
+    addon = load(packageRoot());
+  } catch (err) {
+    throw new BackendUnavailableError(
+      `The mlx-rerank native addon could not be loaded (${(err as Error).message}). ` +
+        'Reinstall the package so that it builds (needs python3, make and a C++17 compiler), ' +
+        'or install a release that ships a prebuild for this platform.',
+    );
+  }
+  return addon;
+}

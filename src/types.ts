@@ -1,0 +1,49 @@
+/** Shapes shared by the TypeScript modules (see DESIGN.md). */
+
+export type Backend = 'mlx' | 'cpu';
+export type DeviceKind = 'auto' | 'gpu' | 'cpu';
+export type DType = 'float32' | 'float16' | 'bfloat16';
+export type Activation = 'none' | 'sigmoid' | 'softmax';
+
+/** config.json of a BERT-family sequence classifier, normalised (src/model.ts). */
+export interface ModelSpec {
+  architecture: 'bert';
+  modelType: string; // config.model_type, e.g. "bert"
+  vocabSize: number;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  intermediateSize: number;
+  maxPositions: number;
+  typeVocabSize: number;
+  numLabels: number;
+  layerNormEps: number;
+  hiddenAct: 'gelu' | 'gelu_new' | 'gelu_pytorch_tanh' | 'relu';
+  padTokenId: number;
+  labels: string[]; // id2label in id order
+  /** Default activation: the sentence-transformers config wins, else sigmoid for 1 label, none for more. */
+  activation: Activation;
+  /** True when made by `mlx-rerank synth` (random weights): reports say so. */
+  synthetic: boolean;
+}
+
+/** A resolved model on local disk (src/hub.ts). */
+export interface ModelFiles {
+  dir: string;
+  id: string; // the Hub id or the folder given
+  revision?: string; // commit hash when it came from the Hub cache
+  config: string; // path of config.json
+  weights: string[]; // model.safetensors, or the shards in index order
+  tokenizerJson?: string;
+  vocabTxt?: string;
+  tokenizerConfig?: string;
+  specialTokensMap?: string;
+  sentenceTransformersConfig?: string; // config_sentence_transformers.json, when present
+}
+
+/** The packed batch of DESIGN.md: no padding crosses into native code. */
+export interface PackedBatch {
+  tokens: Int32Array; // all pairs' ids, concatenated
+  typeIds: Int32Array; // 0 = query segment, 1 = document segment
+  offsets: Int32Array; // pair i is tokens[offsets[i] .. offsets[i+1])
+}
