@@ -1,0 +1,28 @@
+/**
+ * mlx-rerank: fast cross-encoder reranking for Node.js.
+ *
+ * ```ts
+ * import { CrossEncoder } from 'mlx-rerank';
+ * const ce = await CrossEncoder.load('cross-encoder/ms-marco-MiniLM-L-6-v2');
+ * const ranked = await ce.rank('how do cats purr', documents, { topK: 5 });
+ * ```
+ */
+export {
+  activate,
+  backends,
+  CrossEncoder,
+  type CrossEncoderInfo,
+  type LoadOptions,
+  type PredictOptions,
+  type RankOptions,
+  type RankResult,
+} from './cross-encoder';
+export * from './errors';
+export { resolveModel } from './hub';
+export type { BatchMetrics, CallMetrics, Percentiles, Stats } from './metrics';
+export { loadModelSpec } from './model';
+export type { EngineInfo, EngineMemory, NativeBackendInfo, NativeBackends } from './native';
+export { DEFAULT_LIMITS, type SchedulerLimits } from './scheduler';
+export { synthesizeModel } from './synth';
+export { Tokenizer } from './tokenizer';
+export type { Activation, Backend, DeviceKind, DType, ModelFiles, ModelSpec } from './types';
