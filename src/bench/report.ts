@@ -1,0 +1,540 @@
+/**
+ * Writes a scenario's results as the seed report's Markdown (same sections, same columns, then the
+ * new ones), the same data as JSON, and SVG charts next to them: NN_<name>.md / .json /
+ * .<chart>.svg. Also the index comparing several scenarios.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { latencyHistogramChart, latencyOverTimeChart, type Series, throughputChart } from './charts';
+import { type ConfigResult, DASHBOARD_METRICS, type EngineRun, type ScenarioResult } from './results';
+import type { Bucket } from './stats';
+
+/** Fixed decimals, "-" for NaN (no data). */
+export function f(v: number | undefined, digits = 2): string {
+  return v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits);
+}
+
+function ratio(v: number, base: number): string {
+  return Number.isFinite(v) && Number.isFinite(base) && base > 0 ? `${(v / base).toFixed(2)}x` : '-';
+}
+
+function table(head: string[], rows: string[][]): string {
+  return [
+    `| ${head.join(' | ')} |`,
+    `|${head.map((h) => '-'.repeat(Math.max(3, h.length + 2))).join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
+}
+
+export function baseName(s: Pick<ScenarioResult, 'number' | 'name'>): string {
+  return `${s.number}_${s.name}`;
+}
+
+export const CHARTS = ['latency', 'histogram', 'throughput'] as const;
+
+interface Row {
+  run: EngineRun;
+  cfg: ConfigResult;
+}
+
+function rowsOf(s: ScenarioResult): Row[] {
+  return s.runs.flatMap((run) => run.configs.map((cfg) => ({ run, cfg })));
+}
+
+function multiEngine(s: ScenarioResult): boolean {
+  return s.runs.filter((r) => r.status === 'ok').length > 1;
+}
+
+function cfgLabel(s: ScenarioResult, { run, cfg }: Row, short = false): string {
+  const c = short
+    ? `batch=${cfg.batch}, conc=${cfg.concurrency}`
+    : `batch=${cfg.batch}, concurrency=${cfg.concurrency}`;
+  return multiEngine(s) ? `${run.label}, ${c}` : c;
+}
+
+function bucketLabel(b: Bucket): string {
+  switch (b.label) {
+    case 'P0-P50':
+      return `< ${f(b.hi, 1)}ms (P50)`;
+    case 'P90+':
+      return `>= ${f(b.lo, 1)}ms (P90+)`;
+    default:
+      return `${f(b.lo, 1)}-${f(b.hi, 1)}ms (${b.label})`;
+  }
+}
+
+function header(s: ScenarioResult): string[] {
+  const out = [`# ${baseName(s)}`, '', `_${s.description}_`, '', `**Timestamp:** ${s.timestamp}`, ''];
+  const model = `**Model:** \`${s.model.id}\` | **Weights stored:** \`${s.model.weights}\``;
+  const note = s.model.synthetic
+    ? ` (**synthetic**: ${s.model.note ?? 'random weights'})`
+    : s.model.note
+      ? ` (${s.model.note})`
+      : '';
+  out.push(model + note, '');
+  for (const run of s.runs) {
+    if (run.status === 'ok' && run.info) {
+      const i = run.info;
+      out.push(
+        `**Backend:** \`${i.backend}\` | **Device:** \`${i.device}\` (${i.deviceName}) | **Dtype:** \`${i.dtype}\` | **Engine:** ${i.version}`,
+        '',
+      );
+    } else {
+      out.push(
+        `**Backend:** \`${run.requested.backend}\` | **${run.status.toUpperCase()}:** ${run.reason ?? ''}`,
+        '',
+      );
+    }
+  }
+  const m = s.machine;
+  out.push(
+    `**Machine:** ${m.cpu}, ${m.cores} cores, ${f(m.memoryGiB, 0)} GiB RAM, ${m.os} | **GPU:** ${m.gpu}` +
+      (m.loadAvg ? ` | **Load avg (1 min), start/end:** ${f(m.loadAvg[0])} / ${f(m.loadAvg[1])}` : ''),
+    '',
+    `**Versions:** mlx-rerank ${s.versions.package} | MLX ${s.versions.mlx} | Node ${s.versions.node}`,
+    '',
+    `**Workload:** ${s.workload.description}; ${s.workload.pairsPerConfig} pairs per config, sent as requests of \`batch\` pairs by \`concurrency\` concurrent clients`,
+    '',
+  );
+  for (const run of s.runs) {
+    if (!run.warmup) continue;
+    const w = run.warmup;
+    out.push(
+      `**Warm-up${multiEngine(s) ? ` (${run.label})` : ''}, excluded from the figures:** load ${f(w.loadMs, 0)} ms, warmup() ${f(w.warmupMs, 0)} ms, first request ${f(w.firstCallMs, 1)} ms`,
+      '',
+    );
+  }
+  if (m.loadAvg && Math.max(...m.loadAvg) > m.cores) {
+    out.push(
+      `> The 1-minute load average (${f(Math.max(...m.loadAvg), 1)}) exceeded the ${m.cores} cores during this run: other processes competed for the CPU, so these figures understate what the machine gives when idle (see Process CPU % below).`,
+      '',
+    );
+  }
+  for (const n of s.notes) out.push(`> ${n}`, '');
+  return out;
+}
+
+function resultsSummary(s: ScenarioResult): string[] {
+  const multi = multiEngine(s);
+  const head = ['Batch', 'Conc', 'Pairs', 'Time(s)', 'Lat Avg', 'Lat P95', 'Lat P99', 'TP Avg', 'TP P95'];
+  const rows = rowsOf(s).map(({ run, cfg }) => {
+    const r = [
+      String(cfg.batch),
+      String(cfg.concurrency),
+      String(cfg.pairs),
+      f(cfg.wallS),
+      `${f(cfg.latency.avg, 1)}ms`,
+      `${f(cfg.latency.p95, 1)}ms`,
+      `${f(cfg.latency.p99, 1)}ms`,
+      f(cfg.throughput.avg, 1),
+      f(cfg.throughput.p95, 1),
+    ];
+    return multi ? [run.label, ...r] : r;
+  });
+  if (rows.length === 0)
+    return ['## Results Summary', '', 'No configuration ran: see the engine lines above for why.', ''];
+  return ['## Results Summary', '', table(multi ? ['Engine', ...head] : head, rows), ''];
+}
+
+function statsTable(sum: ConfigResult['latency']): string {
+  return table(
+    ['Metric', 'Value'],
+    [
+      ['Average', f(sum.avg)],
+      ['Min', f(sum.min)],
+      ['Max', f(sum.max)],
+      ['Std Dev', f(sum.std)],
+      ['P50', f(sum.p50)],
+      ['P90', f(sum.p90)],
+      ['P95', f(sum.p95)],
+      ['P99', f(sum.p99)],
+    ],
+  );
+}
+
+function detailed(s: ScenarioResult): string[] {
+  const out = ['## Detailed Metrics', ''];
+  rowsOf(s).forEach((row, i) => {
+    const { cfg } = row;
+    out.push(
+      `### Config ${i + 1}: ${cfgLabel(s, row)}`,
+      '',
+      `**Total:** ${cfg.pairs} pairs in ${f(cfg.wallS)}s (${cfg.requests} requests; overall ${f(cfg.overallPairsPerSec, 1)} pairs/s)`,
+      '',
+      ...(cfg.stoppedAtBudget
+        ? [
+            `> Stopped at the time budget of ${cfg.stoppedAtBudget.budgetS} s (--max-seconds) after ${cfg.pairs} of ${cfg.stoppedAtBudget.plannedPairs} planned pairs.`,
+            '',
+          ]
+        : []),
+      '#### Latency (ms)',
+      statsTable(cfg.latency),
+      '',
+      '#### Throughput (pairs/s)',
+      statsTable(cfg.throughput),
+      '',
+      '#### Latency vs Throughput Analysis',
+      '',
+      table(
+        ['Latency Range', 'Avg Throughput', 'Min Throughput', 'Max Throughput', 'Count'],
+        cfg.buckets.map((b) => [
+          bucketLabel(b),
+          f(b.avgThroughput),
+          f(b.minThroughput),
+          f(b.maxThroughput),
+          String(b.count),
+        ]),
+      ),
+      '',
+      `**Correlation:** ${f(cfg.correlation, 3)} (negative correlation expected: lower latency = higher throughput)`,
+      '',
+    );
+  });
+  return out;
+}
+
+function overall(s: ScenarioResult): string[] {
+  const rows = rowsOf(s);
+  if (rows.length === 0) return ['## Overall Summary', '', 'No configuration ran.', ''];
+  const by = (key: (r: Row) => number, best: 'max' | 'min'): Row =>
+    rows.reduce((a, b) => ((best === 'max' ? key(b) > key(a) : key(b) < key(a)) ? b : a));
+  const bestTp = by((r) => r.cfg.throughput.avg, 'max');
+  const bestLat = by((r) => r.cfg.latency.avg, 'min');
+  const bestWall = by((r) => r.cfg.overallPairsPerSec, 'max');
+  const avg = (k: (r: Row) => number): number => rows.reduce((a, r) => a + k(r), 0) / rows.length;
+  return [
+    '## Overall Summary',
+    '',
+    table(
+      ['Metric', 'Value', 'Config'],
+      [
+        ['Best Throughput', `${f(bestTp.cfg.throughput.avg)} p/s`, cfgLabel(s, bestTp, true)],
+        ['Best Latency', `${f(bestLat.cfg.latency.avg)}ms`, cfgLabel(s, bestLat, true)],
+        ['Avg Throughput', `${f(avg((r) => r.cfg.throughput.avg))} p/s`, 'all configs'],
+        ['Avg Latency', `${f(avg((r) => r.cfg.latency.avg))}ms`, 'all configs'],
+        [
+          'Best Overall Pairs/s (pairs / wall time)',
+          `${f(bestWall.cfg.overallPairsPerSec)} p/s`,
+          cfgLabel(s, bestWall, true),
+        ],
+      ],
+    ),
+    '',
+  ];
+}
+
+function comparison(s: ScenarioResult): string[] {
+  const rows = rowsOf(s);
+  if (rows.length < 2) return [];
+  const base = rows[0] as Row;
+  return [
+    '## Comparison',
+    '',
+    `Ratios against the first row (${cfgLabel(s, base, true)}${multiEngine(s) ? '' : `, ${base.run.label}`}): pairs/s higher is better, latency lower is better.`,
+    '',
+    table(
+      [
+        'Engine',
+        'Batch',
+        'Conc',
+        'Pairs/s',
+        'vs base',
+        'Lat Avg (ms)',
+        'vs base',
+        'Lat P95 (ms)',
+        'vs base',
+        'Padding (%)',
+      ],
+      rows.map(({ run, cfg }) => [
+        run.label,
+        String(cfg.batch),
+        String(cfg.concurrency),
+        f(cfg.overallPairsPerSec, 1),
+        ratio(cfg.overallPairsPerSec, base.cfg.overallPairsPerSec),
+        f(cfg.latency.avg, 1),
+        ratio(cfg.latency.avg, base.cfg.latency.avg),
+        f(cfg.latency.p95, 1),
+        ratio(cfg.latency.p95, base.cfg.latency.p95),
+        f(cfg.padding.measuredPct, 1),
+      ]),
+    ),
+    '',
+  ];
+}
+
+function padding(s: ScenarioResult): string[] {
+  const rows = rowsOf(s);
+  if (rows.length === 0) return [];
+  const out = [
+    '## Padding Waste',
+    '',
+    'Padding waste = 1 - real tokens / token slots computed, over all batches. **Measured** is what the engine computed ' +
+      '(packed batches: dense layers on real tokens only, attention grouped by length). **If padded** is what the same ' +
+      'length-sorted batches would waste padded to their longest pair. **Unsorted, padded** is a short extra run with ' +
+      "the scheduler's length sorting off, padded to the longest pair: what a plain padded batcher (e.g. sentence-transformers) computes.",
+    '',
+  ];
+  const body = rows.map(({ run, cfg }) => [
+    run.label,
+    String(cfg.batch),
+    String(cfg.concurrency),
+    String(cfg.padding.batches),
+    f(cfg.padding.measuredPct, 1),
+    f(cfg.padding.ifPaddedPct, 1),
+    run.unsortedPadding ? f(run.unsortedPadding.ifPaddedPct, 1) : '-',
+  ]);
+  out.push(
+    table(
+      ['Engine', 'Batch', 'Conc', 'Batches', 'Measured (%)', 'If padded (%)', 'Unsorted, padded (%)'],
+      body,
+    ),
+    '',
+  );
+  for (const run of s.runs) {
+    const u = run.unsortedPadding;
+    if (u)
+      out.push(
+        `Unsorted run (${run.label}): ${u.pairs} pairs, batch=${u.batch}, ${u.batches} engine batches; measured ${f(u.measuredPct, 1)}%, padded to longest ${f(u.ifPaddedPct, 1)}%.`,
+        '',
+      );
+  }
+  return out;
+}
+
+function charts(s: ScenarioResult): string[] {
+  if (rowsOf(s).length === 0) return [];
+  const b = baseName(s);
+  return [
+    '## Charts',
+    '',
+    `![Request latency over time](${b}.latency.svg)`,
+    '',
+    `![Latency histogram](${b}.histogram.svg)`,
+    '',
+    `![Throughput vs concurrency](${b}.throughput.svg)`,
+    '',
+  ];
+}
+
+function dashboard(s: ScenarioResult): string[] {
+  const rows = rowsOf(s);
+  const out = ['## Dashboard Metrics Summary', ''];
+  for (const row of rows) {
+    if (rows.length > 1) out.push(`### ${cfgLabel(s, row)}`, '');
+    out.push(
+      table(
+        ['Metric', 'Avg', 'Min', 'Max', 'P50', 'P95'],
+        DASHBOARD_METRICS.map(([key, name]) => {
+          const d = row.cfg.dashboard[key];
+          return [name, f(d.avg, 1), f(d.min, 1), f(d.max, 1), f(d.p50, 1), f(d.p95, 1)];
+        }),
+      ),
+      '',
+    );
+  }
+  out.push(
+    '_Device memory, busy % and CPU % are summarised over the time-series samples; tokenization, inference, queue wait and padding over engine batches. Busy % is engine compute time / wall time, not a hardware utilisation counter._',
+    '',
+  );
+  return out;
+}
+
+function timeSeriesSection(s: ScenarioResult): string[] {
+  const rows = rowsOf(s);
+  const out = ['## Dashboard Time-Series Data', '', `_${s.method.samples}._`, ''];
+  for (const row of rows) {
+    if (rows.length > 1) out.push(`### ${cfgLabel(s, row)}`, '');
+    const all = row.cfg.samples;
+    const shown = row.cfg.tableSamples;
+    if (shown.length < all.length) {
+      const k = Math.round(all.length / Math.max(1, shown.length));
+      out.push(
+        `_${all.length} samples merged into ${shown.length} intervals of about ${k} samples each; every sample is in the JSON._`,
+        '',
+      );
+    }
+    out.push(
+      table(
+        [
+          'Index',
+          't (s)',
+          'Dev Mem (MB)',
+          'Dev Busy (%)',
+          'CPU (%)',
+          'Latency (ms)',
+          'Throughput',
+          'Tokenize (ms)',
+          'Inference (ms)',
+          'Queue (ms)',
+          'Padding (%)',
+        ],
+        shown.map((x) => [
+          String(x.index),
+          f(x.tS, 1),
+          f(x.memoryMB, 1),
+          f(x.busyPct, 1),
+          f(x.cpuPct, 1),
+          f(x.latencyMs, 1),
+          f(x.throughput, 0),
+          f(x.tokenizeMs, 1),
+          f(x.inferenceMs, 1),
+          f(x.queueWaitMs, 1),
+          f(x.paddingPct, 1),
+        ]),
+      ),
+      '',
+    );
+  }
+  return out;
+}
+
+function method(s: ScenarioResult): string[] {
+  return [
+    '## Method',
+    '',
+    ...Object.entries(s.method).map(([k, v]) => `- **${k}:** ${v}`),
+    '- **Throughput column (time series):** pairs of the requests that finished in the interval / interval length.',
+    '- **Latency vs Throughput buckets:** requests grouped by latency at its P50, P75 and P90 (lower bound inclusive).',
+    '',
+  ];
+}
+
+export function renderMarkdown(s: ScenarioResult): string {
+  if (rowsOf(s).length === 0) return [...header(s), ...resultsSummary(s), ...method(s)].join('\n');
+  return [
+    ...header(s),
+    ...resultsSummary(s),
+    ...detailed(s),
+    ...overall(s),
+    ...comparison(s),
+    ...padding(s),
+    ...charts(s),
+    ...dashboard(s),
+    ...timeSeriesSection(s),
+    ...method(s),
+  ].join('\n');
+}
+
+/** JSON: everything, NaN written as null (JSON has no NaN). */
+export function renderJson(s: ScenarioResult): string {
+  return `${JSON.stringify(s, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`;
+}
+
+export function renderCharts(s: ScenarioResult): Record<(typeof CHARTS)[number], string> {
+  const rows = rowsOf(s);
+  const label = (r: Row): string => cfgLabel(s, r, true);
+  const title = baseName(s);
+  const tpSeries = new Map<string, Series>();
+  for (const { run, cfg } of rows) {
+    const key = `${run.label}, batch=${cfg.batch}`;
+    const series = tpSeries.get(key) ?? { name: key, points: [] };
+    series.points.push([cfg.concurrency, cfg.overallPairsPerSec]);
+    tpSeries.set(key, series);
+  }
+  return {
+    latency: latencyOverTimeChart(
+      `${title}: request latency over time`,
+      rows.map((r) => ({
+        name: label(r),
+        points: r.cfg.requestLog.map((q) => [q.endMs / 1000, q.latencyMs]),
+      })),
+    ),
+    histogram: latencyHistogramChart(
+      `${title}: latency histogram`,
+      rows.map((r) => ({ name: label(r), values: r.cfg.requestLog.map((q) => q.latencyMs) })),
+    ),
+    throughput: throughputChart(`${title}: throughput vs concurrency`, [...tpSeries.values()]),
+  };
+}
+
+/** Writes NN_name.md, .json and the .svg charts; returns the paths written. */
+export function writeScenario(outDir: string, s: ScenarioResult): string[] {
+  mkdirSync(outDir, { recursive: true });
+  const b = join(outDir, baseName(s));
+  const written: string[] = [];
+  const put = (path: string, text: string): void => {
+    writeFileSync(path, text);
+    written.push(path);
+  };
+  put(`${b}.md`, renderMarkdown(s));
+  put(`${b}.json`, renderJson(s));
+  if (rowsOf(s).length > 0) {
+    const svgs = renderCharts(s);
+    for (const c of CHARTS) put(`${b}.${c}.svg`, svgs[c]);
+  }
+  return written;
+}
+
+/** results/index.md: one row per scenario and engine configuration. */
+export function renderIndex(scenarios: ScenarioResult[]): string {
+  const rows: string[][] = [];
+  let base: number | undefined;
+  for (const s of scenarios) {
+    for (const run of s.runs) {
+      if (run.status !== 'ok') {
+        rows.push([
+          `[${baseName(s)}](${baseName(s)}.md)`,
+          run.label,
+          s.model.weights,
+          '-',
+          '-',
+          '-',
+          '-',
+          '-',
+          '-',
+          '-',
+          `${run.status}: ${run.reason ?? ''}`,
+        ]);
+        continue;
+      }
+      for (const cfg of run.configs) {
+        base ??= cfg.overallPairsPerSec;
+        rows.push([
+          `[${baseName(s)}](${baseName(s)}.md)`,
+          run.label,
+          s.model.weights,
+          String(cfg.batch),
+          String(cfg.concurrency),
+          f(cfg.overallPairsPerSec, 1),
+          ratio(cfg.overallPairsPerSec, base),
+          f(cfg.latency.avg, 1),
+          f(cfg.latency.p95, 1),
+          f(cfg.padding.measuredPct, 1),
+          s.description,
+        ]);
+      }
+    }
+  }
+  const first = scenarios[0];
+  const lines = ['# mlx-rerank bench: scenario index', ''];
+  if (first) {
+    lines.push(
+      `**Timestamp:** ${first.timestamp} | **Machine:** ${first.machine.cpu}, ${first.machine.cores} cores | **GPU:** ${first.machine.gpu} | **Node** ${first.versions.node}`,
+      '',
+      `**Model:** \`${first.model.id}\`${first.model.synthetic ? ` (**synthetic**: ${first.model.note ?? 'random weights'})` : ''}`,
+      '',
+    );
+  }
+  lines.push(
+    'Pairs/s is pairs scored / wall time; "vs first" is that ratio against the first row. Latencies are per request.',
+    '',
+    table(
+      [
+        'Scenario',
+        'Engine',
+        'Weights',
+        'Batch',
+        'Conc',
+        'Pairs/s',
+        'vs first',
+        'Lat Avg (ms)',
+        'Lat P95 (ms)',
+        'Padding (%)',
+        'Description',
+      ],
+      rows,
+    ),
+    '',
+  );
+  return lines.join('\n');
+}

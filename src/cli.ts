@@ -1,0 +1,220 @@
+#!/usr/bin/env node
+/**
+ * The `mlx-rerank` command line: `bench` measures this machine (src/bench), `synth` writes a synthetic
+ * model (src/synth.ts). Bad arguments print what was wrong and exit 2; failures exit 1.
+ */
+import { parseArgs } from 'node:util';
+import { type BenchOptions, runScenarios } from './bench/bench';
+import { customScenario, type EngineSpec, type ScenarioSpec, STANDARD_SCENARIOS } from './bench/scenarios';
+import { InputError, MlxRerankError } from './errors';
+import { native } from './native';
+import { synthCli } from './synth';
+import type { DType } from './types';
+
+const USAGE = `Usage: mlx-rerank <command> [options]
+
+Commands:
+  bench     measure latency, throughput and padding; write results/NN_<scenario>.md/.json/.svg
+  synth     write a synthetic model folder (mlx-rerank synth --help)
+
+bench options:
+  --model ID|DIR|synthetic[:tiny]  model (default: cross-encoder/ms-marco-MiniLM-L-6-v2 if it can be
+                                   loaded, else a synthetic model of the same shape; the report says so)
+  --backend LIST       cpu, mlx or auto (default auto: mlx on a GPU when available, else cpu); a list
+                       such as cpu,mlx compares engines in one report
+  --device D           auto | gpu | cpu (default auto)
+  --dtype LIST         engine arithmetic: float32, float16, bfloat16 (default: the engine's own;
+                       the cpu engine computes in float32)
+  --weights DTYPE      how the weights are stored: float32 (as published), float16 or bfloat16
+                       (a converted copy is cached)
+  --batch LIST         pairs per request (default 32), e.g. 8,32,128
+  --concurrency LIST   concurrent clients (default 1), e.g. 1,4,16; every batch x concurrency runs
+  --pairs N            pairs per configuration (default 3200)
+  --pairs-file FILE    JSONL {"query","document"} or TSV query<TAB>document (default: the seeded
+                       MS MARCO-like workload)
+  --seed N             workload seed (default 42)
+  --scenarios          run the standard scenarios 01-04 and write results/index.md
+  --scenario LIST      run some standard scenarios, e.g. 01,03
+  --name NAME --id NN  file name parts of a custom run (default from the engine)
+  --out DIR            where reports go (default results)
+  --sample-ms N        time-series interval (default 500)
+  --max-seconds N      time budget per configuration: no new request after N s (default 200, 0 = none);
+                       a configuration cut short says so in the report
+  --max-batch-tokens N --max-batch-size N --max-wait-ms N --threads N   scheduler and engine options
+  --offline            never touch the network
+  --no-ablation        skip the short extra run with length sorting off (padding comparison)
+  --progress MODE      auto (bar on a TTY, lines otherwise) | plain | none
+`;
+
+function ints(flag: string, v: string | undefined, dflt: number[]): number[] {
+  if (v === undefined) return dflt;
+  const out = v.split(',').map((s) => Number(s.trim()));
+  if (out.length === 0 || out.some((n) => !Number.isInteger(n) || n < 1)) {
+    throw new InputError(`--${flag} takes positive integers separated by commas, got "${v}".`);
+  }
+  return out;
+}
+
+function int(flag: string, v: string | undefined, min = 1): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min)
+    throw new InputError(`--${flag} takes an integer >= ${min}, got "${v}".`);
+  return n;
+}
+
+function oneOf<T extends string>(flag: string, v: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(v)) {
+    throw new InputError(`--${flag} takes one of ${allowed.join(', ')}, got "${v}".`);
+  }
+  return v as T;
+}
+
+function autoBackend(): 'cpu' | 'mlx' {
+  try {
+    const mlx = native().backends().mlx;
+    return mlx.available && mlx.devices?.includes('gpu') ? 'mlx' : 'cpu';
+  } catch {
+    return 'cpu';
+  }
+}
+
+export function parseBench(argv: string[]): { specs: ScenarioSpec[]; options: BenchOptions } {
+  const { values: v } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      model: { type: 'string' },
+      backend: { type: 'string' },
+      device: { type: 'string' },
+      dtype: { type: 'string' },
+      weights: { type: 'string' },
+      batch: { type: 'string' },
+      concurrency: { type: 'string' },
+      pairs: { type: 'string' },
+      'pairs-file': { type: 'string' },
+      seed: { type: 'string' },
+      scenarios: { type: 'boolean' },
+      scenario: { type: 'string' },
+      name: { type: 'string' },
+      id: { type: 'string' },
+      out: { type: 'string' },
+      'sample-ms': { type: 'string' },
+      'max-seconds': { type: 'string' },
+      'max-batch-tokens': { type: 'string' },
+      'max-batch-size': { type: 'string' },
+      'max-wait-ms': { type: 'string' },
+      threads: { type: 'string' },
+      offline: { type: 'boolean' },
+      'no-ablation': { type: 'boolean' },
+      progress: { type: 'string' },
+    },
+  });
+  const batches = ints('batch', v.batch, [32]);
+  const concurrencies = ints('concurrency', v.concurrency, [1]);
+  let specs: ScenarioSpec[];
+  if (v.scenarios || v.scenario) {
+    const wanted = v.scenario?.split(',').map((s) => s.trim().padStart(2, '0'));
+    specs = STANDARD_SCENARIOS.filter((s) => !wanted || wanted.includes(s.number) || wanted.includes(s.name));
+    if (wanted && specs.length !== wanted.length) {
+      throw new InputError(
+        `--scenario takes numbers or names of ${STANDARD_SCENARIOS.map((s) => `${s.number} (${s.name})`).join(', ')}; got "${v.scenario}".`,
+      );
+    }
+  } else {
+    const device = oneOf('device', v.device ?? 'auto', ['auto', 'gpu', 'cpu'] as const);
+    const backends = (v.backend ?? 'auto').split(',').map((b) => {
+      const name = oneOf('backend', b.trim(), ['auto', 'cpu', 'mlx'] as const);
+      return name === 'auto' ? autoBackend() : name;
+    });
+    const dtypes: Array<DType | undefined> = v.dtype
+      ? v.dtype.split(',').map((d) => oneOf('dtype', d.trim(), ['float32', 'float16', 'bfloat16'] as const))
+      : [undefined];
+    const engines: EngineSpec[] = backends.flatMap((backend) =>
+      dtypes.map((dtype) => ({
+        backend,
+        device: backend === 'cpu' && device === 'auto' ? 'cpu' : device,
+        ...(dtype ? { dtype } : {}),
+      })),
+    );
+    if (v.id !== undefined && !/^\d{1,3}$/.test(v.id))
+      throw new InputError(`--id takes a number like 05, got "${v.id}".`);
+    if (v.name !== undefined && !/^[A-Za-z0-9_.-]+$/.test(v.name)) {
+      throw new InputError(`--name may hold letters, digits, "_", "-" and "." only, got "${v.name}".`);
+    }
+    const weights = v.weights
+      ? oneOf('weights', v.weights, ['float32', 'float16', 'bfloat16'] as const)
+      : undefined;
+    specs = [customScenario(engines, batches, concurrencies, v.name, v.id?.padStart(2, '0'), weights)];
+  }
+  if ((v.scenarios || v.scenario) && (v.batch || v.concurrency)) {
+    specs = specs.map((s) => ({ ...s, batches, concurrencies }));
+  }
+  const maxWaitMs = int('max-wait-ms', v['max-wait-ms'], 0);
+  const maxBatchTokens = int('max-batch-tokens', v['max-batch-tokens']);
+  const maxBatchSize = int('max-batch-size', v['max-batch-size']);
+  const threads = int('threads', v.threads);
+  const options: BenchOptions = {
+    pairs: int('pairs', v.pairs) ?? 3200,
+    seed: int('seed', v.seed, 0) ?? 42,
+    out: v.out ?? 'results',
+    sampleMs: int('sample-ms', v['sample-ms'], 10) ?? 500,
+    maxSeconds: int('max-seconds', v['max-seconds'], 0) ?? 200,
+    offline: v.offline ?? false,
+    paddingAblation: !v['no-ablation'],
+    progress: oneOf('progress', v.progress ?? 'auto', ['auto', 'plain', 'none'] as const),
+    log: (line) => process.stderr.write(`${line}\n`),
+    ...(v.model ? { model: v.model } : {}),
+    ...(v['pairs-file'] ? { pairsFile: v['pairs-file'] } : {}),
+    ...(maxWaitMs !== undefined ? { maxWaitMs } : {}),
+    ...(maxBatchTokens ? { maxBatchTokens } : {}),
+    ...(maxBatchSize ? { maxBatchSize } : {}),
+    ...(threads ? { threads } : {}),
+  };
+  return { specs, options };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  if (command === 'synth') return (await synthCli(rest)) ?? 0;
+  if (command !== 'bench') {
+    process.stderr.write(`mlx-rerank: unknown command "${command}".\n\n${USAGE}`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  let parsed: ReturnType<typeof parseBench>;
+  try {
+    parsed = parseBench(rest);
+  } catch (err) {
+    process.stderr.write(
+      `mlx-rerank bench: ${(err as Error).message}\n\nRun "mlx-rerank bench --help" for the options.\n`,
+    );
+    return 2;
+  }
+  const { written, results } = await runScenarios(parsed.specs, parsed.options);
+  for (const path of written) process.stdout.write(`${path}\n`);
+  if (!results.some((r) => r.runs.some((run) => run.configs.length > 0))) {
+    process.stderr.write('mlx-rerank bench: no engine could run; the reports say why.\n');
+    return 1;
+  }
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const code = err instanceof MlxRerankError ? ` [${err.code}]` : '';
+    process.stderr.write(`mlx-rerank: ${(err as Error)?.message ?? String(err)}${code}\n`);
+    process.exitCode = err instanceof InputError ? 2 : 1;
+  },
+);
