@@ -1,0 +1,568 @@
+// The mlx engine: BERT cross-encoders through MLX's C++ API (mlx::core).
+//
+// Layout of one forward (see DESIGN.md, "The packed batch"):
+//   embeddings   gather word / position / type rows for the T real tokens, add, layer norm
+//   per layer    fused QKV matmul on the T real tokens (no padding in dense layers);
+//                attention per length bucket: pairs padded to a bucket length, grouped by bucket,
+//                mx::fast::scaled_dot_product_attention with a mask on the padded keys; the context
+//                rows are gathered back to the T real tokens;
+//                output projection + residual + layer norm; FFN (+ activation) + residual + layer norm
+//   head         pooler (dense + tanh) on each pair's [CLS] row, classifier, logits cast to float32
+//
+// Threading: every MLX call of one engine happens on the engine's own thread (the addon's per-engine
+// thread). Each engine evaluates on a stream taken from a small process-wide pool (see StreamPool), so
+// that loading and disposing engines does not leave one MLX stream worker thread behind per load.
+// memory() may be called from any thread: it returns numbers cached after each MLX call.
+#include <mlx/mlx.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <numeric>
+#include <optional>
+#include <variant>
+
+#include "engine.h"
+#include "weights.h"
+
+namespace mx = mlx::core;
+
+namespace mlxrerank {
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------------
+// Streams
+
+// MLX keeps one worker thread per stream for the life of the process, and a thread's default stream
+// is created anew for every thread. An addon that starts a thread per engine would thus leak one
+// worker per load. Instead, engines borrow "thread-unsafe" streams (usable from any thread, by one
+// thread at a time) from this pool and give them back when destroyed. All streams of a device are
+// created at once, before the first engine of that device exists, because MLX registers them in a
+// global map that engines running on other threads read without a lock.
+class StreamPool {
+ public:
+  static StreamPool& instance() {
+    static StreamPool* pool = new StreamPool;  // leaked on purpose: MLX's own singletons are leaked too
+    return *pool;
+  }
+
+  mx::Stream acquire(mx::Device device) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& slot = device == mx::Device::gpu ? gpu_ : cpu_;
+    if (!slot.created) {
+      for (int i = 0; i < kStreamsPerDevice; ++i) slot.free.push_back(mx::new_thread_unsafe_stream(device));
+      slot.created = true;
+    }
+    if (slot.free.empty()) {
+      // More engines alive at once than pooled streams: a stream of this thread's own (MLX keeps its
+      // worker until the process exits). Still correct; only costs a thread.
+      return mx::new_stream(device);
+    }
+    mx::Stream stream = slot.free.back();
+    slot.free.pop_back();
+    return stream;
+  }
+
+  void release(mx::Stream stream) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& slot = stream.device == mx::Device::gpu ? gpu_ : cpu_;
+    slot.free.push_back(stream);
+  }
+
+ private:
+  static constexpr int kStreamsPerDevice = 8;
+  struct Slot {
+    bool created = false;
+    std::vector<mx::Stream> free;
+  };
+  std::mutex mutex_;
+  Slot cpu_, gpu_;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Shapes
+
+// Attention pads each pair to one of these lengths and groups pairs of the same length, so that the
+// number of distinct attention shapes (and of buffer sizes in MLX's cache) stays small while padding
+// stays low: at most 7 slots below 64, ~12% above.
+int bucketLength(int length) {
+  static const int kBuckets[] = {8,   16,  24,  32,  40,  48,  56,  64,  80,  96,
+                                 112, 128, 160, 192, 224, 256, 320, 384, 448, 512};
+  for (int b : kBuckets)
+    if (length <= b) return b;
+  return (length + 127) / 128 * 128;  // models with more than 512 positions
+}
+
+mx::Dtype toMx(DType dtype) {
+  switch (dtype) {
+    case DType::F32:
+      return mx::float32;
+    case DType::F16:
+      return mx::float16;
+    case DType::BF16:
+      return mx::bfloat16;
+  }
+  return mx::float32;
+}
+
+std::string dtypeString(mx::Dtype dtype) {
+  if (dtype == mx::float16) return "float16";
+  if (dtype == mx::bfloat16) return "bfloat16";
+  return "float32";
+}
+
+// The activation of the FFN, as config.json's hidden_act names it.
+using Activation = std::function<mx::array(const mx::array&, mx::StreamOrDevice)>;
+
+Activation makeActivation(const std::string& name) {
+  if (name == "gelu") {
+    // BERT's exact GELU: x * (1 + erf(x / sqrt(2))) / 2.
+    return [](const mx::array& x, mx::StreamOrDevice s) {
+      auto dt = x.dtype();
+      auto e = mx::erf(mx::multiply(x, mx::array(static_cast<float>(M_SQRT1_2), dt), s), s);
+      return mx::multiply(mx::multiply(x, mx::array(0.5f, dt), s), mx::add(e, mx::array(1.0f, dt), s), s);
+    };
+  }
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") {
+    return [](const mx::array& x, mx::StreamOrDevice s) {
+      auto dt = x.dtype();
+      auto x3 = mx::multiply(mx::multiply(x, x, s), x, s);
+      auto inner = mx::multiply(mx::add(x, mx::multiply(x3, mx::array(0.044715f, dt), s), s),
+                                mx::array(static_cast<float>(std::sqrt(2.0 / M_PI)), dt), s);
+      return mx::multiply(mx::multiply(x, mx::array(0.5f, dt), s),
+                          mx::add(mx::tanh(inner, s), mx::array(1.0f, dt), s), s);
+    };
+  }
+  if (name == "relu") {
+    return [](const mx::array& x, mx::StreamOrDevice s) {
+      return mx::maximum(x, mx::array(0.0f, x.dtype()), s);
+    };
+  }
+  throw EngineError(ErrorCode::BadConfig, "mlx engine: unsupported hidden_act \"" + name +
+                                              "\" (supported: gelu, gelu_new, gelu_pytorch_tanh, relu)");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The batch, laid out for attention
+
+// Host-side index arrays for one batch: how the T real tokens map onto the padded, bucket-grouped
+// layout that attention works on, and back.
+struct AttentionPlan {
+  struct Group {
+    int pairs = 0;
+    int length = 0;                 // bucket length every pair of the group is padded to
+    std::vector<int32_t> gather;    // pairs * length token rows (padding points at the pair's [CLS])
+    std::vector<uint8_t> keyValid;  // pairs * length, 1 for real keys
+    bool padded = false;            // some pair is shorter than the bucket
+  };
+  std::vector<Group> groups;
+  std::vector<int32_t> scatter;  // T: row of each real token in the concatenated group outputs
+  int64_t slots = 0;             // sum of padded lengths
+};
+
+AttentionPlan planAttention(const PackedBatch& batch) {
+  const size_t pairs = batch.pairs();
+  std::vector<int> order(pairs);
+  std::iota(order.begin(), order.end(), 0);
+  auto length = [&](size_t p) { return batch.offsets[p + 1] - batch.offsets[p]; };
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return bucketLength(length(a)) < bucketLength(length(b)); });
+
+  AttentionPlan plan;
+  plan.scatter.resize(batch.tokens.size());
+  int64_t base = 0;
+  for (size_t i = 0; i < pairs;) {
+    const int bucket = bucketLength(length(order[i]));
+    size_t j = i;
+    while (j < pairs && bucketLength(length(order[j])) == bucket) ++j;
+    AttentionPlan::Group group;
+    group.pairs = static_cast<int>(j - i);
+    group.length = bucket;
+    group.gather.resize(static_cast<size_t>(group.pairs) * bucket);
+    group.keyValid.resize(group.gather.size());
+    for (size_t k = i; k < j; ++k) {
+      const int p = order[k];
+      const int start = batch.offsets[p], len = length(p);
+      const size_t row = (k - i) * bucket;
+      for (int t = 0; t < bucket; ++t) {
+        const bool real = t < len;
+        group.gather[row + t] = real ? start + t : start;
+        group.keyValid[row + t] = real;
+        if (real) plan.scatter[start + t] = static_cast<int32_t>(base + row + t);
+      }
+      group.padded = group.padded || len < bucket;
+    }
+    base += static_cast<int64_t>(group.gather.size());
+    plan.groups.push_back(std::move(group));
+    i = j;
+  }
+  plan.slots = base;
+  return plan;
+}
+
+mx::array int32Array(const std::vector<int32_t>& values) {
+  return mx::array(values.data(), mx::Shape{static_cast<int>(values.size())}, mx::int32);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The engine
+
+struct Layer {
+  mx::array qkvW, qkvB;  // [H, 3H] (transposed: x @ W), [3H]
+  mx::array outW, outB;  // [H, H], [H]
+  mx::array ln1G, ln1B;
+  mx::array ffnInW, ffnInB;    // [H, I], [I]
+  mx::array ffnOutW, ffnOutB;  // [I, H], [H]
+  mx::array ln2G, ln2B;
+};
+
+class MlxEngine final : public Engine {
+ public:
+  MlxEngine(const ModelSpec& spec, const std::vector<std::string>& weightFiles, const EngineOptions& options)
+      : spec_(spec),
+        device_(pickDevice(options.device)),
+        dtype_(pickDtype(options.dtype, device_)),
+        activation_(makeActivation(spec.hiddenAct)),
+        stream_(StreamPool::instance().acquire(device_)) {
+    try {
+      if (spec.numHeads <= 0 || spec.hiddenSize % spec.numHeads != 0)
+        throw EngineError(ErrorCode::BadConfig, "mlx engine: hidden_size " + std::to_string(spec.hiddenSize) +
+                                                    " is not a multiple of num_attention_heads " +
+                                                    std::to_string(spec.numHeads));
+      if (options.cacheLimitBytes >= 0) mx::set_cache_limit(static_cast<size_t>(options.cacheLimitBytes));
+      loadWeights(weightFiles);
+      compile_ = options.compile && compilePays();
+      buildBlocks();
+      refreshMemory();
+    } catch (...) {
+      StreamPool::instance().release(stream_);
+      throw;
+    }
+  }
+
+  ~MlxEngine() override {
+    // Make sure no work of ours is still queued on the stream before another engine borrows it.
+    try {
+      mx::synchronize(stream_);
+    } catch (...) {
+    }
+    StreamPool::instance().release(stream_);
+  }
+
+  ForwardResult forward(const PackedBatch& batch) override {
+    const auto started = std::chrono::steady_clock::now();
+    ForwardResult result;
+    try {
+      mx::array logits = run(batch, result.computedSlots);
+      mx::eval(logits);
+      const float* data = logits.data<float>();
+      result.logits.assign(data, data + logits.size());
+    } catch (const EngineError&) {
+      throw;
+    } catch (const std::exception& err) {
+      refreshMemory();
+      throw EngineError(ErrorCode::Engine, std::string("mlx engine: forward failed: ") + err.what());
+    }
+    result.inferenceMs =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    refreshMemory();
+    return result;
+  }
+
+  MemoryInfo memory() const override {
+    MemoryInfo info;
+    info.activeBytes = active_.load();
+    info.peakBytes = peak_.load();
+    info.cacheBytes = cache_.load();
+    return info;
+  }
+
+  std::string backend() const override { return "mlx"; }
+  std::string device() const override { return device_ == mx::Device::gpu ? "gpu" : "cpu"; }
+  std::string deviceName() const override { return deviceName_; }
+  std::string dtype() const override { return dtypeString(dtype_); }
+  std::string version() const override { return mx::version(); }
+
+  // Where kernels are built per shape (GPUs; CPUs with compile on), one batch holding a pair of every
+  // bucket length up to min(maxPositions, 512), then a small batch. On a CPU without compile nothing
+  // is built per shape, so one small batch (threads, buffer cache) is all the warm-up there is to do.
+  void warmup() override {
+    const int limit = static_cast<int>(std::min<int64_t>(spec_.maxPositions, 512));
+    const int32_t secondType = std::min<int32_t>(1, static_cast<int32_t>(spec_.typeVocabSize - 1));
+    auto batchOf = [&](const std::vector<int>& lengths) {
+      PackedBatch batch;
+      batch.offsets.push_back(0);
+      for (int len : lengths) {
+        for (int t = 0; t < len; ++t) {
+          batch.tokens.push_back(static_cast<int32_t>((t * 7919 + 101) % spec_.vocabSize));
+          batch.typeIds.push_back(t < len / 2 ? 0 : secondType);
+        }
+        batch.offsets.push_back(static_cast<int32_t>(batch.tokens.size()));
+      }
+      return batch;
+    };
+    if (device_ == mx::Device::gpu || compile_) {
+      std::vector<int> sweep;
+      for (int len = 1; len <= limit; len = bucketLength(len) + 1)
+        sweep.push_back(std::min(bucketLength(len), limit));
+      forward(batchOf(sweep));
+    }
+    forward(batchOf({std::min(limit, 12), std::min(limit, 5)}));
+  }
+
+ private:
+  static mx::Device pickDevice(const std::string& requested) {
+    const bool gpu = mx::is_available(mx::Device(mx::Device::gpu));
+    if (requested == "cpu") return mx::Device(mx::Device::cpu);
+    if (requested == "gpu") {
+      if (!gpu)
+        throw EngineError(
+            ErrorCode::Unavailable,
+            "mlx engine: device \"gpu\" requested but this MLX (" + std::string(mx::version()) +
+                ") has no usable GPU (it needs MLX built with Metal on Apple silicon or with CUDA "
+                "on an NVIDIA GPU). Use device \"cpu\" or \"auto\".");
+      return mx::Device(mx::Device::gpu);
+    }
+    if (requested == "auto" || requested.empty()) return mx::Device(gpu ? mx::Device::gpu : mx::Device::cpu);
+    throw EngineError(ErrorCode::Input,
+                      "mlx engine: unknown device \"" + requested + "\" (use auto, gpu or cpu)");
+  }
+
+  static mx::Dtype pickDtype(const std::string& requested, mx::Device device) {
+    if (requested.empty()) return device == mx::Device::gpu ? mx::float16 : mx::float32;
+    if (requested == "float32") return mx::float32;
+    if (requested == "float16") return mx::float16;
+    if (requested == "bfloat16") return mx::bfloat16;
+    throw EngineError(ErrorCode::Input,
+                      "mlx engine: unknown dtype \"" + requested + "\" (use float32, float16 or bfloat16)");
+  }
+
+  // mx::compile fuses the element-wise chains (bias + GELU, residual adds). On GPUs that saves kernel
+  // launches and memory traffic. On CPUs MLX compiles fused kernels with the system C++ compiler at
+  // run time; measured on x86-64 (bench/engine-mlx-vs-cpu.ts) it does not pay for BERT shapes, and it
+  // needs a compiler on the user's machine, so CPU engines run uncompiled unless
+  // MLX_RERANK_CPU_COMPILE=1 asks for it (for measuring).
+  bool compilePays() const {
+    if (device_ == mx::Device::gpu) return true;
+    const char* env = std::getenv("MLX_RERANK_CPU_COMPILE");
+    return env != nullptr && std::string(env) == "1";
+  }
+
+  mx::array load(const WeightStore& store, const std::string& name, bool transpose = false) {
+    const TensorView& view = store.get(name);
+    mx::Shape shape;
+    for (int64_t d : view.shape) shape.push_back(static_cast<int>(d));
+    // Copy the bytes as they are stored (the mapping may not be aligned for their type), then convert.
+    mx::allocator::Buffer buffer = mx::allocator::malloc(std::max<size_t>(view.bytes, 1));
+    std::memcpy(buffer.raw_ptr(), view.data, view.bytes);
+    mx::array raw(buffer, shape, toMx(view.dtype));
+    mx::array out = transpose ? mx::contiguous(mx::transpose(raw, stream_), false, stream_) : raw;
+    out = mx::astype(out, dtype_, stream_);
+    mx::eval(out);
+    return out;
+  }
+
+  void loadWeights(const std::vector<std::string>& files) {
+    std::unique_ptr<WeightStore> store = WeightStore::open(files, spec_);
+    const WeightStore& w = *store;
+    try {
+      wordEmb_ = load(w, "embeddings.word_embeddings.weight");
+      posEmb_ = load(w, "embeddings.position_embeddings.weight");
+      typeEmb_ = load(w, "embeddings.token_type_embeddings.weight");
+      embLnG_ = load(w, "embeddings.LayerNorm.weight");
+      embLnB_ = load(w, "embeddings.LayerNorm.bias");
+      for (int64_t i = 0; i < spec_.numLayers; ++i) {
+        const std::string p = "encoder.layer." + std::to_string(i) + ".";
+        auto qW = load(w, p + "attention.self.query.weight", true);
+        auto kW = load(w, p + "attention.self.key.weight", true);
+        auto vW = load(w, p + "attention.self.value.weight", true);
+        auto qB = load(w, p + "attention.self.query.bias");
+        auto kB = load(w, p + "attention.self.key.bias");
+        auto vB = load(w, p + "attention.self.value.bias");
+        Layer layer{
+            mx::concatenate({qW, kW, vW}, 1, stream_),
+            mx::concatenate({qB, kB, vB}, 0, stream_),
+            load(w, p + "attention.output.dense.weight", true),
+            load(w, p + "attention.output.dense.bias"),
+            load(w, p + "attention.output.LayerNorm.weight"),
+            load(w, p + "attention.output.LayerNorm.bias"),
+            load(w, p + "intermediate.dense.weight", true),
+            load(w, p + "intermediate.dense.bias"),
+            load(w, p + "output.dense.weight", true),
+            load(w, p + "output.dense.bias"),
+            load(w, p + "output.LayerNorm.weight"),
+            load(w, p + "output.LayerNorm.bias"),
+        };
+        mx::eval({layer.qkvW, layer.qkvB});
+        layers_.push_back(std::move(layer));
+      }
+      poolW_ = load(w, "pooler.dense.weight", true);
+      poolB_ = load(w, "pooler.dense.bias");
+      clsW_ = load(w, "classifier.weight", true);
+      clsB_ = load(w, "classifier.bias");
+    } catch (const EngineError&) {
+      throw;
+    } catch (const std::exception& err) {
+      throw EngineError(ErrorCode::Engine,
+                        std::string("mlx engine: converting the weights failed: ") + err.what());
+    }
+    // The mapping is released here (store goes out of scope): from now on the weights live in MLX.
+    auto info = mx::device_info(device_);
+    auto it = info.find("device_name");
+    deviceName_ = it != info.end() && std::holds_alternative<std::string>(it->second)
+                      ? std::get<std::string>(it->second)
+                      : (device_ == mx::Device::gpu ? "gpu" : "cpu");
+  }
+
+  // The dense blocks after attention, as functions of (input, weights...) so that one compiled graph
+  // (shapeless: any token count) serves every layer and every batch.
+  void buildBlocks() {
+    const float eps = static_cast<float>(spec_.layerNormEps);
+    const mx::Stream s = stream_;
+    // inputs: ctx [T,H], residual [T,H], W [H,H], b, gamma, beta
+    // Under compile, bias adds are written as matmul + add: they fuse with the residual add, and
+    // mx::compile(shapeless) miscomputes addmm once the token count changes (MLX 0.32: its broadcast
+    // bias keeps the traced shape).
+    const bool fuse = compile_;
+    attnOut_ = [eps, s, fuse](const std::vector<mx::array>& in) {
+      auto y = fuse ? mx::add(mx::add(mx::matmul(in[0], in[2], s), in[3], s), in[1], s)
+                    : mx::add(mx::addmm(in[3], in[0], in[2], 1.0f, 1.0f, s), in[1], s);
+      return std::vector<mx::array>{mx::fast::layer_norm(y, in[4], in[5], eps, s)};
+    };
+    // inputs: x [T,H], W1 [H,I], b1, W2 [I,H], b2, gamma, beta
+    Activation act = activation_;
+    ffn_ = [eps, s, act, fuse](const std::vector<mx::array>& in) {
+      auto h = act(fuse ? mx::add(mx::matmul(in[0], in[1], s), in[2], s)
+                        : mx::addmm(in[2], in[0], in[1], 1.0f, 1.0f, s),
+                   s);
+      auto y = fuse ? mx::add(mx::add(mx::matmul(h, in[3], s), in[4], s), in[0], s)
+                    : mx::add(mx::addmm(in[4], h, in[3], 1.0f, 1.0f, s), in[0], s);
+      return std::vector<mx::array>{mx::fast::layer_norm(y, in[5], in[6], eps, s)};
+    };
+    if (compile_) {
+      attnOut_ = mx::compile(attnOut_, /*shapeless=*/true);
+      ffn_ = mx::compile(ffn_, /*shapeless=*/true);
+    }
+  }
+
+  mx::array attention(const mx::array& qkv, const AttentionPlan& plan, const std::vector<mx::array>& gathers,
+                      const std::vector<std::optional<mx::array>>& masks, const mx::array& scatter) {
+    const int heads = static_cast<int>(spec_.numHeads);
+    const int headDim = static_cast<int>(spec_.hiddenSize / spec_.numHeads);
+    const int hidden = static_cast<int>(spec_.hiddenSize);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(headDim));
+    const mx::Stream s = stream_;
+    std::vector<mx::array> outs;
+    outs.reserve(plan.groups.size());
+    for (size_t g = 0; g < plan.groups.size(); ++g) {
+      const auto& group = plan.groups[g];
+      // [pairs * L, 3H] -> [pairs, L, 3, heads, headDim]
+      auto t =
+          mx::reshape(mx::take(qkv, gathers[g], 0, s), {group.pairs, group.length, 3, heads, headDim}, s);
+      auto part = [&](int i) { return mx::transpose(mx::take(t, i, 2, s), {0, 2, 1, 3}, s); };
+      auto o = masks[g] ? mx::fast::scaled_dot_product_attention(part(0), part(1), part(2), scale, "array",
+                                                                 masks[g], {}, false, s)
+                        : mx::fast::scaled_dot_product_attention(part(0), part(1), part(2), scale, "", {}, {},
+                                                                 false, s);
+      outs.push_back(mx::reshape(mx::transpose(o, {0, 2, 1, 3}, s), {group.pairs * group.length, hidden}, s));
+    }
+    auto all = outs.size() == 1 ? outs[0] : mx::concatenate(outs, 0, s);
+    return mx::take(all, scatter, 0, s);
+  }
+
+  mx::array run(const PackedBatch& batch, int64_t& computedSlots) {
+    const mx::Stream s = stream_;
+    const size_t pairs = batch.pairs();
+    const int tokens = static_cast<int>(batch.tokens.size());
+
+    std::vector<int32_t> positions(tokens), cls(pairs);
+    for (size_t p = 0; p < pairs; ++p) {
+      cls[p] = batch.offsets[p];
+      for (int32_t t = batch.offsets[p]; t < batch.offsets[p + 1]; ++t) positions[t] = t - batch.offsets[p];
+    }
+    AttentionPlan plan = planAttention(batch);
+    computedSlots = std::max<int64_t>(plan.slots, tokens);
+
+    std::vector<mx::array> gathers;
+    std::vector<std::optional<mx::array>> masks;
+    for (const auto& group : plan.groups) {
+      gathers.push_back(int32Array(group.gather));
+      if (group.padded) {
+        mx::array valid(group.keyValid.data(), mx::Shape{group.pairs, 1, 1, group.length}, mx::bool_);
+        masks.emplace_back(valid);
+      } else {
+        masks.emplace_back(std::nullopt);
+      }
+    }
+    const mx::array scatter = int32Array(plan.scatter);
+
+    auto x = mx::add(mx::add(mx::take(wordEmb_, int32Array(batch.tokens), 0, s),
+                             mx::take(posEmb_, int32Array(positions), 0, s), s),
+                     mx::take(typeEmb_, int32Array(batch.typeIds), 0, s), s);
+    x = mx::fast::layer_norm(x, embLnG_, embLnB_, static_cast<float>(spec_.layerNormEps), s);
+
+    for (const Layer& L : layers_) {
+      auto qkv = mx::addmm(L.qkvB, x, L.qkvW, 1.0f, 1.0f, s);
+      auto ctx = attention(qkv, plan, gathers, masks, scatter);
+      x = attnOut_({ctx, x, L.outW, L.outB, L.ln1G, L.ln1B})[0];
+      x = ffn_({x, L.ffnInW, L.ffnInB, L.ffnOutW, L.ffnOutB, L.ln2G, L.ln2B})[0];
+    }
+
+    auto pooled = mx::tanh(mx::addmm(poolB_, mx::take(x, int32Array(cls), 0, s), poolW_, 1.0f, 1.0f, s), s);
+    auto logits = mx::addmm(clsB_, pooled, clsW_, 1.0f, 1.0f, s);
+    return mx::astype(logits, mx::float32, s);
+  }
+
+  // MLX's counters are process-wide (all engines and MLX users in the process together).
+  void refreshMemory() {
+    active_ = static_cast<int64_t>(mx::get_active_memory());
+    peak_ = static_cast<int64_t>(mx::get_peak_memory());
+    cache_ = static_cast<int64_t>(mx::get_cache_memory());
+  }
+
+  ModelSpec spec_;
+  mx::Device device_;
+  mx::Dtype dtype_;
+  Activation activation_;
+  mx::Stream stream_;  // after everything that can throw in the initializer list
+  bool compile_ = false;
+  std::string deviceName_;
+
+  mx::array wordEmb_{0.0f}, posEmb_{0.0f}, typeEmb_{0.0f}, embLnG_{0.0f}, embLnB_{0.0f};
+  std::vector<Layer> layers_;
+  mx::array poolW_{0.0f}, poolB_{0.0f}, clsW_{0.0f}, clsB_{0.0f};
+
+  std::function<std::vector<mx::array>(const std::vector<mx::array>&)> attnOut_, ffn_;
+
+  std::atomic<int64_t> active_{0}, peak_{0}, cache_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> makeMlxEngine(const ModelSpec& spec, const std::vector<std::string>& weightFiles,
+                                      const EngineOptions& options) {
+  try {
+    return std::make_unique<MlxEngine>(spec, weightFiles, options);
+  } catch (const EngineError&) {
+    throw;
+  } catch (const std::exception& err) {
+    throw EngineError(ErrorCode::Engine, std::string("mlx engine: ") + err.what());
+  }
+}
+
+std::string mlxVersion() { return mx::version(); }
+
+bool mlxGpuAvailable() {
+  try {
+    return mx::is_available(mx::Device(mx::Device::gpu));
+  } catch (...) {
+    return false;
+  }
+}
+
+}  // namespace mlxrerank
