@@ -203,9 +203,11 @@ def run(name, vocab, lower, out_dir, rng):
     for q, d, max_len, trunc in cases(gen, rng):
         rec = {"q": q, "d": d, "maxLength": max_len, "truncation": trunc}
         try:
-            enc = tok(q, d, truncation=trunc, max_length=max_len)
-            rec["ids"] = list(enc["input_ids"])
-            rec["typeIds"] = list(enc["token_type_ids"])
+            # The batch call, as sentence-transformers' CrossEncoder makes it (the single-pair call
+            # drops an empty document; the batch call and the Rust tokenizer keep its [SEP]).
+            enc = tok([q], [d], truncation=trunc, max_length=max_len)
+            rec["ids"] = list(enc["input_ids"][0])
+            rec["typeIds"] = list(enc["token_type_ids"][0])
         except Exception as err:  # e.g. only_second when the query alone does not fit
             rec["error"] = type(err).__name__ + ": " + str(err)[:200]
         # The Rust tokenizer behind it must agree (it is what tokenizer.json describes).

@@ -1,0 +1,431 @@
+/**
+ * Reading and validating tokenizer files (untrusted input) into one TokenizerSpec:
+ *  - tokenizer.json (Hugging Face `tokenizers` format) with a WordPiece model, BertNormalizer,
+ *    BertPreTokenizer and a TemplateProcessing / BertProcessing post-processor;
+ *  - vocab.txt + tokenizer_config.json (+ special_tokens_map.json), converted the way transformers'
+ *    BertConverter builds BertTokenizerFast from the slow tokenizer.
+ * Anything else gets a TokenizerError that names the file, the field and what is supported.
+ */
+import { TokenizerError } from '../errors';
+import type { AddedToken, CoreSpec, NormalizerOptions } from './wordpiece';
+
+/** One piece of the pair template: a special token's ids, or sequence A (query) / B (document). */
+export type TemplatePiece =
+  | { kind: 'special'; ids: number[]; typeId: number }
+  | { kind: 'A' | 'B'; typeId: number };
+
+export interface TokenizerSpec {
+  core: CoreSpec;
+  pairTemplate: TemplatePiece[];
+  modelMaxLength: number;
+  vocabSize: number;
+  clsId: number;
+  sepId: number;
+  padId: number;
+  unkId: number;
+}
+
+/** transformers' VERY_LARGE_INTEGER (int(1e30)) and similar sentinels mean "no limit". */
+const HUGE_MAX_LENGTH = 1e18;
+const MAX_VOCAB = 5_000_000;
+const MAX_ID = 0x7fffffff;
+
+type Json = Record<string, unknown>;
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function fail(where: string, message: string): never {
+  throw new TokenizerError(`${where}: ${message}`);
+}
+
+function optBool(obj: Json, key: string, where: string, dflt: boolean): boolean {
+  const v = obj[key];
+  if (v === undefined || v === null) return dflt;
+  if (typeof v !== 'boolean') fail(where, `"${key}" must be true or false, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function isId(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_ID;
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** A special token given as "[CLS]" or as {"content": "[CLS]", ...} (AddedToken in JSON). */
+function tokenString(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (isObject(v) && typeof v.content === 'string') return v.content;
+  return undefined;
+}
+
+function modelMaxLengthOf(v: unknown, where: string): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !(v > 0))
+    fail(where, `"model_max_length" must be a positive number, got ${v}`);
+  return v >= HUGE_MAX_LENGTH || !Number.isFinite(v) ? Number.POSITIVE_INFINITY : Math.floor(v);
+}
+
+function addedTokenOf(v: unknown, id: number, where: string): AddedToken {
+  if (!isObject(v) || typeof v.content !== 'string' || v.content.length === 0) {
+    fail(where, `added token ${id} must have a non-empty "content" string`);
+  }
+  const content = v.content;
+  if (optBool(v, 'single_word', where, false)) {
+    fail(where, `added token ${JSON.stringify(content)} has single_word: true, which is not supported`);
+  }
+  const special = optBool(v, 'special', where, false);
+  if (optBool(v, 'normalized', where, !special)) {
+    fail(
+      where,
+      `added token ${JSON.stringify(content)} has normalized: true (matched after normalization), which is not supported; only tokens matched on the raw text (normalized: false, as BERT's special tokens are) can be used`,
+    );
+  }
+  return {
+    content,
+    id,
+    lstrip: optBool(v, 'lstrip', where, false),
+    rstrip: optBool(v, 'rstrip', where, false),
+  };
+}
+
+interface SpecialNames {
+  cls: string;
+  sep: string;
+  pad: string;
+  unk: string;
+  mask: string;
+}
+
+function specialNames(config: Json, dflt: SpecialNames): SpecialNames {
+  return {
+    cls: tokenString(config.cls_token) ?? dflt.cls,
+    sep: tokenString(config.sep_token) ?? dflt.sep,
+    pad: tokenString(config.pad_token) ?? dflt.pad,
+    unk: tokenString(config.unk_token) ?? dflt.unk,
+    mask: tokenString(config.mask_token) ?? dflt.mask,
+  };
+}
+
+function idOf(
+  name: string,
+  role: string,
+  vocab: ReadonlyMap<string, number>,
+  added: readonly AddedToken[],
+  where: string,
+): number {
+  const a = added.find((t) => t.content === name);
+  const id = a?.id ?? vocab.get(name);
+  if (id === undefined) {
+    fail(
+      where,
+      `the ${role} token ${JSON.stringify(name)} is not in the vocabulary; the file is incomplete or not a BERT tokenizer`,
+    );
+  }
+  return id;
+}
+
+function maxId(vocab: ReadonlyMap<string, number>, added: readonly AddedToken[]): number {
+  let m = -1;
+  for (const id of vocab.values()) if (id > m) m = id;
+  for (const t of added) if (t.id > m) m = t.id;
+  return m;
+}
+
+/** BERT's fixed pair template: [CLS] A [SEP] B [SEP] with type ids 0 0 0 1 1. */
+function bertTemplate(clsId: number, sepId: number): TemplatePiece[] {
+  return [
+    { kind: 'special', ids: [clsId], typeId: 0 },
+    { kind: 'A', typeId: 0 },
+    { kind: 'special', ids: [sepId], typeId: 0 },
+    { kind: 'B', typeId: 1 },
+    { kind: 'special', ids: [sepId], typeId: 1 },
+  ];
+}
+
+function checkTemplate(t: TemplatePiece[], where: string): TemplatePiece[] {
+  const a = t.filter((p) => p.kind === 'A').length;
+  const b = t.filter((p) => p.kind === 'B').length;
+  if (a !== 1 || b !== 1) fail(where, 'the pair template must contain $A and $B exactly once');
+  return t;
+}
+
+// ------------------------------------------------------------------------------------ tokenizer.json
+
+function parsePostProcessor(pp: unknown, where: string): TemplatePiece[] {
+  if (!isObject(pp))
+    fail(where, '"post_processor" is missing; a BERT tokenizer needs [CLS] / [SEP] templates');
+  if (pp.type === 'BertProcessing') {
+    const cls = pp.cls;
+    const sep = pp.sep;
+    if (!Array.isArray(cls) || !isId(cls[1]) || !Array.isArray(sep) || !isId(sep[1])) {
+      fail(where, 'BertProcessing needs "cls" and "sep" as [token, id]');
+    }
+    return bertTemplate(cls[1], sep[1]);
+  }
+  if (pp.type !== 'TemplateProcessing') {
+    fail(
+      where,
+      `post_processor type ${JSON.stringify(pp.type)} is not supported (TemplateProcessing or BertProcessing)`,
+    );
+  }
+  const specials = isObject(pp.special_tokens) ? pp.special_tokens : {};
+  if (!Array.isArray(pp.pair)) fail(where, 'TemplateProcessing needs a "pair" template');
+  const pieces: TemplatePiece[] = [];
+  for (const item of pp.pair) {
+    if (isObject(item) && isObject(item.Sequence)) {
+      const { id, type_id } = item.Sequence;
+      if ((id !== 'A' && id !== 'B') || !isId(type_id))
+        fail(where, `bad Sequence item ${JSON.stringify(item)}`);
+      pieces.push({ kind: id, typeId: type_id });
+    } else if (isObject(item) && isObject(item.SpecialToken)) {
+      const { id, type_id } = item.SpecialToken;
+      const st = typeof id === 'string' ? specials[id] : undefined;
+      if (!isObject(st) || !Array.isArray(st.ids) || !st.ids.every(isId) || !isId(type_id)) {
+        fail(
+          where,
+          `special token ${JSON.stringify(id)} of the pair template has no ids in "special_tokens"`,
+        );
+      }
+      pieces.push({ kind: 'special', ids: st.ids as number[], typeId: type_id });
+    } else {
+      fail(where, `bad pair template item ${JSON.stringify(item)}`);
+    }
+  }
+  return checkTemplate(pieces, where);
+}
+
+interface RawBertNormalizer {
+  clean_text: boolean;
+  handle_chinese_chars: boolean;
+  strip_accents: boolean | null;
+  lowercase: boolean;
+}
+
+function parseNormalizer(n: unknown, where: string): RawBertNormalizer | null {
+  if (n === null || n === undefined) return null;
+  if (!isObject(n) || n.type !== 'BertNormalizer') {
+    fail(
+      where,
+      `normalizer ${JSON.stringify(isObject(n) ? n.type : n)} is not supported (BertNormalizer only)`,
+    );
+  }
+  const strip = n.strip_accents;
+  if (strip !== undefined && strip !== null && typeof strip !== 'boolean') {
+    fail(where, '"strip_accents" must be true, false or null');
+  }
+  return {
+    clean_text: optBool(n, 'clean_text', where, true),
+    handle_chinese_chars: optBool(n, 'handle_chinese_chars', where, true),
+    strip_accents: strip ?? null,
+    lowercase: optBool(n, 'lowercase', where, true),
+  };
+}
+
+/**
+ * BertTokenizerFast.__init__ (transformers 4.x) compares the normalizer of tokenizer.json with its own
+ * arguments from tokenizer_config.json (defaults do_lower_case=True, strip_accents=None,
+ * tokenize_chinese_chars=True) and, on any difference, rebuilds the normalizer from the arguments.
+ * Models are trained through that class, so we do the same whenever a tokenizer_config.json is given.
+ */
+function applyConfig(n: RawBertNormalizer, config: Json | undefined, where: string): RawBertNormalizer {
+  if (config === undefined) return n;
+  const lowercase = optBool(config, 'do_lower_case', where, true);
+  const chinese = optBool(config, 'tokenize_chinese_chars', where, true);
+  const s = config.strip_accents;
+  if (s !== undefined && s !== null && typeof s !== 'boolean')
+    fail(where, '"strip_accents" must be true, false or null');
+  const strip = s ?? null;
+  if (n.lowercase === lowercase && n.strip_accents === strip && n.handle_chinese_chars === chinese) return n;
+  return { clean_text: n.clean_text, handle_chinese_chars: chinese, strip_accents: strip, lowercase };
+}
+
+function resolveNormalizer(n: RawBertNormalizer | null): NormalizerOptions {
+  if (n === null)
+    return { cleanText: false, handleChineseChars: false, stripAccents: false, lowercase: false };
+  return {
+    cleanText: n.clean_text,
+    handleChineseChars: n.handle_chinese_chars,
+    stripAccents: n.strip_accents ?? n.lowercase, // null follows lowercase
+    lowercase: n.lowercase,
+  };
+}
+
+/** `config` is tokenizer_config.json merged with special_tokens_map.json, when those files exist. */
+export function specFromTokenizerJson(json: unknown, config?: Json, where = 'tokenizer.json'): TokenizerSpec {
+  if (!isObject(json)) fail(where, 'expected a JSON object');
+  const model = json.model;
+  if (!isObject(model)) fail(where, '"model" is missing');
+  if (model.type !== 'WordPiece') {
+    fail(where, `model type ${JSON.stringify(model.type)} is not supported (WordPiece, as BERT uses)`);
+  }
+  if (!isObject(model.vocab)) fail(where, '"model.vocab" must be an object of token -> id');
+  const entries = Object.entries(model.vocab);
+  if (entries.length === 0 || entries.length > MAX_VOCAB)
+    fail(where, `vocabulary size ${entries.length} is out of range`);
+  const vocab = new Map<string, number>();
+  for (const [tok, id] of entries) {
+    if (!isId(id))
+      fail(
+        where,
+        `vocab id of ${JSON.stringify(tok)} must be a non-negative integer, got ${JSON.stringify(id)}`,
+      );
+    if (LONE_SURROGATE.test(tok)) fail(where, `vocab token ${JSON.stringify(tok)} is not valid Unicode`);
+    vocab.set(tok, id);
+  }
+  const unk =
+    typeof model.unk_token === 'string' ? model.unk_token : fail(where, '"model.unk_token" must be a string');
+  const prefix = model.continuing_subword_prefix ?? '##';
+  if (typeof prefix !== 'string') fail(where, '"model.continuing_subword_prefix" must be a string');
+  const maxChars = model.max_input_chars_per_word ?? 100;
+  if (!isId(maxChars)) fail(where, '"model.max_input_chars_per_word" must be a non-negative integer');
+
+  if (!isObject(json.pre_tokenizer) || json.pre_tokenizer.type !== 'BertPreTokenizer') {
+    const t = isObject(json.pre_tokenizer) ? json.pre_tokenizer.type : json.pre_tokenizer;
+    fail(where, `pre_tokenizer ${JSON.stringify(t)} is not supported (BertPreTokenizer only)`);
+  }
+  const rawNormalizer = parseNormalizer(json.normalizer, where);
+  const normalizer = resolveNormalizer(
+    rawNormalizer === null ? null : applyConfig(rawNormalizer, config, 'tokenizer_config.json'),
+  );
+  const cfg: Json = config ?? {};
+
+  const added: AddedToken[] = [];
+  if (json.added_tokens !== undefined && json.added_tokens !== null) {
+    if (!Array.isArray(json.added_tokens)) fail(where, '"added_tokens" must be an array');
+    for (const t of json.added_tokens) {
+      if (!isObject(t) || !isId(t.id)) fail(where, 'every added token needs an integer "id"');
+      added.push(addedTokenOf(t, t.id, where));
+    }
+  }
+  const pairTemplate = parsePostProcessor(json.post_processor, where);
+
+  const padding = isObject(json.padding) ? json.padding : {};
+  const names = specialNames(cfg, {
+    cls: '[CLS]',
+    sep: '[SEP]',
+    pad: typeof padding.pad_token === 'string' ? padding.pad_token : '[PAD]',
+    unk,
+    mask: '[MASK]',
+  });
+  const unkId = idOf(unk, 'unknown', vocab, added, where);
+  const truncation = isObject(json.truncation) ? json.truncation : {};
+  const modelMaxLength =
+    modelMaxLengthOf(cfg.model_max_length ?? cfg.max_len, 'tokenizer_config.json') ??
+    modelMaxLengthOf(truncation.max_length, where) ??
+    Number.POSITIVE_INFINITY;
+  return {
+    core: {
+      vocab,
+      unkId,
+      continuingSubwordPrefix: prefix,
+      maxInputCharsPerWord: maxChars,
+      normalizer,
+      addedTokens: added,
+    },
+    pairTemplate,
+    modelMaxLength,
+    vocabSize: maxId(vocab, added) + 1,
+    clsId: idOf(names.cls, 'classifier ([CLS])', vocab, added, where),
+    sepId: idOf(names.sep, 'separator ([SEP])', vocab, added, where),
+    padId: idOf(names.pad, 'padding ([PAD])', vocab, added, where),
+    unkId,
+  };
+}
+
+// ------------------------------------------------------------------------------------ vocab.txt
+
+/** vocab.txt as transformers' load_vocab reads it: one token per line (\n, \r\n or \r), index = id. */
+export function parseVocabTxt(text: string): string[] {
+  const lines = text.split(/\r\n|\r|\n/);
+  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+  return lines;
+}
+
+export function specFromVocab(
+  vocabIn: string[] | string,
+  config: Json = {},
+  where = 'vocab.txt',
+): TokenizerSpec {
+  const tokens = typeof vocabIn === 'string' ? parseVocabTxt(vocabIn) : vocabIn;
+  if (!Array.isArray(tokens)) fail(where, 'expected the text of vocab.txt or an array of tokens');
+  if (tokens.length === 0 || tokens.length > MAX_VOCAB)
+    fail(where, `vocabulary size ${tokens.length} is out of range`);
+  const vocab = new Map<string, number>();
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (typeof t !== 'string') fail(where, `token ${i} is not a string`);
+    if (LONE_SURROGATE.test(t)) fail(where, `token ${i} is not valid Unicode`);
+    vocab.set(t, i); // a repeated token keeps its last line, as load_vocab does
+  }
+  const cfgWhere = 'tokenizer_config.json';
+  const lowercase = optBool(config, 'do_lower_case', cfgWhere, true);
+  const normalizer: NormalizerOptions = {
+    cleanText: true,
+    handleChineseChars: optBool(config, 'tokenize_chinese_chars', cfgWhere, true),
+    stripAccents: optBool(config, 'strip_accents', cfgWhere, lowercase),
+    lowercase,
+  };
+  const names = specialNames(config, {
+    cls: '[CLS]',
+    sep: '[SEP]',
+    pad: '[PAD]',
+    unk: '[UNK]',
+    mask: '[MASK]',
+  });
+
+  // Special tokens are matched on the raw text (transformers adds them with normalized=False).
+  const added: AddedToken[] = [];
+  const addSpecial = (content: string, required: string | null): void => {
+    const id = vocab.get(content);
+    if (id === undefined) {
+      if (required !== null) {
+        fail(
+          where,
+          `the ${required} token ${JSON.stringify(content)} is not in the vocabulary; the file is incomplete or not a BERT vocabulary`,
+        );
+      }
+      return; // transformers would append it with an id past the model's embeddings; we leave it out
+    }
+    if (!added.some((t) => t.content === content)) added.push({ content, id, lstrip: false, rstrip: false });
+  };
+  addSpecial(names.unk, 'unknown');
+  addSpecial(names.sep, 'separator');
+  addSpecial(names.pad, 'padding');
+  addSpecial(names.cls, 'classifier');
+  addSpecial(names.mask, null);
+  const extra = config.additional_special_tokens;
+  if (Array.isArray(extra))
+    for (const e of extra) if (tokenString(e) !== undefined) addSpecial(tokenString(e) as string, null);
+  const decoder = config.added_tokens_decoder;
+  if (isObject(decoder)) {
+    for (const [key, v] of Object.entries(decoder)) {
+      const id = Number(key);
+      if (!isId(id)) fail(cfgWhere, `added_tokens_decoder key ${JSON.stringify(key)} is not an id`);
+      const t = addedTokenOf(v, id, cfgWhere);
+      if (!added.some((a) => a.content === t.content)) added.push(t);
+    }
+  }
+  const unkId = vocab.get(names.unk) as number;
+  const clsId = vocab.get(names.cls) as number;
+  const sepId = vocab.get(names.sep) as number;
+  return {
+    core: {
+      vocab,
+      unkId,
+      continuingSubwordPrefix: '##',
+      maxInputCharsPerWord: 100, // BertConverter builds WordPiece with the default, whatever the config says
+      normalizer,
+      addedTokens: added,
+    },
+    pairTemplate: bertTemplate(clsId, sepId),
+    modelMaxLength:
+      modelMaxLengthOf(config.model_max_length ?? config.max_len, cfgWhere) ?? Number.POSITIVE_INFINITY,
+    vocabSize: maxId(vocab, added) + 1,
+    clsId,
+    sepId,
+    padId: vocab.get(names.pad) as number,
+    unkId,
+  };
+}

@@ -1,0 +1,556 @@
+/**
+ * The hot path: BertNormalizer + BertPreTokenizer + WordPiece, fused over char codes, writing ids into
+ * a growable Int32Array. Semantics follow Hugging Face `tokenizers` (Rust) step by step:
+ *
+ *   added tokens  split the raw text first (leftmost-longest; their id is emitted as is)
+ *   clean_text    drop U+0000, U+FFFD and Cc/Cf/Co (but \t \n \r); every whitespace char -> ' '
+ *   chinese       ' ' + c + ' ' around CJK ideographs
+ *   strip_accents NFD, then drop Mn
+ *   lowercase     per code point (no Final_Sigma context)
+ *   pre-tokenize  split on whitespace (removed) and punctuation (isolated)
+ *   WordPiece     greedy longest prefix, "##" continuations, [UNK] for a word with no split or more
+ *                 than max_input_chars_per_word code points
+ *
+ * Speed: ASCII is normalized through a 128-entry table; only runs of non-ASCII characters go through
+ * the general (cached) path. WordPiece walks a trie over UTF-16 code units, so a word costs one hash
+ * probe per character and no string is created.
+ *
+ * Bounded work: text is processed in windows cut at characters that end a word whatever their
+ * neighbours are (whitespace, punctuation, CJK), so encoding stops soon after `limit` ids exist even for
+ * a document of several MB.
+ *
+ * Lone surrogates (possible in JS strings, impossible in Rust ones) are read as U+FFFD, which is what
+ * any UTF-8 conversion of the string (Buffer, TextEncoder, the `tokenizers` binding) produces.
+ */
+import * as U from './unicode';
+
+// Module-local copies: V8 reads imported bindings through a checked cell on every use, which costs
+// measurably in the per-character loops below (about 2x when run unbundled).
+const F_CJK = U.F_CJK;
+const F_HIGH = U.F_HIGH;
+const F_MARK = U.F_MARK;
+const F_OTHER = U.F_OTHER;
+const F_PUNCT = U.F_PUNCT;
+const F_WHITESPACE = U.F_WHITESPACE;
+const FLAGS: Uint8Array = U.FLAGS;
+const flagsOf = U.flagsOf;
+const lowerOf = U.lowerOf;
+
+export interface NormalizerOptions {
+  cleanText: boolean;
+  handleChineseChars: boolean;
+  stripAccents: boolean;
+  lowercase: boolean;
+}
+
+export interface AddedToken {
+  content: string;
+  id: number;
+  /** Swallow whitespace on the left / right of a match (Rust AddedToken.lstrip / rstrip). */
+  lstrip: boolean;
+  rstrip: boolean;
+}
+
+export interface CoreSpec {
+  vocab: ReadonlyMap<string, number>;
+  unkId: number;
+  continuingSubwordPrefix: string;
+  maxInputCharsPerWord: number;
+  normalizer: NormalizerOptions;
+  /** Matched on the raw text before normalization (normalized: false). */
+  addedTokens: readonly AddedToken[];
+}
+
+/** A growable Int32Array used as an output stream of ids. */
+export class IdBuffer {
+  data: Int32Array;
+  length = 0;
+  constructor(capacity = 1024) {
+    this.data = new Int32Array(capacity);
+  }
+  reset(): this {
+    this.length = 0;
+    return this;
+  }
+  reserve(extra: number): Int32Array {
+    const need = this.length + extra;
+    if (need > this.data.length) {
+      const next = new Int32Array(Math.max(need, this.data.length * 2));
+      next.set(this.data.subarray(0, this.length));
+      this.data = next;
+    }
+    return this.data;
+  }
+}
+
+const FNV_OFFSET = 0x811c9dc5 | 0;
+const FNV_PRIME = 0x01000193;
+const RUN_CACHE_MAX_KEY = 64;
+const RUN_PIECE = 48;
+const RUN_CACHE_MAX_SIZE = 50_000;
+const MAX_WINDOW = 1 << 16;
+
+export class WordPieceCore {
+  private readonly unkId: number;
+  private readonly maxChars: number;
+  private readonly opts: NormalizerOptions;
+  /** ASCII normalization: -1 = removed, else the code unit it becomes. */
+  private readonly asciiMap = new Int32Array(128);
+  private readonly boundaryMask: number;
+  // Trie over UTF-16 code units. Node 0 is the root; contRoot is the node of the "##" prefix (-1 if none).
+  private tokId: Int32Array;
+  private nodeCount = 1;
+  // Open addressing, 4 ints a slot so that one probe touches one cache line:
+  // [parent node + 1 (0 = empty), code unit, child node, unused].
+  private hTab: Int32Array;
+  private hMask: number;
+  private hShift: number;
+  private readonly rootNext = new Int32Array(0x10000).fill(-1);
+  private readonly contNext = new Int32Array(0x10000).fill(-1);
+  // Whole-word table: most words are one vocabulary entry, found with one hash probe (FNV-1a over
+  // the code units, computed while the pre-tokenizer scans the word) instead of a walk down the trie.
+  // 4 ints a slot: [hash, id (-1 = empty), offset of its chars in wChars, length].
+  private readonly wTab: Int32Array;
+  private readonly wChars: Uint16Array;
+  private readonly wMask: number;
+  // Added tokens, grouped by their first code unit.
+  private readonly addedFirst: string[];
+  private readonly addedByFirst = new Map<string, AddedToken[]>();
+  // Scratch: the normalized text of the current window.
+  private norm = new Uint16Array(4096);
+  private readonly runCache = new Map<string, string>();
+
+  constructor(spec: CoreSpec) {
+    this.unkId = spec.unkId;
+    this.maxChars = spec.maxInputCharsPerWord;
+    this.opts = { ...spec.normalizer };
+    for (let c = 0; c < 128; c++) this.asciiMap[c] = this.normalizeAscii(c);
+    this.boundaryMask = F_WHITESPACE | F_PUNCT | (this.opts.handleChineseChars ? F_CJK : 0);
+
+    let chars = 0;
+    for (const k of spec.vocab.keys()) chars += k.length;
+    this.tokId = new Int32Array(chars + 2).fill(-1);
+    let slots = 1024;
+    while (slots < chars * 2) slots *= 2;
+    this.hTab = new Int32Array(slots * 4);
+    this.hMask = slots - 1;
+    this.hShift = 32 - Math.log2(slots);
+    for (const [token, id] of spec.vocab) {
+      let node = 0;
+      for (let i = 0; i < token.length; i++) node = this.insertChild(node, token.charCodeAt(i));
+      this.tokId[node] = id;
+    }
+    // -1 when no vocab entry starts with the prefix: every continuation then fails, as in Rust.
+    const cont = this.walk(0, spec.continuingSubwordPrefix);
+    // Dense first steps from the two roots: the most frequent lookups.
+    for (let c = 0; c < 0x10000; c++) {
+      this.rootNext[c] = this.child(0, c);
+      if (cont >= 0) this.contNext[c] = this.child(cont, c);
+    }
+
+    let wSlots = 1024;
+    while (wSlots < spec.vocab.size * 2) wSlots *= 2;
+    this.wMask = wSlots - 1;
+    const wTab = new Int32Array(wSlots * 4);
+    for (let k = 1; k < wTab.length; k += 4) wTab[k] = -1;
+    this.wTab = wTab;
+    this.wChars = new Uint16Array(chars);
+    let off = 0;
+    for (const [token, id] of spec.vocab) {
+      if (token.length === 0) continue;
+      let h = FNV_OFFSET;
+      for (let i = 0; i < token.length; i++) {
+        const c = token.charCodeAt(i);
+        this.wChars[off + i] = c;
+        h = Math.imul(h ^ c, FNV_PRIME);
+      }
+      let k = h & this.wMask;
+      while ((wTab[4 * k + 1] as number) >= 0) k = (k + 1) & this.wMask;
+      wTab[4 * k] = h;
+      wTab[4 * k + 1] = id;
+      wTab[4 * k + 2] = off;
+      wTab[4 * k + 3] = token.length;
+      off += token.length;
+    }
+
+    for (const t of spec.addedTokens) {
+      const first = t.content.charAt(0);
+      let list = this.addedByFirst.get(first);
+      if (list === undefined) {
+        list = [];
+        this.addedByFirst.set(first, list);
+      }
+      list.push(t);
+    }
+    this.addedFirst = [...this.addedByFirst.keys()];
+  }
+
+  /**
+   * Appends the ids of `text` to `out` and returns how many were appended: all of them, or - once at
+   * least `limit` exist - the ids up to the end of the word that reached `limit` (the rest of the
+   * text is then not looked at). Stopping after whole words is what `tokenizers` 0.23 does when
+   * truncation is on, and the count it compares in longest_first.
+   */
+  encode(text: string, out: IdBuffer, limit: number): number {
+    const start = out.length;
+    const n = text.length;
+    let pos = 0;
+    while (pos < n && out.length - start < limit) {
+      const m = this.addedFirst.length === 0 ? null : this.findAdded(text, pos);
+      const segEnd = m === null ? n : m.start;
+      if (segEnd > pos) this.encodeSegment(text, pos, segEnd, out, start + limit);
+      if (m === null) break;
+      if (out.length - start < limit) out.reserve(1)[out.length++] = m.id;
+      pos = m.end;
+    }
+    // A huge word leaves a huge scratch buffer behind; do not keep it alive between calls.
+    if (this.norm.length > 1 << 18) this.norm = new Uint16Array(4096);
+    return out.length - start;
+  }
+
+  // ---------------------------------------------------------------- added tokens
+
+  private findAdded(text: string, pos: number): { start: number; end: number; id: number } | null {
+    let from = pos;
+    for (;;) {
+      let at = -1;
+      for (const f of this.addedFirst) {
+        const k = text.indexOf(f, from);
+        if (k >= 0 && (at < 0 || k < at)) at = k;
+      }
+      if (at < 0) return null;
+      let best: AddedToken | null = null;
+      for (const t of this.addedByFirst.get(text.charAt(at)) ?? []) {
+        if ((best === null || t.content.length > best.content.length) && text.startsWith(t.content, at))
+          best = t;
+      }
+      if (best !== null) {
+        let s = at;
+        let e = at + best.content.length;
+        if (best.lstrip) while (s > pos && isWhitespaceAt(text, s - 1)) s--;
+        if (best.rstrip) while (e < text.length && isWhitespaceAt(text, e)) e++;
+        return { start: s, end: e, id: best.id };
+      }
+      from = at + 1;
+    }
+  }
+
+  // ---------------------------------------------------------------- windows
+
+  private encodeSegment(text: string, a: number, b: number, out: IdBuffer, stop: number): void {
+    let p = a;
+    // About 6 characters per id in English; doubling keeps the number of windows logarithmic.
+    let w = Math.min(MAX_WINDOW, Math.max(256, (stop - out.length) * 6));
+    while (p < b && out.length < stop) {
+      const q = b - p > w ? this.findBoundary(text, p + w, b) : b;
+      const len = this.normalize(text, p, q);
+      this.pretokenize(len, out, stop);
+      p = q;
+      w = Math.min(MAX_WINDOW, w * 2);
+    }
+  }
+
+  /** First index >= from whose character ends any word before it and is unchanged by its neighbours. */
+  private findBoundary(text: string, from: number, b: number): number {
+    const mask = this.boundaryMask;
+    const clean = this.opts.cleanText;
+    for (let i = from; i < b; i++) {
+      const f = FLAGS[text.charCodeAt(i)] as number;
+      if ((f & mask) !== 0 && !(clean && (f & F_OTHER) !== 0)) return i;
+    }
+    return b;
+  }
+
+  // ---------------------------------------------------------------- normalizer
+
+  private normalizeAscii(c: number): number {
+    const { cleanText, lowercase } = this.opts;
+    if (cleanText) {
+      if (c === 9 || c === 10 || c === 13) return 32;
+      if (c < 32 || c === 127) return -1;
+    }
+    if (lowercase && c >= 65 && c <= 90) return c + 32;
+    return c;
+  }
+
+  /** Normalizes text[p, q) into this.norm; returns its length. */
+  private normalize(text: string, p: number, q: number): number {
+    if (this.norm.length < q - p) this.norm = new Uint16Array(Math.max(q - p, this.norm.length * 2));
+    let norm = this.norm;
+    const ascii = this.asciiMap;
+    let n = 0;
+    for (let i = p; i < q; i++) {
+      const c = text.charCodeAt(i);
+      if (c < 128) {
+        const m = ascii[c] as number;
+        if (m >= 0) norm[n++] = m;
+        continue;
+      }
+      let j = i + 1;
+      while (j < q && text.charCodeAt(j) >= 128) j++;
+      const run = this.normalizeRun(text, i, j);
+      if (n + run.length + (q - j) > norm.length) {
+        const next = new Uint16Array((n + run.length + (q - j)) * 2);
+        next.set(norm.subarray(0, n));
+        this.norm = norm = next;
+      }
+      for (let k = 0; k < run.length; k++) norm[n++] = run.charCodeAt(k);
+      i = j - 1;
+    }
+    return n;
+  }
+
+  private normalizeRun(text: string, i: number, j: number): string {
+    if (j - i > RUN_CACHE_MAX_KEY) {
+      // Long runs (a word of several MB without ASCII in it...) go in cached pieces, cut before
+      // characters with canonical combining class 0, across which NFD never reorders.
+      const parts: string[] = [];
+      let a = i;
+      for (let k = i + RUN_PIECE; k < j; k++) {
+        if (isStarter(text.charCodeAt(k))) {
+          parts.push(this.normalizeRun(text, a, k));
+          a = k;
+          k = a + RUN_PIECE - 1;
+        }
+      }
+      parts.push(a === i ? this.normalizeGeneral(text.slice(i, j)) : this.normalizeRun(text, a, j));
+      return parts.join('');
+    }
+    const s = text.slice(i, j);
+    let r = this.runCache.get(s);
+    if (r === undefined) {
+      r = this.normalizeGeneral(s);
+      if (this.runCache.size >= RUN_CACHE_MAX_SIZE) this.runCache.clear();
+      this.runCache.set(s, r);
+    }
+    return r;
+  }
+
+  /** BertNormalizer on any string (code point by code point, NFD over the whole run). */
+  private normalizeGeneral(s: string): string {
+    const { cleanText, handleChineseChars, stripAccents, lowercase } = this.opts;
+    let out = '';
+    for (let k = 0; k < s.length; k++) {
+      let cp = s.charCodeAt(k);
+      if (cp >= 0xd800 && cp <= 0xdfff) {
+        const lo = k + 1 < s.length ? s.charCodeAt(k + 1) : 0;
+        if (cp <= 0xdbff && lo >= 0xdc00 && lo <= 0xdfff) {
+          cp = ((cp - 0xd800) << 10) + (lo - 0xdc00) + 0x10000;
+          k++;
+        } else {
+          cp = 0xfffd; // lone surrogate
+        }
+      }
+      const f = flagsOf(cp);
+      if (cleanText) {
+        if (cp === 0 || cp === 0xfffd || (f & F_OTHER) !== 0) {
+          if (cp === 9 || cp === 10 || cp === 13) out += ' ';
+          continue;
+        }
+        if ((f & F_WHITESPACE) !== 0) {
+          out += ' ';
+          continue;
+        }
+      }
+      const ch = String.fromCodePoint(cp);
+      out += handleChineseChars && (f & F_CJK) !== 0 ? ` ${ch} ` : ch;
+    }
+    if (stripAccents) {
+      const d = out.normalize('NFD');
+      out = '';
+      for (const ch of d) if ((flagsOf(ch.codePointAt(0) as number) & F_MARK) === 0) out += ch;
+    }
+    if (lowercase) {
+      const src = out;
+      out = '';
+      for (const ch of src) out += lowerOf(ch.codePointAt(0) as number);
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- pre-tokenizer + WordPiece
+
+  private pretokenize(len: number, out: IdBuffer, stop: number): void {
+    const norm = this.norm;
+    out.reserve(len + 1); // a word never gives more ids than it has code units
+    let i = 0;
+    while (i < len && out.length < stop) {
+      let f = FLAGS[norm[i] as number] as number;
+      let w = 1;
+      if ((f & F_HIGH) !== 0) {
+        f = flagsOf(codePointAt(norm, i, len));
+        w = 2;
+      }
+      if ((f & F_WHITESPACE) !== 0) {
+        i += w;
+        continue;
+      }
+      if ((f & F_PUNCT) !== 0) {
+        this.wordPiece(i, i + w, out, w === 1 ? Math.imul(FNV_OFFSET ^ (norm[i] as number), FNV_PRIME) : 0);
+        i += w;
+        continue;
+      }
+      let h = FNV_OFFSET;
+      for (let k = i; k < i + w; k++) h = Math.imul(h ^ (norm[k] as number), FNV_PRIME);
+      let j = i + w;
+      while (j < len) {
+        const c = norm[j] as number;
+        const g = FLAGS[c] as number;
+        if ((g & (F_WHITESPACE | F_PUNCT)) !== 0) break;
+        if ((g & F_HIGH) !== 0) {
+          if ((flagsOf(codePointAt(norm, j, len)) & (F_WHITESPACE | F_PUNCT)) !== 0) break;
+          h = Math.imul(h ^ c, FNV_PRIME);
+          h = Math.imul(h ^ (norm[j + 1] as number), FNV_PRIME);
+          j += 2;
+        } else {
+          h = Math.imul(h ^ c, FNV_PRIME);
+          j++;
+        }
+      }
+      this.wordPiece(i, j, out, h);
+      i = j;
+    }
+  }
+
+  /**
+   * WordPiece of the word norm[a, b) (`hash`: FNV-1a of its code units): the word itself when the
+   * vocabulary has it, else the greedy longest-prefix split, or one [UNK].
+   */
+  private wordPiece(a: number, b: number, out: IdBuffer, hash: number): void {
+    const norm = this.norm;
+    const data = out.data;
+    const n0 = b - a;
+    if (n0 <= this.maxChars) {
+      const wTab = this.wTab;
+      const mask = this.wMask;
+      for (let k = hash & mask; ; k = (k + 1) & mask) {
+        const id = wTab[4 * k + 1] as number;
+        if (id < 0) break;
+        if (wTab[4 * k] === hash && wTab[4 * k + 3] === n0) {
+          const off = (wTab[4 * k + 2] as number) - a;
+          const chars = this.wChars;
+          let i = a;
+          while (i < b && chars[off + i] === norm[i]) i++;
+          if (i === b) {
+            data[out.length++] = id;
+            return;
+          }
+        }
+      }
+    }
+    if (b - a > this.maxChars) {
+      let chars = b - a;
+      for (let i = a; i < b; i++) {
+        const c = norm[i] as number;
+        if (c >= 0xdc00 && c <= 0xdfff) chars--;
+      }
+      if (chars > this.maxChars) {
+        data[out.length++] = this.unkId;
+        return;
+      }
+    }
+    const tokId = this.tokId;
+    const hTab = this.hTab;
+    const shift = this.hShift;
+    const mask = this.hMask;
+    let n = out.length;
+    let pos = a;
+    let first = true;
+    while (pos < b) {
+      let node = (first ? this.rootNext : this.contNext)[norm[pos] as number] as number;
+      let bestId = -1;
+      let bestEnd = pos;
+      let i = pos + 1;
+      while (node >= 0) {
+        const id = tokId[node] as number;
+        if (id >= 0) {
+          bestId = id;
+          bestEnd = i;
+        }
+        if (i >= b) break;
+        // Inlined child(node, c).
+        const c = norm[i] as number;
+        let h = Math.imul(Math.imul(node, 0x01000193) ^ c, 0x9e3779b1) >>> shift;
+        let next = -1;
+        for (;;) {
+          const p = hTab[4 * h] as number;
+          if (p === 0) break;
+          if (p === node + 1 && hTab[4 * h + 1] === c) {
+            next = hTab[4 * h + 2] as number;
+            break;
+          }
+          h = (h + 1) & mask;
+        }
+        node = next;
+        i++;
+      }
+      if (bestId < 0) {
+        data[out.length] = this.unkId;
+        out.length++;
+        return;
+      }
+      data[n++] = bestId;
+      pos = bestEnd;
+      first = false;
+    }
+    out.length = n;
+  }
+
+  // ---------------------------------------------------------------- trie
+
+  /** The slot of (node, c): where it is, or the empty slot where it would go. */
+  private slot(node: number, c: number): number {
+    const t = this.hTab;
+    let h = Math.imul(Math.imul(node, 0x01000193) ^ c, 0x9e3779b1) >>> this.hShift;
+    for (;;) {
+      const p = t[4 * h] as number;
+      if (p === 0 || (p === node + 1 && t[4 * h + 1] === c)) return h;
+      h = (h + 1) & this.hMask;
+    }
+  }
+
+  private child(node: number, c: number): number {
+    const h = this.slot(node, c);
+    return this.hTab[4 * h] === 0 ? -1 : (this.hTab[4 * h + 2] as number);
+  }
+
+  private insertChild(node: number, c: number): number {
+    const h = this.slot(node, c);
+    if (this.hTab[4 * h] !== 0) return this.hTab[4 * h + 2] as number;
+    const id = this.nodeCount++;
+    this.hTab[4 * h] = node + 1;
+    this.hTab[4 * h + 1] = c;
+    this.hTab[4 * h + 2] = id;
+    return id;
+  }
+
+  private walk(node: number, s: string): number {
+    let cur = node;
+    for (let i = 0; i < s.length && cur >= 0; i++) cur = this.child(cur, s.charCodeAt(i));
+    return cur;
+  }
+}
+
+/** Characters of canonical combining class 0 with no combining marks nearby in their blocks. */
+function isStarter(c: number): boolean {
+  return (
+    (c >= 0x80 && c < 0x300) ||
+    (c >= 0x400 && c <= 0x482) ||
+    (c >= 0x48a && c <= 0x52f) ||
+    (c >= 0x3041 && c <= 0x3096) ||
+    (c >= 0x30a1 && c <= 0x30fa) ||
+    (c >= 0x4e00 && c <= 0x9fff) ||
+    (c >= 0xac00 && c <= 0xd7a3)
+  );
+}
+
+function codePointAt(buf: Uint16Array, i: number, len: number): number {
+  const hi = buf[i] as number;
+  const lo = i + 1 < len ? (buf[i + 1] as number) : 0;
+  return ((hi - 0xd800) << 10) + (lo - 0xdc00) + 0x10000;
+}
+
+function isWhitespaceAt(text: string, i: number): boolean {
+  const c = text.charCodeAt(i);
+  return c < 0xd800 ? ((FLAGS[c] as number) & F_WHITESPACE) !== 0 : false;
+}
