@@ -47,9 +47,9 @@ struct MemoryInfo {
 };
 
 struct EngineOptions {
-  std::string device = "auto";  // "auto" | "gpu" | "cpu"
-  std::string dtype;            // "" = the engine's default for its device
-  int threads = 0;              // 0 = sized to the machine
+  std::string device = "auto";   // "auto" | "gpu" | "cpu"
+  std::string dtype;             // "" = the engine's default for its device
+  int threads = 0;               // 0 = sized to the machine
   int64_t cacheLimitBytes = -1;  // < 0 = the engine's default
   bool compile = true;           // mlx: use mx::compile where it pays
 };

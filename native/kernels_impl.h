@@ -1,0 +1,252 @@
+// The cache-blocked GEMM driver and the element-wise passes, included by each kernels_<isa>.cpp after
+// it defines MLXR_TARGET (a target attribute), MLXR_MR x MLXR_NR and microKernel(). Everything here has
+// internal linkage, so each instruction set gets its own copy and no ISA-specific code can be picked
+// up by the linker for another translation unit.
+//
+// Determinism: every output element is computed by the same sequence of operations whatever the
+// other rows of the batch are (tails go through a zero-padded tile with the same micro-kernel), so a
+// pair scores bit-identically alone or inside any batch.
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace {
+
+using mlxrerank::cpu::Act;
+using mlxrerank::cpu::PackedMatrix;
+
+constexpr int MR = MLXR_MR;
+constexpr int NR = MLXR_NR;
+#ifndef MLXR_KC
+#define MLXR_KC 256
+#endif
+constexpr int KC = MLXR_KC;  // a KC x NR panel of B stays in L1 across a row block
+constexpr int MC = 8 * MR;   // rows packed at a time: MC x KC floats (96 KiB max)
+
+// Lane-wise partial sums vectorise without reassociation (no -ffast-math needed); the final fold is
+// in a fixed order, so results are deterministic.
+constexpr int LANES = 16;
+
+MLXR_TARGET inline float expApprox(float x) {
+  // exp(x) = 2^n * exp(r), |r| <= ln2/2; degree-6 polynomial, < 2 ulp on the range softmax/GELU use.
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
+  float p = 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+MLXR_TARGET inline float erfApprox(float a) {
+  // Rational approximation (as in Eigen / XLA), a few ulp on [-4, 4]; erf is +-1 in float beyond.
+  const float x = std::min(std::max(a, -4.0f), 4.0f);
+  const float x2 = x * x;
+  float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
+  p = x2 * p + -2.10102402082508e-06f;
+  p = x2 * p + -5.69250639462346e-05f;
+  p = x2 * p + -7.34990630326855e-04f;
+  p = x2 * p + -2.95459980854025e-03f;
+  p = x2 * p + -1.60960333262415e-02f;
+  p = x * p;
+  float q = x2 * -1.45660718464996e-05f + -2.13374055278905e-04f;
+  q = x2 * q + -1.68282697438203e-03f;
+  q = x2 * q + -7.37332916720468e-03f;
+  q = x2 * q + -1.42647390514189e-02f;
+  return p / q;
+}
+
+MLXR_TARGET inline float tanhApprox(float x) {
+  // tanh(x) = 1 - 2 / (exp(2x) + 1), clamped where it is +-1 in float; odd-symmetric.
+  const float ax = std::min(std::fabs(x), 9.0f);
+  const float e = expApprox(2 * ax);
+  const float t = 1.0f - 2.0f / (e + 1.0f);
+  return std::copysign(t, x);
+}
+
+MLXR_TARGET void epilogue(float* C, long ldc, int rows, int cols, const float* bias, Act act,
+                          const float* residual, long ldr) {
+  for (int i = 0; i < rows; ++i) {
+    float* c = C + i * ldc;
+    if (bias)
+      for (int j = 0; j < cols; ++j) c[j] += bias[j];
+    switch (act) {
+      case Act::None:
+        break;
+      case Act::Gelu:
+        for (int j = 0; j < cols; ++j) c[j] = 0.5f * c[j] * (1.0f + erfApprox(c[j] * 0.70710678118654752f));
+        break;
+      case Act::GeluTanh:
+        for (int j = 0; j < cols; ++j) {
+          const float x = c[j];
+          c[j] = 0.5f * x * (1.0f + tanhApprox(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+        }
+        break;
+      case Act::Relu:
+        for (int j = 0; j < cols; ++j) c[j] = std::max(c[j], 0.0f);
+        break;
+      case Act::Tanh:
+        for (int j = 0; j < cols; ++j) c[j] = tanhApprox(c[j]);
+        break;
+    }
+    if (residual) {
+      const float* r = residual + i * ldr;
+      for (int j = 0; j < cols; ++j) c[j] += r[j];
+    }
+  }
+}
+
+// Loop order (BLIS-like, B pre-packed at load): row chunks of MC rows, K blocks of KC; the chunk's
+// MC x KC block of A is packed once, MR-interleaved (contiguous broadcasts, no cache-set conflicts for
+// large leading dimensions), and stays in L2 while every KC x NR panel of B is loaded into L1 once and
+// reused by all MR-row tiles of the chunk.
+MLXR_TARGET void gemmCore(const float* A, long lda, int rows, const float* Bpanels, const float* bias, int K,
+                          int N, float* C, long ldc, Act act, const float* residual, long ldr) {
+  const int panels = (N + NR - 1) / NR;
+  alignas(64) float tileC[MR * NR];
+  alignas(64) float packA[MC * KC];
+  for (int m0 = 0; m0 < rows; m0 += MC) {
+    const int mc = std::min(MC, rows - m0);
+    const int tiles = (mc + MR - 1) / MR;
+    {
+      for (int k0 = 0; k0 < K; k0 += KC) {
+        const int kc = std::min(KC, K - k0);
+        const bool accumulate = k0 > 0;
+        const bool last = k0 + kc == K;
+        for (int t = 0; t < tiles; ++t) {  // pack: packA[t][k][i] = A[m0 + t*MR + i][k0 + k], zero-padded
+          float* dst = packA + t * MR * KC;
+          for (int i = 0; i < MR; ++i) {
+            const int row = m0 + t * MR + i;
+            if (row < m0 + mc) {
+              const float* src = A + row * lda + k0;
+              for (int k = 0; k < kc; ++k) dst[k * MR + i] = src[k];
+            } else {
+              for (int k = 0; k < kc; ++k) dst[k * MR + i] = 0.0f;
+            }
+          }
+        }
+        for (int p = 0; p < panels; ++p) {
+          const float* Bp = Bpanels + (static_cast<long>(p) * K + k0) * NR;
+          const int n0 = p * NR, nc = std::min(NR, N - n0);
+          for (int t = 0; t < tiles; ++t) {
+            const int i0 = m0 + t * MR;
+            const int mr = std::min(MR, m0 + mc - i0);
+            float* Ct = C + i0 * ldc + n0;
+            const float* At = packA + t * MR * KC;
+            if (mr == MR && nc == NR) {
+              microKernel(At, Bp, kc, Ct, ldc, accumulate);
+            } else {  // edge tile: through a zero-padded copy, with the same arithmetic
+              std::memset(tileC, 0, sizeof(tileC));
+              if (accumulate)
+                for (int i = 0; i < mr; ++i) std::memcpy(tileC + i * NR, Ct + i * ldc, nc * sizeof(float));
+              microKernel(At, Bp, kc, tileC, NR, accumulate);
+              for (int i = 0; i < mr; ++i) std::memcpy(Ct + i * ldc, tileC + i * NR, nc * sizeof(float));
+            }
+            if (last)
+              epilogue(Ct, ldc, mr, nc, bias ? bias + n0 : nullptr, act,
+                       residual ? residual + i0 * ldr + n0 : nullptr, ldr);
+          }
+        }
+      }
+    }
+  }
+}
+
+MLXR_TARGET void gemm(const float* A, long lda, int rows, const PackedMatrix& B, float* C, long ldc, Act act,
+                      const float* residual, long ldr) {
+  gemmCore(A, lda, rows, B.panels.data(), B.bias.data(), B.K, B.N, C, ldc, act, residual, ldr);
+}
+
+MLXR_TARGET float laneSum(const float* s) {
+  float t = 0;
+  for (int l = 0; l < LANES; ++l) t += s[l];
+  return t;
+}
+
+MLXR_TARGET void layerNorm(float* x, int rows, int n, long ld, const float* gamma, const float* beta,
+                           float eps) {
+  for (int r = 0; r < rows; ++r) {
+    float* v = x + r * ld;
+    float s[LANES] = {0};
+    const int nv = n - n % LANES;
+    for (int j = 0; j < nv; j += LANES)
+      for (int l = 0; l < LANES; ++l) s[l] += v[j + l];
+    float sum = laneSum(s);
+    for (int j = nv; j < n; ++j) sum += v[j];
+    const float mean = sum / n;
+    float q[LANES] = {0};
+    for (int j = 0; j < nv; j += LANES)
+      for (int l = 0; l < LANES; ++l) {
+        const float d = v[j + l] - mean;
+        q[l] += d * d;
+      }
+    float var = laneSum(q);
+    for (int j = nv; j < n; ++j) var += (v[j] - mean) * (v[j] - mean);
+    const float rstd = 1.0f / std::sqrt(var / n + eps);
+    for (int j = 0; j < n; ++j) v[j] = (v[j] - mean) * rstd * gamma[j] + beta[j];
+  }
+}
+
+size_t attentionScratch(int len, int hd) {
+  const size_t keyPanels = (len + NR - 1) / NR, dimPanels = (hd + NR - 1) / NR;
+  return keyPanels * hd * NR + dimPanels * len * NR + static_cast<size_t>(len) * len;
+}
+
+// One head of one pair as two small GEMMs through the same micro-kernel: S = Q K^T (K packed as the
+// B operand), row softmax, O = P V (V packed as the B operand).
+MLXR_TARGET void attention(const float* q, long ldq, int qRows, const float* k, const float* v, long ldkv,
+                           int len, int hd, float scale, float* out, long ldo, float* scratch) {
+  const int keyPanels = (len + NR - 1) / NR, dimPanels = (hd + NR - 1) / NR;
+  float* kp = scratch;                                         // [keyPanels][hd][NR]
+  float* vp = kp + static_cast<size_t>(keyPanels) * hd * NR;   // [dimPanels][len][NR]
+  float* sc = vp + static_cast<size_t>(dimPanels) * len * NR;  // [qRows][len]
+  for (int p = 0; p < keyPanels; ++p)
+    for (int d = 0; d < hd; ++d) {
+      float* dst = kp + (static_cast<size_t>(p) * hd + d) * NR;
+      for (int jj = 0; jj < NR; ++jj) {
+        const int j = p * NR + jj;
+        dst[jj] = j < len ? k[j * ldkv + d] : 0.0f;
+      }
+    }
+  for (int p = 0; p < dimPanels; ++p)
+    for (int j = 0; j < len; ++j) {
+      float* dst = vp + (static_cast<size_t>(p) * len + j) * NR;
+      for (int dd = 0; dd < NR; ++dd) {
+        const int d = p * NR + dd;
+        dst[dd] = d < hd ? v[j * ldkv + d] : 0.0f;
+      }
+    }
+  gemmCore(q, ldq, qRows, kp, nullptr, hd, len, sc, len, Act::None, nullptr, 0);
+  for (int i = 0; i < qRows; ++i) {
+    float* s = sc + static_cast<size_t>(i) * len;
+    float m[LANES];
+    for (int l = 0; l < LANES; ++l) m[l] = s[0];
+    const int nv = len - len % LANES;
+    for (int j = 0; j < nv; j += LANES)
+      for (int l = 0; l < LANES; ++l) m[l] = std::max(m[l], s[j + l]);
+    float mx = s[0];
+    for (int l = 0; l < LANES; ++l) mx = std::max(mx, m[l]);
+    for (int j = nv; j < len; ++j) mx = std::max(mx, s[j]);
+    for (int j = 0; j < len; ++j) s[j] = expApprox((s[j] - mx) * scale);
+    float acc[LANES] = {0};
+    for (int j = 0; j < nv; j += LANES)
+      for (int l = 0; l < LANES; ++l) acc[l] += s[j + l];
+    float sum = laneSum(acc);
+    for (int j = nv; j < len; ++j) sum += s[j];
+    const float inv = 1.0f / sum;
+    for (int j = 0; j < len; ++j) s[j] *= inv;
+  }
+  gemmCore(sc, len, qRows, vp, nullptr, len, hd, out, ldo, Act::None, nullptr, 0);
+}
+
+const mlxrerank::cpu::Kernels kKernels = {MLXR_NAME, MR, NR, gemm, layerNorm, attention, attentionScratch};
+
+}  // namespace

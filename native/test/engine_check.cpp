@@ -1,0 +1,238 @@
+// Native test driver for valgrind and ASan+UBSan runs (no Node involved):
+//
+//   engine_check MODELS_DIR [MUTATIONS]
+//
+// For every MODELS_DIR/<name>/ holding config.json: loads <dtype>/model.safetensors (or
+// model.safetensors) for each storage dtype present, runs expected.json's pairs as one packed batch
+// and as single pairs, and checks max |logit - expected| <= 1e-4 and bit-identical batch vs single
+// results. Then it mutates the header bytes of the first float32 file MUTATIONS times (seeded; default
+// 2000, env MLX_RERANK_MUTATIONS overrides) and opens each mutant: every outcome must be a clean load or
+// an EngineError, never a crash (the sanitizer or valgrind is the judge). Exit status 0 = all passed.
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine.h"
+#include "json.h"
+#include "weights.h"
+
+using namespace mlxrerank;
+
+namespace {
+
+int failures = 0;
+
+#define CHECK(cond, ...)                 \
+  do {                                   \
+    if (!(cond)) {                       \
+      std::fprintf(stderr, "FAIL: ");    \
+      std::fprintf(stderr, __VA_ARGS__); \
+      std::fprintf(stderr, "\n");        \
+      ++failures;                        \
+    }                                    \
+  } while (0)
+
+bool exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+std::string readFile(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+json::Value readJson(const std::string& p) {
+  const std::string s = readFile(p);
+  return json::parse(s.data(), s.size());
+}
+
+int64_t num(const json::Value& o, const char* key, int64_t fallback) {
+  const json::Value* v = o.find(key);
+  return v && v->kind == json::Value::Kind::Number ? static_cast<int64_t>(v->number) : fallback;
+}
+
+ModelSpec specOf(const json::Value& c) {
+  ModelSpec s;
+  s.vocabSize = num(c, "vocab_size", 0);
+  s.hiddenSize = num(c, "hidden_size", 0);
+  s.numLayers = num(c, "num_hidden_layers", 0);
+  s.numHeads = num(c, "num_attention_heads", 0);
+  s.intermediateSize = num(c, "intermediate_size", 0);
+  s.maxPositions = num(c, "max_position_embeddings", 512);
+  s.typeVocabSize = num(c, "type_vocab_size", 2);
+  const json::Value* id2label = c.find("id2label");
+  s.numLabels = num(c, "num_labels", id2label ? static_cast<int64_t>(id2label->object.size()) : 2);
+  if (const json::Value* e = c.find("layer_norm_eps")) s.layerNormEps = e->number;
+  if (const json::Value* a = c.find("hidden_act")) s.hiddenAct = a->string;
+  return s;
+}
+
+std::vector<std::string> subdirs(const std::string& root) {
+  std::vector<std::string> out;
+  if (DIR* d = ::opendir(root.c_str())) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.' && exists(root + "/" + e->d_name + "/config.json")) out.push_back(e->d_name);
+    ::closedir(d);
+  }
+  return out;
+}
+
+void checkModel(const std::string& dir, std::string& firstF32) {
+  const ModelSpec spec = specOf(readJson(dir + "/config.json"));
+  const bool hasExpected = exists(dir + "/expected.json");
+  json::Value expected;
+  if (hasExpected) expected = readJson(dir + "/expected.json");
+  for (const char* dtype : {"float32", "float16", "bfloat16", ""}) {
+    const std::string file =
+        std::string(dtype).empty() ? dir + "/model.safetensors" : dir + "/" + dtype + "/model.safetensors";
+    if (!exists(file)) continue;
+    if (firstF32.empty() && (std::string(dtype) == "float32" || std::string(dtype).empty())) firstF32 = file;
+    std::unique_ptr<Engine> engine;
+    try {
+      engine = makeCpuEngine(spec, {file}, EngineOptions{});
+    } catch (const std::exception& e) {
+      CHECK(false, "%s: load failed: %s", file.c_str(), e.what());
+      continue;
+    }
+    PackedBatch batch;
+    batch.offsets.push_back(0);
+    std::vector<PackedBatch> singles;
+    if (hasExpected) {
+      // MLX_RERANK_CHECK_PAIRS limits the pairs per model (valgrind is ~50x slower than native).
+      const char* limitEnv = std::getenv("MLX_RERANK_CHECK_PAIRS");
+      const size_t limit = limitEnv ? static_cast<size_t>(std::atol(limitEnv)) : SIZE_MAX;
+      for (const auto& p : expected.find("pairs")->array) {
+        if (singles.size() >= limit) break;
+        PackedBatch one;
+        for (const auto& v : p.find("ids")->array) one.tokens.push_back(static_cast<int32_t>(v.integer));
+        for (const auto& v : p.find("typeIds")->array) one.typeIds.push_back(static_cast<int32_t>(v.integer));
+        one.offsets = {0, static_cast<int32_t>(one.tokens.size())};
+        batch.tokens.insert(batch.tokens.end(), one.tokens.begin(), one.tokens.end());
+        batch.typeIds.insert(batch.typeIds.end(), one.typeIds.begin(), one.typeIds.end());
+        batch.offsets.push_back(static_cast<int32_t>(batch.tokens.size()));
+        singles.push_back(std::move(one));
+      }
+    } else {  // no reference: a few synthetic pairs, for the batching invariant and the sanitizers
+      std::mt19937 rng(7);
+      for (int p = 0; p < 6; ++p) {
+        PackedBatch one;
+        const int len = 2 + static_cast<int>(rng() % std::min<int64_t>(spec.maxPositions - 1, 40));
+        for (int t = 0; t < len; ++t) {
+          one.tokens.push_back(static_cast<int32_t>(rng() % spec.vocabSize));
+          one.typeIds.push_back(t > len / 2 ? 1 : 0);
+        }
+        one.offsets = {0, len};
+        batch.tokens.insert(batch.tokens.end(), one.tokens.begin(), one.tokens.end());
+        batch.typeIds.insert(batch.typeIds.end(), one.typeIds.begin(), one.typeIds.end());
+        batch.offsets.push_back(static_cast<int32_t>(batch.tokens.size()));
+        singles.push_back(std::move(one));
+      }
+    }
+    validateBatch(batch, spec);
+    const ForwardResult all = engine->forward(batch);
+    CHECK(all.computedSlots == static_cast<int64_t>(batch.tokens.size()), "computedSlots");
+    double maxErr = 0;
+    const int L = static_cast<int>(spec.numLabels);
+    for (size_t p = 0; p < singles.size(); ++p) {
+      const ForwardResult one = engine->forward(singles[p]);
+      CHECK(std::memcmp(one.logits.data(), all.logits.data() + p * L, L * sizeof(float)) == 0,
+            "%s: pair %zu alone differs from the batch", file.c_str(), p);
+      if (hasExpected) {
+        const std::string key = std::string(dtype).empty() ? "float32" : dtype;
+        const auto& row = expected.find("logits")->find(key)->array[p].array;
+        for (int j = 0; j < L; ++j)
+          maxErr = std::max(maxErr, std::fabs(row[j].number - all.logits[p * L + j]));
+      }
+    }
+    CHECK(maxErr <= 1e-4, "%s: max abs error %.3g > 1e-4", file.c_str(), maxErr);
+    std::printf("ok %s (%zu pairs, max abs error %.3g)\n", file.c_str(), singles.size(), maxErr);
+  }
+}
+
+void mutateHeaders(const std::string& file, const ModelSpec& spec, long count) {
+  const std::string original = readFile(file);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(original[i]);
+  const size_t headerEnd = std::min<size_t>(original.size(), 8 + n);
+  const std::string tmp = "/tmp/engine_check_mutant_" + std::to_string(::getpid()) + ".safetensors";
+  std::mt19937_64 rng(12345);
+  long loaded = 0, refused = 0;
+  for (long i = 0; i < count; ++i) {
+    std::string m = original;
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits; ++e) {
+      if (m.empty()) break;
+      const size_t pos = rng() % std::min(headerEnd, m.size());
+      switch (rng() % 5) {
+        case 0:
+          m[pos] = static_cast<char>(rng() & 0xFF);
+          break;
+        case 1:
+          m[pos] = "0123456789[]{}\",:-.eE"[rng() % 21];
+          break;
+        case 2:
+          m.erase(pos, 1 + rng() % 8);
+          break;
+        case 3:
+          m.insert(pos, 1, "0123456789\""[rng() % 11]);
+          break;
+        default:
+          m.resize(rng() % m.size());
+      }
+    }
+    std::ofstream(tmp, std::ios::binary | std::ios::trunc) << m;
+    try {
+      auto store = WeightStore::open({tmp}, spec);
+      ++loaded;
+    } catch (const EngineError&) {
+      ++refused;
+    }
+  }
+  std::remove(tmp.c_str());
+  std::printf("ok %ld header mutants of %s: %ld refused, %ld still valid\n", count, file.c_str(), refused,
+              loaded);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: engine_check MODELS_DIR [MUTATIONS]\n");
+    return 2;
+  }
+  const std::string root = argv[1];
+  long mutations = argc > 2 ? std::atol(argv[2]) : 2000;
+  if (const char* env = std::getenv("MLX_RERANK_MUTATIONS")) mutations = std::atol(env);
+  std::vector<std::string> models = subdirs(root);
+  if (exists(root + "/config.json")) models = {"."};
+  CHECK(!models.empty(), "no model folders with config.json under %s", root.c_str());
+  std::string firstF32;
+  ModelSpec firstSpec;
+  for (const auto& name : models) {
+    const std::string dir = root + "/" + name;
+    const bool first = firstF32.empty();
+    try {
+      checkModel(dir, firstF32);
+    } catch (const std::exception& e) {
+      CHECK(false, "%s: %s", dir.c_str(), e.what());
+    }
+    if (first && !firstF32.empty()) firstSpec = specOf(readJson(dir + "/config.json"));
+  }
+  if (!firstF32.empty() && mutations > 0) mutateHeaders(firstF32, firstSpec, mutations);
+  std::printf(failures ? "FAILED (%d)\n" : "all passed\n", failures);
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,335 @@
+/**
+ * Test and bench helpers for the cpu engine: a safetensors writer (float32 / float16 / bfloat16), a
+ * seeded random BERT cross-encoder, and an independent float64 forward pass (the textbook BERT
+ * equations, one pair at a time) used where the golden fixtures of Python transformers do not reach.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { NativeEngineOptions } from '../../src/native';
+
+export type StDType = 'F32' | 'F16' | 'BF16';
+export type CpuSpec = NativeEngineOptions['spec'];
+
+export interface Tensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+export function toBf16Bits(x: number): number {
+  f32[0] = x;
+  const b = u32[0] as number;
+  if ((b & 0x7fffffff) > 0x7f800000) return 0x7fc0;
+  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+export function toF16Bits(x: number): number {
+  f32[0] = x;
+  const b = u32[0] as number;
+  const sign = (b >>> 16) & 0x8000;
+  const exp = (b >>> 23) & 0xff;
+  let mant = b & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    let m = mant >>> shift;
+    const rest = mant & ((1 << shift) - 1);
+    if (rest > half || (rest === half && m & 1)) m++;
+    return sign | m;
+  }
+  let m = mant >>> 13;
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && m & 1)) {
+    m++;
+    if (m === 0x400) {
+      m = 0;
+      e++;
+      if (e >= 0x1f) return sign | 0x7c00;
+    }
+  }
+  return sign | (e << 10) | m;
+}
+
+export function fromF16Bits(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 0x1f) return m ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+export function fromBf16Bits(h: number): number {
+  u32[0] = h << 16;
+  return f32[0] as number;
+}
+
+/** The value a float32 takes once stored in dtype and read back. */
+export function roundTo(dtype: StDType, x: number): number {
+  if (dtype === 'F16') return fromF16Bits(toF16Bits(x));
+  if (dtype === 'BF16') return fromBf16Bits(toBf16Bits(x));
+  return Math.fround(x);
+}
+
+/** Serialises tensors as a safetensors file (header padded to 8 bytes like the reference writer). */
+export function safetensorsBytes(tensors: Record<string, Tensor>, dtype: StDType): Buffer {
+  const elem = dtype === 'F32' ? 4 : 2;
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+  const parts: Buffer[] = [];
+  let offset = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    const buf =
+      dtype === 'F32'
+        ? Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)
+        : Buffer.alloc(t.data.length * elem);
+    for (let i = 0; dtype !== 'F32' && i < t.data.length; i++) {
+      const v = t.data[i] as number;
+      buf.writeUInt16LE(dtype === 'F16' ? toF16Bits(v) : toBf16Bits(v), i * 2);
+    }
+    header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + buf.length] };
+    parts.push(buf);
+    offset += buf.length;
+  }
+  let json = JSON.stringify(header);
+  while ((json.length + 8) % 8 !== 0) json += ' ';
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  return Buffer.concat([len, Buffer.from(json), ...parts]);
+}
+
+/** mulberry32: small, seeded, good enough for weights and workloads. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Random BERT weights (names with the "bert." prefix, as Hugging Face writes them). */
+export function randomBert(spec: CpuSpec, seed: number, scale = 0.08): Record<string, Tensor> {
+  const r = rng(seed);
+  const t = (shape: number[], s = scale, mean = 0): Tensor => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    for (let i = 0; i < n; i++) data[i] = mean + (r() * 2 - 1) * s;
+    return { shape, data };
+  };
+  const H = spec.hiddenSize;
+  const I = spec.intermediateSize;
+  const out: Record<string, Tensor> = {
+    'bert.embeddings.word_embeddings.weight': t([spec.vocabSize, H], 0.5),
+    'bert.embeddings.position_embeddings.weight': t([spec.maxPositions, H], 0.2),
+    'bert.embeddings.token_type_embeddings.weight': t([spec.typeVocabSize, H], 0.2),
+    'bert.embeddings.LayerNorm.weight': t([H], 0.2, 1),
+    'bert.embeddings.LayerNorm.bias': t([H], 0.1),
+  };
+  const ws = 1.7 / Math.sqrt(H);
+  for (let l = 0; l < spec.numLayers; l++) {
+    const p = `bert.encoder.layer.${l}.`;
+    for (const n of ['query', 'key', 'value']) {
+      out[`${p}attention.self.${n}.weight`] = t([H, H], ws);
+      out[`${p}attention.self.${n}.bias`] = t([H], 0.1);
+    }
+    out[`${p}attention.output.dense.weight`] = t([H, H], ws);
+    out[`${p}attention.output.dense.bias`] = t([H], 0.1);
+    out[`${p}attention.output.LayerNorm.weight`] = t([H], 0.2, 1);
+    out[`${p}attention.output.LayerNorm.bias`] = t([H], 0.1);
+    out[`${p}intermediate.dense.weight`] = t([I, H], ws);
+    out[`${p}intermediate.dense.bias`] = t([I], 0.1);
+    out[`${p}output.dense.weight`] = t([H, I], 1.7 / Math.sqrt(I));
+    out[`${p}output.dense.bias`] = t([H], 0.1);
+    out[`${p}output.LayerNorm.weight`] = t([H], 0.2, 1);
+    out[`${p}output.LayerNorm.bias`] = t([H], 0.1);
+  }
+  out['bert.pooler.dense.weight'] = t([H, H], ws);
+  out['bert.pooler.dense.bias'] = t([H], 0.1);
+  out['classifier.weight'] = t([spec.numLabels, H], 1.5 / Math.sqrt(H));
+  out['classifier.bias'] = t([spec.numLabels], 0.1);
+  return out;
+}
+
+/** Writes a model folder: config.json and model.safetensors in the given dtype. */
+export function writeModel(
+  dir: string,
+  spec: CpuSpec,
+  tensors: Record<string, Tensor>,
+  dtype: StDType,
+): string {
+  mkdirSync(dir, { recursive: true });
+  const config = {
+    architectures: ['BertForSequenceClassification'],
+    model_type: 'bert',
+    vocab_size: spec.vocabSize,
+    hidden_size: spec.hiddenSize,
+    num_hidden_layers: spec.numLayers,
+    num_attention_heads: spec.numHeads,
+    intermediate_size: spec.intermediateSize,
+    max_position_embeddings: spec.maxPositions,
+    type_vocab_size: spec.typeVocabSize,
+    num_labels: spec.numLabels,
+    layer_norm_eps: spec.layerNormEps,
+    hidden_act: spec.hiddenAct,
+  };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  const file = join(dir, 'model.safetensors');
+  writeFileSync(file, safetensorsBytes(tensors, dtype));
+  return file;
+}
+
+/** The spec the addon takes, from a Hugging Face config.json object. */
+export function specFromHfConfig(c: Record<string, unknown>): CpuSpec {
+  const n = (k: string, d?: number) => (typeof c[k] === 'number' ? (c[k] as number) : (d as number));
+  return {
+    vocabSize: n('vocab_size'),
+    hiddenSize: n('hidden_size'),
+    numLayers: n('num_hidden_layers'),
+    numHeads: n('num_attention_heads'),
+    intermediateSize: n('intermediate_size'),
+    maxPositions: n('max_position_embeddings'),
+    typeVocabSize: n('type_vocab_size', 2),
+    numLabels: n(
+      'num_labels',
+      c.id2label && typeof c.id2label === 'object' ? Object.keys(c.id2label).length : 2,
+    ),
+    layerNormEps: n('layer_norm_eps', 1e-12),
+    hiddenAct: (c.hidden_act as CpuSpec['hiddenAct']) ?? 'gelu',
+  };
+}
+
+// ----- float64 reference ------------------------------------------------------------------------
+
+function erf(x: number): number {
+  // Abramowitz-Stegun 7.1.26 is too coarse for a reference; use the series / continued fraction.
+  const ax = Math.abs(x);
+  if (ax < 3) {
+    let sum = ax;
+    let term = ax;
+    for (let n = 1; n < 200; n++) {
+      term *= (-ax * ax) / n;
+      const add = term / (2 * n + 1);
+      sum += add;
+      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    }
+    return Math.sign(x) * ((2 / Math.sqrt(Math.PI)) * sum);
+  }
+  // erfc continued fraction (Lentz), accurate for |x| >= 3
+  let f = ax;
+  for (let k = 60; k >= 1; k--) f = ax + k / 2 / f;
+  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / f;
+  return Math.sign(x) * (1 - erfc);
+}
+
+function act(kind: CpuSpec['hiddenAct'], x: number): number {
+  if (kind === 'relu') return Math.max(0, x);
+  if (kind === 'gelu') return 0.5 * x * (1 + erf(x / Math.SQRT2));
+  return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
+}
+
+/** float64 logits of one pair, from the weights as the engine will read them (rounded to dtype). */
+export function referenceLogits(
+  spec: CpuSpec,
+  tensors: Record<string, Tensor>,
+  dtype: StDType,
+  ids: number[],
+  typeIds: number[],
+): number[] {
+  const w = (name: string): Float64Array => {
+    const t = tensors[`bert.${name}`] ?? tensors[name];
+    if (!t) throw new Error(`missing ${name}`);
+    return Float64Array.from(t.data, (v) => roundTo(dtype, v));
+  };
+  const H = spec.hiddenSize;
+  const L = ids.length;
+  const heads = spec.numHeads;
+  const hd = H / heads;
+  const eps = spec.layerNormEps;
+  const ln = (x: Float64Array[], g: Float64Array, b: Float64Array) =>
+    x.map((row) => {
+      const mean = row.reduce((a, v) => a + v, 0) / row.length;
+      const varr = row.reduce((a, v) => a + (v - mean) ** 2, 0) / row.length;
+      const r = 1 / Math.sqrt(varr + eps);
+      return row.map((v, j) => (v - mean) * r * (g[j] as number) + (b[j] as number));
+    });
+  const linear = (x: Float64Array[], name: string) => {
+    const W = w(`${name}.weight`);
+    const B = w(`${name}.bias`);
+    const out = B.length;
+    const inn = W.length / out;
+    return x.map((row) => {
+      const y = new Float64Array(out);
+      for (let o = 0; o < out; o++) {
+        let s = B[o] as number;
+        for (let k = 0; k < inn; k++) s += (row[k] as number) * (W[o * inn + k] as number);
+        y[o] = s;
+      }
+      return y;
+    });
+  };
+  const we = w('embeddings.word_embeddings.weight');
+  const pe = w('embeddings.position_embeddings.weight');
+  const te = w('embeddings.token_type_embeddings.weight');
+  let x = ids.map((id, t) => {
+    const row = new Float64Array(H);
+    for (let j = 0; j < H; j++)
+      row[j] =
+        (we[id * H + j] as number) +
+        (te[(typeIds[t] as number) * H + j] as number) +
+        (pe[t * H + j] as number);
+    return row;
+  });
+  x = ln(x, w('embeddings.LayerNorm.weight'), w('embeddings.LayerNorm.bias'));
+  for (let l = 0; l < spec.numLayers; l++) {
+    const p = `encoder.layer.${l}.`;
+    const q = linear(x, `${p}attention.self.query`);
+    const k = linear(x, `${p}attention.self.key`);
+    const v = linear(x, `${p}attention.self.value`);
+    const ctx = x.map(() => new Float64Array(H));
+    for (let h = 0; h < heads; h++) {
+      for (let i = 0; i < L; i++) {
+        const s = new Float64Array(L);
+        let mx = Number.NEGATIVE_INFINITY;
+        for (let j = 0; j < L; j++) {
+          let d = 0;
+          for (let e = 0; e < hd; e++)
+            d +=
+              ((q[i] as Float64Array)[h * hd + e] as number) * ((k[j] as Float64Array)[h * hd + e] as number);
+          s[j] = d / Math.sqrt(hd);
+          mx = Math.max(mx, s[j] as number);
+        }
+        let sum = 0;
+        for (let j = 0; j < L; j++) {
+          s[j] = Math.exp((s[j] as number) - mx);
+          sum += s[j] as number;
+        }
+        const c = ctx[i] as Float64Array;
+        for (let j = 0; j < L; j++)
+          for (let e = 0; e < hd; e++)
+            c[h * hd + e] =
+              (c[h * hd + e] as number) +
+              ((s[j] as number) / sum) * ((v[j] as Float64Array)[h * hd + e] as number);
+      }
+    }
+    const ao = linear(ctx, `${p}attention.output.dense`).map((row, i) =>
+      row.map((v2, j) => v2 + (x[i]?.[j] as number)),
+    );
+    const x1 = ln(ao, w(`${p}attention.output.LayerNorm.weight`), w(`${p}attention.output.LayerNorm.bias`));
+    const up = linear(x1, `${p}intermediate.dense`).map((row) => row.map((v2) => act(spec.hiddenAct, v2)));
+    const down = linear(up, `${p}output.dense`).map((row, i) =>
+      row.map((v2, j) => v2 + (x1[i]?.[j] as number)),
+    );
+    x = ln(down, w(`${p}output.LayerNorm.weight`), w(`${p}output.LayerNorm.bias`));
+  }
+  const pooled = linear([x[0] as Float64Array], 'pooler.dense').map((row) => row.map(Math.tanh));
+  return Array.from(linear(pooled, 'classifier')[0] as Float64Array);
+}

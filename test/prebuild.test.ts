@@ -1,0 +1,86 @@
+/**
+ * `npm run prebuild` produces a prebuild that works on its own: a copy of the package holding only
+ * package.json, dist/ (when built) and prebuilds/ (no build/, no sources, no compiler on PATH) loads the
+ * addon through node-gyp-build and scores a golden fixture pair.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+import { packageRoot } from '../src/native';
+
+const root = packageRoot();
+const tmp = mkdtempSync(join(tmpdir(), 'mlx-rerank-prebuild-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+function hasFlock(): boolean {
+  return spawnSync('flock', ['--version']).status === 0;
+}
+
+it('a package with only the prebuild (no build/, no compiler) loads and runs a forward', () => {
+  // Serialised with other builds of build/ on this machine (prebuildify rebuilds there).
+  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+  if (hasFlock())
+    execFileSync('flock', ['/tmp/native-build.lock', npm, 'run', 'prebuild'], { cwd: root, stdio: 'pipe' });
+  else execFileSync(npm, ['run', 'prebuild'], { cwd: root, stdio: 'pipe' });
+  const platformDir = join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  expect(existsSync(platformDir)).toBe(true);
+
+  const pkg = join(tmp, 'pkg');
+  mkdirSync(pkg);
+  cpSync(join(root, 'package.json'), join(pkg, 'package.json'));
+  cpSync(join(root, 'prebuilds'), join(pkg, 'prebuilds'), { recursive: true });
+  if (existsSync(join(root, 'dist'))) cpSync(join(root, 'dist'), join(pkg, 'dist'), { recursive: true });
+  symlinkSync(join(root, 'node_modules'), join(pkg, 'node_modules'), 'dir');
+  expect(existsSync(join(pkg, 'build'))).toBe(false);
+
+  // PATH holds node and nothing else: no cc, c++, make, python.
+  const bin = join(tmp, 'bin');
+  mkdirSync(bin);
+  symlinkSync(process.execPath, join(bin, 'node'));
+
+  const fixture = join(root, 'test', 'fixtures', 'models', 'tiny-l2-h64');
+  const expected = JSON.parse(readFileSync(join(fixture, 'expected.json'), 'utf8')) as {
+    pairs: Array<{ ids: number[]; typeIds: number[] }>;
+    logits: { float32: number[][] };
+  };
+  const pair = expected.pairs[5] as { ids: number[]; typeIds: number[] };
+  const config = JSON.parse(readFileSync(join(fixture, 'config.json'), 'utf8'));
+  const spec = {
+    vocabSize: config.vocab_size,
+    hiddenSize: config.hidden_size,
+    numLayers: config.num_hidden_layers,
+    numHeads: config.num_attention_heads,
+    intermediateSize: config.intermediate_size,
+    maxPositions: config.max_position_embeddings,
+    typeVocabSize: config.type_vocab_size,
+    numLabels: 1,
+    layerNormEps: config.layer_norm_eps,
+    hiddenAct: config.hidden_act,
+  };
+  const script = `
+    const { spawnSync } = require('node:child_process');
+    const compiler = spawnSync('c++', ['--version']);
+    const gyp = require('node-gyp-build');
+    const addon = gyp(${JSON.stringify(pkg)});
+    addon.loadEngine({ backend: 'cpu', device: 'auto', weights: [${JSON.stringify(join(fixture, 'float32', 'model.safetensors'))}], spec: ${JSON.stringify(spec)} })
+      .then((e) => e.forward(Int32Array.from(${JSON.stringify(pair.ids)}), Int32Array.from(${JSON.stringify(pair.typeIds)}), Int32Array.from([0, ${pair.ids.length}]))
+        .then((r) => e.dispose().then(() => r)))
+      .then((r) => console.log(JSON.stringify({ path: gyp.resolve(${JSON.stringify(pkg)}), compiler: compiler.error ? compiler.error.code : 'found', logit: r.logits[0] })))
+      .catch((err) => { console.error(err); process.exit(1); });
+  `;
+  const out = execFileSync(join(bin, 'node'), ['-e', script], {
+    cwd: pkg,
+    env: { PATH: bin, HOME: tmp },
+    encoding: 'utf8',
+  });
+  const result = JSON.parse(out.trim().split('\n').at(-1) as string) as {
+    path: string;
+    compiler: string;
+    logit: number;
+  };
+  expect(result.compiler).toBe('ENOENT');
+  expect(result.path).toContain(join(pkg, 'prebuilds'));
+  expect(Math.abs(result.logit - (expected.logits.float32[5]?.[0] as number))).toBeLessThanOrEqual(1e-4);
+}, 300_000);
