@@ -1,0 +1,575 @@
+/**
+ * Writes a Hugging Face BERT sequence classifier (config.json + model.safetensors) as a float32 ONNX
+ * graph that transformers.js loads offline, so the bench can run transformers.js on the very weights
+ * our engines run (no Python, torch or onnx package on the bench machines).
+ *
+ * The graph follows what `torch.onnx.export` emits for BertForSequenceClassification (MatMul + Add,
+ * Reshape/Transpose heads, Div by sqrt(d), additive mask (1 - mask) * finfo.min, Softmax, erf GELU),
+ * with LayerNormalization as one op (opset 17), so ONNX Runtime applies the fusions it applies to a
+ * real export. The protobuf is encoded by hand: only the few ONNX messages below are needed.
+ */
+
+import { existsSync, statSync } from 'node:fs';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { ConfigError, TokenizerError, UnsupportedModelError, WeightsError } from '../errors';
+
+// ---------------------------------------------------------------------------------------------------
+// Protobuf writer: a message is a list of byte chunks, so nesting and 47 MB initializers never copy.
+
+class Pb {
+  readonly parts: Uint8Array[] = [];
+  length = 0;
+  private small: number[] = [];
+
+  private flush(): void {
+    if (this.small.length === 0) return;
+    this.parts.push(Uint8Array.from(this.small));
+    this.small = [];
+  }
+  private byte(b: number): void {
+    this.small.push(b);
+    this.length++;
+  }
+  private varint(value: number): void {
+    if (value < 0) {
+      // int64 negatives are 10-byte two's complement varints.
+      let v = BigInt.asUintN(64, BigInt(value));
+      while (v >= 0x80n) {
+        this.byte(Number(v & 0x7fn) | 0x80);
+        v >>= 7n;
+      }
+      this.byte(Number(v));
+      return;
+    }
+    let v = value;
+    while (v >= 0x80) {
+      this.byte((v % 0x80) | 0x80);
+      v = Math.floor(v / 0x80);
+    }
+    this.byte(v);
+  }
+  private tag(field: number, wire: number): void {
+    this.varint(field * 8 + wire);
+  }
+  int(field: number, value: number): this {
+    this.tag(field, 0);
+    this.varint(value);
+    return this;
+  }
+  float(field: number, value: number): this {
+    this.tag(field, 5);
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setFloat32(0, value, true);
+    for (const x of b) this.byte(x);
+    return this;
+  }
+  bytes(field: number, data: Uint8Array): this {
+    this.tag(field, 2);
+    this.varint(data.length);
+    this.flush();
+    this.parts.push(data);
+    this.length += data.length;
+    return this;
+  }
+  string(field: number, s: string): this {
+    return this.bytes(field, new TextEncoder().encode(s));
+  }
+  message(field: number, child: Pb): this {
+    child.flush();
+    this.tag(field, 2);
+    this.varint(child.length);
+    this.flush();
+    for (const p of child.parts) this.parts.push(p);
+    this.length += child.length;
+    return this;
+  }
+  toBytes(): Buffer {
+    this.flush();
+    return Buffer.concat(this.parts, this.length);
+  }
+}
+
+// ONNX enums (onnx.proto).
+const FLOAT = 1;
+const INT64 = 7;
+const ATTR_FLOAT = 1;
+const ATTR_INT = 2;
+const ATTR_INTS = 7;
+
+type Attr = { kind: 'int'; v: number } | { kind: 'float'; v: number } | { kind: 'ints'; v: number[] };
+const int = (v: number): Attr => ({ kind: 'int', v });
+const float = (v: number): Attr => ({ kind: 'float', v });
+const ints = (v: number[]): Attr => ({ kind: 'ints', v });
+
+function attribute(name: string, a: Attr): Pb {
+  const m = new Pb().string(1, name);
+  if (a.kind === 'float') m.float(2, a.v).int(20, ATTR_FLOAT);
+  else if (a.kind === 'int') m.int(3, a.v).int(20, ATTR_INT);
+  else {
+    for (const x of a.v) m.int(8, x);
+    m.int(20, ATTR_INTS);
+  }
+  return m;
+}
+
+/** TensorProto with raw_data (little-endian, as ONNX requires). */
+function tensor(name: string, dims: number[], dataType: number, raw: Uint8Array): Pb {
+  const m = new Pb();
+  for (const d of dims) m.int(1, d);
+  return m.int(2, dataType).string(8, name).bytes(9, raw);
+}
+
+/** ValueInfoProto; string dims are symbolic (dim_param). */
+function valueInfo(name: string, elemType: number, dims: Array<number | string>): Pb {
+  const shape = new Pb();
+  for (const d of dims) shape.message(1, typeof d === 'number' ? new Pb().int(1, d) : new Pb().string(2, d));
+  const tensorType = new Pb().int(1, elemType).message(2, shape);
+  return new Pb().string(1, name).message(2, new Pb().message(1, tensorType));
+}
+
+class Graph {
+  private readonly nodes: Pb[] = [];
+  private readonly inits: Pb[] = [];
+  private readonly names = new Set<string>();
+  private count = 0;
+
+  /** Adds an initializer; a name already present is reused (shared constants). */
+  init(name: string, dims: number[], data: Float32Array | BigInt64Array): string {
+    if (this.names.has(name)) return name;
+    this.names.add(name);
+    const raw = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    this.inits.push(tensor(name, dims, data instanceof Float32Array ? FLOAT : INT64, raw));
+    return name;
+  }
+  scalar(name: string, v: number): string {
+    return this.init(name, [], Float32Array.of(v));
+  }
+  int64s(name: string, v: number[], dims: number[] = [v.length]): string {
+    return this.init(name, dims, BigInt64Array.from(v.map(BigInt)));
+  }
+  op(type: string, inputs: string[], attrs: Record<string, Attr> = {}, output?: string): string {
+    const out = output ?? `${type}_${this.count++}`;
+    const n = new Pb();
+    for (const i of inputs) n.string(1, i);
+    n.string(2, out).string(3, `${type}_node_${this.nodes.length}`).string(4, type);
+    for (const [k, a] of Object.entries(attrs)) n.message(5, attribute(k, a));
+    this.nodes.push(n);
+    return out;
+  }
+  toModel(inputs: Pb[], outputs: Pb[], opset: number): Buffer {
+    const g = new Pb();
+    for (const n of this.nodes) g.message(1, n);
+    g.string(2, 'bert_sequence_classification');
+    for (const t of this.inits) g.message(5, t);
+    for (const i of inputs) g.message(11, i);
+    for (const o of outputs) g.message(12, o);
+    const model = new Pb()
+      .int(1, 8) // ir_version 8 goes with opset 17
+      .string(2, 'mlx-rerank')
+      .string(3, '0.1.0')
+      .message(7, g)
+      .message(8, new Pb().string(1, '').int(2, opset));
+    return model.toBytes();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// config.json and safetensors
+
+export interface BertShape {
+  vocabSize: number;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  intermediateSize: number;
+  maxPositions: number;
+  typeVocabSize: number;
+  numLabels: number;
+  layerNormEps: number;
+  hiddenAct: 'gelu' | 'gelu_new' | 'gelu_pytorch_tanh' | 'relu';
+}
+
+function readBertShape(config: Record<string, unknown>, source: string): BertShape {
+  const num = (key: string, fallback?: number): number => {
+    const v = config[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+      throw new ConfigError(`${source}: "${key}" must be a positive number (got ${JSON.stringify(v)}).`);
+    }
+    return v;
+  };
+  const modelType = config.model_type ?? 'bert';
+  if (modelType !== 'bert') {
+    throw new UnsupportedModelError(`${source}: model_type "${String(modelType)}" is not "bert".`);
+  }
+  const act = config.hidden_act ?? 'gelu';
+  if (act !== 'gelu' && act !== 'gelu_new' && act !== 'gelu_pytorch_tanh' && act !== 'relu') {
+    throw new UnsupportedModelError(`${source}: hidden_act "${String(act)}" is not supported.`);
+  }
+  const labels = config.id2label ? Object.keys(config.id2label as object).length : undefined;
+  const shape: BertShape = {
+    vocabSize: num('vocab_size'),
+    hiddenSize: num('hidden_size'),
+    numLayers: num('num_hidden_layers'),
+    numHeads: num('num_attention_heads'),
+    intermediateSize: num('intermediate_size'),
+    maxPositions: num('max_position_embeddings', 512),
+    typeVocabSize: num('type_vocab_size', 2),
+    numLabels: num('num_labels', labels ?? 2),
+    layerNormEps: num('layer_norm_eps', 1e-12),
+    hiddenAct: act,
+  };
+  if (shape.hiddenSize % shape.numHeads !== 0) {
+    throw new ConfigError(`${source}: hidden_size ${shape.hiddenSize} is not a multiple of the heads.`);
+  }
+  return shape;
+}
+
+const DTYPE_BYTES: Record<string, number> = { F32: 4, F16: 2, BF16: 2 };
+
+interface Safetensors {
+  get(name: string, shape: number[]): Float32Array;
+}
+
+function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * 2 ** -14 * (frac / 1024);
+  if (exp === 31) return frac ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+  return sign * 2 ** (exp - 15) * (1 + frac / 1024);
+}
+
+/** Parses and validates the header; tensors are converted to float32 when asked for. */
+function parseSafetensors(file: Buffer, source: string): Safetensors {
+  if (file.length < 8) throw new WeightsError(`${source}: file of ${file.length} bytes has no header.`);
+  const headerLen = Number(file.readBigUInt64LE(0));
+  if (headerLen > file.length - 8 || headerLen > 100_000_000) {
+    throw new WeightsError(`${source}: header length ${headerLen} exceeds the file (${file.length} bytes).`);
+  }
+  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  try {
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(file.subarray(8, 8 + headerLen)));
+  } catch (err) {
+    throw new WeightsError(`${source}: header is not valid UTF-8 JSON.`, { cause: err });
+  }
+  const dataStart = 8 + headerLen;
+  const dataLen = file.length - dataStart;
+  return {
+    get(name, shape) {
+      const t = header[name];
+      if (!t) throw new WeightsError(`${source}: tensor "${name}" is missing.`);
+      const width = DTYPE_BYTES[t.dtype];
+      if (!width) throw new WeightsError(`${source}: "${name}" has dtype ${t.dtype}; need F32, F16 or BF16.`);
+      if (!Array.isArray(t.shape) || t.shape.join(',') !== shape.join(',')) {
+        throw new WeightsError(`${source}: "${name}" has shape [${t.shape}], config says [${shape}].`);
+      }
+      const count = shape.reduce((a, b) => a * b, 1);
+      const [begin, end] = t.data_offsets ?? [];
+      if (
+        !Number.isInteger(begin) ||
+        !Number.isInteger(end) ||
+        (begin as number) < 0 ||
+        end !== (begin as number) + count * width ||
+        (end as number) > dataLen
+      ) {
+        throw new WeightsError(`${source}: "${name}" data_offsets [${t.data_offsets}] do not fit the file.`);
+      }
+      const bytes = file.subarray(dataStart + (begin as number), dataStart + (end as number));
+      const out = new Float32Array(count);
+      if (t.dtype === 'F32') new Uint8Array(out.buffer).set(bytes);
+      else if (t.dtype === 'BF16') {
+        const u = new Uint32Array(out.buffer);
+        for (let i = 0; i < count; i++) u[i] = bytes.readUInt16LE(2 * i) << 16;
+      } else for (let i = 0; i < count; i++) out[i] = halfToFloat(bytes.readUInt16LE(2 * i));
+      return out;
+    },
+  };
+}
+
+/** torch Linear stores [out, in]; MatMul wants [in, out]. */
+function transpose(w: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(w.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = w[r * cols + c] as number;
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The graph
+
+/** Builds the ONNX model bytes for BertForSequenceClassification over the given weights. */
+export function buildBertOnnx(shape: BertShape, weights: Buffer, source = 'model.safetensors'): Buffer {
+  const st = parseSafetensors(weights, source);
+  const { hiddenSize: H, intermediateSize: I, numHeads: NH, numLabels: L } = shape;
+  const DH = H / NH;
+  const g = new Graph();
+  const w = (name: string, dims: number[]): string => g.init(name, dims, st.get(name, dims));
+  const linear = (x: string, prefix: string, inDim: number, outDim: number): string => {
+    const wt = g.init(
+      `${prefix}.weight_T`,
+      [inDim, outDim],
+      transpose(st.get(`${prefix}.weight`, [outDim, inDim]), outDim, inDim),
+    );
+    return g.op('Add', [g.op('MatMul', [x, wt]), w(`${prefix}.bias`, [outDim])]);
+  };
+  const layerNorm = (x: string, prefix: string): string =>
+    g.op('LayerNormalization', [x, w(`${prefix}.weight`, [H]), w(`${prefix}.bias`, [H])], {
+      axis: int(-1),
+      epsilon: float(shape.layerNormEps),
+    });
+
+  // Embeddings: positions 0..S-1 are a slice of the table (BERT's default absolute position ids).
+  const emb = 'bert.embeddings';
+  const words = g.op('Gather', [w(`${emb}.word_embeddings.weight`, [shape.vocabSize, H]), 'input_ids']);
+  const seqLen = g.op('Slice', [
+    g.op('Shape', ['input_ids']),
+    g.int64s('one_i64', [1]),
+    g.int64s('two_i64', [2]),
+  ]);
+  const positions = g.op('Slice', [
+    w(`${emb}.position_embeddings.weight`, [shape.maxPositions, H]),
+    g.int64s('zero_i64', [0]),
+    seqLen,
+    g.int64s('axis0_i64', [0]),
+  ]);
+  const types = g.op('Gather', [
+    w(`${emb}.token_type_embeddings.weight`, [shape.typeVocabSize, H]),
+    'token_type_ids',
+  ]);
+  let x = layerNorm(g.op('Add', [g.op('Add', [words, positions]), types]), `${emb}.LayerNorm`);
+
+  // transformers' extended attention mask: (1 - mask) * finfo(float32).min, broadcast over heads and queries.
+  const mask4 = g.op('Cast', [g.op('Unsqueeze', ['attention_mask', g.int64s('axes_1_2', [1, 2])])], {
+    to: int(FLOAT),
+  });
+  const maskAdd = g.op('Mul', [
+    g.op('Sub', [g.scalar('one_f32', 1), mask4]),
+    g.scalar('finfo_min', -3.4028234663852886e38),
+  ]);
+
+  const heads = g.int64s('heads_shape', [0, 0, NH, DH]);
+  const merged = g.int64s('merged_shape', [0, 0, H]);
+  const scale = g.scalar('sqrt_head_dim', Math.sqrt(DH));
+  for (let l = 0; l < shape.numLayers; l++) {
+    const p = `bert.encoder.layer.${l}`;
+    const split = (t: string, perm: number[]): string =>
+      g.op('Transpose', [g.op('Reshape', [t, heads])], { perm: ints(perm) });
+    const q = split(linear(x, `${p}.attention.self.query`, H, H), [0, 2, 1, 3]);
+    const k = split(linear(x, `${p}.attention.self.key`, H, H), [0, 2, 3, 1]);
+    const v = split(linear(x, `${p}.attention.self.value`, H, H), [0, 2, 1, 3]);
+    const scores = g.op('Add', [g.op('Div', [g.op('MatMul', [q, k]), scale]), maskAdd]);
+    const probs = g.op('Softmax', [scores], { axis: int(-1) });
+    const ctx = g.op('Transpose', [g.op('MatMul', [probs, v])], { perm: ints([0, 2, 1, 3]) });
+    const attn = linear(g.op('Reshape', [ctx, merged]), `${p}.attention.output.dense`, H, H);
+    const x1 = layerNorm(g.op('Add', [attn, x]), `${p}.attention.output.LayerNorm`);
+    const ffn = linear(
+      activation(g, linear(x1, `${p}.intermediate.dense`, H, I), shape.hiddenAct),
+      `${p}.output.dense`,
+      I,
+      H,
+    );
+    x = layerNorm(g.op('Add', [ffn, x1]), `${p}.output.LayerNorm`);
+  }
+
+  // Pooler on token 0, then the classifier (Gemm with the torch [out, in] weights, as torch exports).
+  const cls = g.op('Gather', [x, g.int64s('token0', [0], [])], { axis: int(1) });
+  const pooled = g.op('Tanh', [
+    g.op('Gemm', [cls, w('bert.pooler.dense.weight', [H, H]), w('bert.pooler.dense.bias', [H])], {
+      transB: int(1),
+    }),
+  ]);
+  g.op(
+    'Gemm',
+    [pooled, w('classifier.weight', [L, H]), w('classifier.bias', [L])],
+    { transB: int(1) },
+    'logits',
+  );
+
+  const inputs = ['input_ids', 'attention_mask', 'token_type_ids'].map((n) =>
+    valueInfo(n, INT64, ['batch_size', 'sequence_length']),
+  );
+  return g.toModel(inputs, [valueInfo('logits', FLOAT, ['batch_size', L])], 17);
+}
+
+function activation(g: Graph, x: string, act: BertShape['hiddenAct']): string {
+  if (act === 'relu') return g.op('Relu', [x]);
+  if (act === 'gelu') {
+    // x * 0.5 * (1 + erf(x / sqrt 2)), in torch's export order so ORT's GELU fusion recognises it.
+    const erf = g.op('Erf', [g.op('Div', [x, g.scalar('sqrt2', Math.SQRT2)])]);
+    return g.op('Mul', [
+      g.op('Mul', [x, g.op('Add', [erf, g.scalar('one_gelu', 1)])]),
+      g.scalar('half', 0.5),
+    ]);
+  }
+  // tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+  const cube = g.op('Mul', [g.op('Mul', [x, x]), x]);
+  const inner = g.op('Mul', [
+    g.op('Add', [x, g.op('Mul', [cube, g.scalar('gelu_c', 0.044715)])]),
+    g.scalar('sqrt_2_over_pi', Math.sqrt(2 / Math.PI)),
+  ]);
+  const t = g.op('Add', [g.op('Tanh', [inner]), g.scalar('one_gelu_tanh', 1)]);
+  return g.op('Mul', [g.op('Mul', [x, t]), g.scalar('half_tanh', 0.5)]);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Tokenizer files: transformers.js 4 needs tokenizer.json + tokenizer_config.json.
+
+const SPECIALS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] as const;
+
+/** The tokenizer.json that `tokenizers` writes for a BertTokenizerFast over this vocabulary. */
+export function bertTokenizerJson(
+  vocab: string[],
+  opts: { lowercase: boolean; stripAccents: boolean | null; chineseChars: boolean },
+): Record<string, unknown> {
+  const ids = new Map<string, number>();
+  for (const [i, tok] of vocab.entries()) if (!ids.has(tok)) ids.set(tok, i);
+  for (const s of SPECIALS) {
+    if (!ids.has(s)) throw new TokenizerError(`vocab.txt has no ${s} token; a BERT vocabulary needs it.`);
+  }
+  const id = (t: string): number => ids.get(t) as number;
+  const seq = (name: 'A' | 'B', typeId: number) => ({ Sequence: { id: name, type_id: typeId } });
+  const special = (t: string, typeId: number) => ({ SpecialToken: { id: t, type_id: typeId } });
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: SPECIALS.map((s) => ({
+      id: id(s),
+      content: s,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
+    normalizer: {
+      type: 'BertNormalizer',
+      clean_text: true,
+      handle_chinese_chars: opts.chineseChars,
+      strip_accents: opts.stripAccents,
+      lowercase: opts.lowercase,
+    },
+    pre_tokenizer: { type: 'BertPreTokenizer' },
+    post_processor: {
+      type: 'TemplateProcessing',
+      single: [special('[CLS]', 0), seq('A', 0), special('[SEP]', 0)],
+      pair: [special('[CLS]', 0), seq('A', 0), special('[SEP]', 0), seq('B', 1), special('[SEP]', 1)],
+      special_tokens: Object.fromEntries(
+        ['[CLS]', '[SEP]'].map((t) => [t, { id: t, ids: [id(t)], tokens: [t] }]),
+      ),
+    },
+    decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
+    model: {
+      type: 'WordPiece',
+      unk_token: '[UNK]',
+      continuing_subword_prefix: '##',
+      max_input_chars_per_word: 100,
+      vocab: Object.fromEntries(ids),
+    },
+  };
+}
+
+async function readJson(
+  path: string,
+  what: (m: string, o: { cause: unknown }) => Error,
+): Promise<Record<string, unknown>> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw what(`${path} is not readable JSON: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+async function writeTokenizer(modelDir: string, outDir: string, maxPositions: number): Promise<void> {
+  const at = (f: string) => join(modelDir, f);
+  const tokErr = (m: string, o: { cause: unknown }) => new TokenizerError(m, o);
+  const config = existsSync(at('tokenizer_config.json'))
+    ? await readJson(at('tokenizer_config.json'), tokErr)
+    : {};
+  if (existsSync(at('special_tokens_map.json')))
+    await copyFile(at('special_tokens_map.json'), join(outDir, 'special_tokens_map.json'));
+  if (existsSync(at('tokenizer.json'))) await copyFile(at('tokenizer.json'), join(outDir, 'tokenizer.json'));
+  else if (existsSync(at('vocab.txt'))) {
+    const vocab = (await readFile(at('vocab.txt'), 'utf8')).split(/\r?\n/);
+    if (vocab.at(-1) === '') vocab.pop();
+    const json = bertTokenizerJson(vocab, {
+      lowercase: config.do_lower_case !== false,
+      stripAccents: typeof config.strip_accents === 'boolean' ? config.strip_accents : null,
+      chineseChars: config.tokenize_chinese_chars !== false,
+    });
+    await writeFile(join(outDir, 'tokenizer.json'), JSON.stringify(json));
+  } else {
+    throw new TokenizerError(`${modelDir} has neither tokenizer.json nor vocab.txt; add one to export it.`);
+  }
+  // transformers.js picks the tokenizer class from here; BertTokenizer is what returns token_type_ids.
+  const out = {
+    do_lower_case: true,
+    model_max_length: maxPositions,
+    cls_token: '[CLS]',
+    sep_token: '[SEP]',
+    pad_token: '[PAD]',
+    unk_token: '[UNK]',
+    mask_token: '[MASK]',
+    ...config,
+    tokenizer_class: typeof config.tokenizer_class === 'string' ? config.tokenizer_class : 'BertTokenizer',
+  };
+  if (typeof out.model_max_length !== 'number' || out.model_max_length > maxPositions)
+    out.model_max_length = maxPositions;
+  await writeFile(join(outDir, 'tokenizer_config.json'), JSON.stringify(out, null, 2));
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+/** Reads config.json into the shape the graph needs (typed errors on anything unusable). */
+export async function readBertConfig(
+  configPath: string,
+): Promise<{ raw: Record<string, unknown>; shape: BertShape }> {
+  const raw = await readJson(configPath, (m, o) => new ConfigError(m, o));
+  return { raw, shape: readBertShape(raw, configPath) };
+}
+
+/** Writes only `onnxPath` from a config and one safetensors file (e.g. golden fixtures without tokenizers). */
+export async function writeBertOnnx(
+  configPath: string,
+  weightsPath: string,
+  onnxPath: string,
+): Promise<void> {
+  const { shape } = await readBertConfig(configPath);
+  const weights = await readFile(weightsPath).catch((err) => {
+    throw new WeightsError(`Cannot read ${weightsPath}: ${(err as Error).message}`, { cause: err });
+  });
+  await writeFile(onnxPath, buildBertOnnx(shape, weights, weightsPath));
+}
+
+/**
+ * Exports `modelDir` (config.json, model.safetensors, tokenizer.json or vocab.txt) to `outDir` in the
+ * layout transformers.js loads offline: config.json, tokenizer.json, tokenizer_config.json and
+ * onnx/model.onnx (float32). Returns `outDir`, the folder to give transformers.js.
+ */
+export async function exportBertOnnx(modelDir: string, outDir: string): Promise<string> {
+  const configPath = join(modelDir, 'config.json');
+  const { raw, shape } = await readBertConfig(configPath);
+  await mkdir(join(outDir, 'onnx'), { recursive: true });
+  await writeFile(join(outDir, 'config.json'), JSON.stringify({ ...raw, model_type: 'bert' }, null, 2));
+  await writeTokenizer(modelDir, outDir, shape.maxPositions);
+  await writeBertOnnx(configPath, join(modelDir, 'model.safetensors'), join(outDir, 'onnx', 'model.onnx'));
+  return outDir;
+}
+
+/**
+ * The export of `modelDir` under `cacheRoot` (default: the OS temp folder's mlx-rerank-bench), made
+ * again only when the weights are newer than it. Returns the folder for runTransformersJs.
+ */
+export async function cachedBertOnnx(
+  modelDir: string,
+  cacheRoot = join(tmpdir(), 'mlx-rerank-bench'),
+): Promise<string> {
+  const dir = resolve(modelDir);
+  const outDir = join(cacheRoot, `onnx-${dir.replace(/[^A-Za-z0-9]+/g, '_').slice(-80)}`);
+  const onnxFile = join(outDir, 'onnx', 'model.onnx');
+  const weights = join(dir, 'model.safetensors');
+  const fresh =
+    existsSync(onnxFile) && existsSync(weights) && statSync(onnxFile).mtimeMs >= statSync(weights).mtimeMs;
+  return fresh ? outDir : exportBertOnnx(dir, outDir);
+}
