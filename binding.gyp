@@ -35,7 +35,10 @@
           "defines": ["MLX_RERANK_WITH_MLX"],
           "include_dirs": ["<!@(node scripts/find-mlx.mjs --include-dirs)"],
           "cflags_cc": ["<!@(node scripts/find-mlx.mjs --cflags)"],
-          "xcode_settings": {"OTHER_CPLUSPLUSFLAGS": ["<!@(node scripts/find-mlx.mjs --cflags)"]},
+          "xcode_settings": {
+            "OTHER_CPLUSPLUSFLAGS": ["<!@(node scripts/find-mlx.mjs --cflags)"],
+            "OTHER_LDFLAGS": ["<!@(node scripts/find-mlx.mjs --ldflags)"]
+          },
           "libraries": ["<!@(node scripts/find-mlx.mjs --libraries)"],
           "ldflags": ["<!@(node scripts/find-mlx.mjs --ldflags)"]
         }]

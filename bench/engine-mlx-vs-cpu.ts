@@ -19,7 +19,7 @@ import { loadModelSpec } from '../src/model';
 import { type NativeEngine, type NativeEngineOptions, native } from '../src/native';
 import { Tokenizer } from '../src/tokenizer';
 import type { ModelSpec } from '../src/types';
-import { msMarcoPairs } from '../src/workload';
+import { msMarcoPairs, seededRandom } from '../src/workload';
 
 const { values } = parseArgs({
   options: {
@@ -64,16 +64,7 @@ function median(xs: number[]): number {
   return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 async function speed(): Promise<void> {
   const batchSize = Number(values.batch ?? 32);

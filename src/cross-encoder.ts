@@ -10,11 +10,13 @@
  * Every call, from any number of concurrent callers, joins one queue (src/scheduler.ts); the engine
  * computes on its own native thread, so awaiting a call never blocks the event loop.
  */
+
+import { backends } from './backends';
 import { AbortedError, BackendUnavailableError, DisposedError, InputError } from './errors';
 import { resolveModel } from './hub';
 import type { BatchMetrics, CallMetrics, Stats } from './metrics';
 import { loadModelSpec } from './model';
-import { type NativeBackends, type NativeEngine, native } from './native';
+import { type NativeEngine, native } from './native';
 import {
   DEFAULT_LIMITS,
   type PairEncoder,
@@ -112,11 +114,6 @@ export interface CrossEncoderInfo {
 
 type Events = { batch: BatchMetrics; call: CallMetrics };
 type Listener<K extends keyof Events> = (v: Events[K]) => void;
-
-/** Backends compiled into the addon, with why one is unavailable. */
-export function backends(): NativeBackends {
-  return native().backends();
-}
 
 function pickBackend(want: 'auto' | Backend, device: DeviceKind): Backend {
   const b = backends();

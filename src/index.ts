@@ -7,9 +7,9 @@
  * const ranked = await ce.rank('how do cats purr', documents, { topK: 5 });
  * ```
  */
+export { backends } from './backends';
 export {
   activate,
-  backends,
   CrossEncoder,
   type CrossEncoderInfo,
   type LoadOptions,

