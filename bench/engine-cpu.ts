@@ -1,7 +1,7 @@
 /**
  * The cpu engine on a MiniLM-L6-shaped model (hidden 384, 6 layers, 12 heads, FFN 1536, vocab 30522;
  * seeded random float32 weights) with MS MARCO-like pairs (query 3-12 words, passage 30-110 words,
- * ~1.3 tokens a word: ~100 tokens a pair). A benchmark, not a test.
+ * the workload of src/workload.ts, about 92 tokens a pair). A benchmark, not a test.
  *
  *   node --import tsx bench/engine-cpu.ts [--batch 32] [--seconds 15] [--threads N] [--isa all|avx512|avx2|scalar]
  *                                          [--memory] [--pairs 100000] [--transformersjs]
@@ -18,7 +18,9 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { native, packageRoot } from '../src/native';
-import { type CpuSpec, randomBert, rng, writeModel } from '../test/helpers/cpu-model';
+import { Tokenizer } from '../src/tokenizer';
+import { bertUncasedVocab, msMarcoPairs } from '../src/workload';
+import { type CpuSpec, randomBert, writeModel } from '../test/helpers/cpu-model';
 
 const { values } = parseArgs({
   options: {
@@ -54,30 +56,19 @@ const file = join(dir, 'model.safetensors');
 if (!existsSync(file)) writeModel(dir, spec, randomBert(spec, seed), 'F32');
 const fileBytes = statSync(file).size;
 
-// MS MARCO-like pairs: [CLS] query [SEP] passage [SEP].
-const r = rng(seed + 1);
-const between = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
-function makePair(): { ids: number[]; typeIds: number[] } {
-  const q = Math.round(between(3, 12) * 1.3);
-  const p = Math.round(between(30, 110) * 1.3);
-  const ids = [101, ...Array.from({ length: q }, () => between(1000, 30521)), 102];
-  const typeIds = ids.map(() => 0);
-  for (let i = 0; i <= p; i++) {
-    ids.push(i < p ? between(1000, 30521) : 102);
-    typeIds.push(1);
-  }
-  return { ids, typeIds };
-}
+// The MS MARCO-like workload every bench here uses (src/workload.ts, seed 42 by default), tokenized by our
+// BERT tokenizer with the real uncased vocabulary: the same pairs transformers.js scores below.
+const tokenizer = Tokenizer.fromVocab(bertUncasedVocab(), { do_lower_case: true });
+const workload = msMarcoPairs(4096, seed);
+let next = 0;
 function makeBatch(n: number) {
-  const pairs = Array.from({ length: n }, makePair);
-  const offsets = [0];
-  for (const p of pairs) offsets.push((offsets.at(-1) as number) + p.ids.length);
-  return {
-    tokens: Int32Array.from(pairs.flatMap((p) => p.ids)),
-    typeIds: Int32Array.from(pairs.flatMap((p) => p.typeIds)),
-    offsets: Int32Array.from(offsets),
-    lengths: pairs.map((p) => p.ids.length),
-  };
+  const pairs = Array.from({ length: n }, () => workload[next++ % workload.length] as [string, string]);
+  const b = tokenizer.encodePairs(pairs, { maxLength: 512 });
+  const lengths = Array.from(
+    { length: n },
+    (_, i) => (b.offsets[i + 1] as number) - (b.offsets[i] as number),
+  );
+  return { tokens: b.tokens, typeIds: b.typeIds, offsets: b.offsets, lengths };
 }
 
 /** FLOPs of a full BERT forward on these pair lengths (what the model needs), and what we execute. */
