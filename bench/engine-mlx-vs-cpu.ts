@@ -18,7 +18,6 @@ import { resolveModel } from '../src/hub';
 import { loadModelSpec } from '../src/model';
 import { type NativeEngine, type NativeEngineOptions, native } from '../src/native';
 import { Tokenizer } from '../src/tokenizer';
-import type { ModelSpec } from '../src/types';
 import { msMarcoPairs, seededRandom } from '../src/workload';
 
 const { values } = parseArgs({
@@ -35,27 +34,10 @@ const { values } = parseArgs({
 type Batch = readonly [Int32Array, Int32Array, Int32Array];
 const MB = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 
-function engineSpec(s: ModelSpec): NativeEngineOptions['spec'] {
-  const { vocabSize, hiddenSize, numLayers, numHeads, intermediateSize, maxPositions } = s;
-  const { typeVocabSize, numLabels, layerNormEps, hiddenAct } = s;
-  return {
-    vocabSize,
-    hiddenSize,
-    numLayers,
-    numHeads,
-    intermediateSize,
-    maxPositions,
-    typeVocabSize,
-    numLabels,
-    layerNormEps,
-    hiddenAct,
-  };
-}
-
 async function model(shape: 'minilm-l6' | 'tiny') {
   const dir = await syntheticModel(shape, 'float32');
   const files = await resolveModel(dir, { offline: true });
-  return { files, spec: engineSpec(await loadModelSpec(files)) };
+  return { files, spec: await loadModelSpec(files) };
 }
 
 function median(xs: number[]): number {

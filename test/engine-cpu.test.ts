@@ -19,20 +19,9 @@ interface Expected {
   logits: Record<(typeof DTYPES)[number], number[][]>;
 }
 
+/** The engine reads the fields it needs from the full ModelSpec that src/model.ts makes of config.json. */
 function nativeSpec(dir: string): CpuSpec {
-  const s = specFromConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')));
-  return {
-    vocabSize: s.vocabSize,
-    hiddenSize: s.hiddenSize,
-    numLayers: s.numLayers,
-    numHeads: s.numHeads,
-    intermediateSize: s.intermediateSize,
-    maxPositions: s.maxPositions,
-    typeVocabSize: s.typeVocabSize,
-    numLabels: s.numLabels,
-    layerNormEps: s.layerNormEps,
-    hiddenAct: s.hiddenAct,
-  };
+  return specFromConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')));
 }
 
 function load(
