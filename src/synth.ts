@@ -15,6 +15,7 @@
 import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { InputError } from './errors';
+import { bertTokenizerJson } from './tokenizer/tokenizer-json';
 import type { ModelFiles } from './types';
 import { bertUncasedVocab } from './workload';
 
@@ -138,7 +139,10 @@ export async function synthesizeModel(opts: SynthOptions): Promise<ModelFiles> {
     }),
   );
   await writeFile(join(dir, 'special_tokens_map.json'), json(SPECIAL_TOKENS));
-  await writeFile(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson(vocab)));
+  await writeFile(
+    join(dir, 'tokenizer.json'),
+    JSON.stringify(bertTokenizerJson(vocab, { lowercase: true, stripAccents: null, chineseChars: true })),
+  );
   return {
     dir,
     id: dir,
@@ -412,53 +416,6 @@ const SPECIAL_TOKENS = {
   cls_token: '[CLS]',
   mask_token: '[MASK]',
 };
-
-/** A Hugging Face tokenizers file equivalent to BertTokenizerFast(vocab.txt, do_lower_case=True). */
-function tokenizerJson(vocab: string[]): unknown {
-  const id = (t: string) => vocab.indexOf(t);
-  const special = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'].map((content) => ({
-    id: id(content),
-    content,
-    single_word: false,
-    lstrip: false,
-    rstrip: false,
-    normalized: false,
-    special: true,
-  }));
-  const tok = (name: string, typeId: number) => ({ SpecialToken: { id: name, type_id: typeId } });
-  const seq = (name: 'A' | 'B', typeId: number) => ({ Sequence: { id: name, type_id: typeId } });
-  return {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: special,
-    normalizer: {
-      type: 'BertNormalizer',
-      clean_text: true,
-      handle_chinese_chars: true,
-      strip_accents: null,
-      lowercase: true,
-    },
-    pre_tokenizer: { type: 'BertPreTokenizer' },
-    post_processor: {
-      type: 'TemplateProcessing',
-      single: [tok('[CLS]', 0), seq('A', 0), tok('[SEP]', 0)],
-      pair: [tok('[CLS]', 0), seq('A', 0), tok('[SEP]', 0), seq('B', 1), tok('[SEP]', 1)],
-      special_tokens: {
-        '[CLS]': { id: '[CLS]', ids: [id('[CLS]')], tokens: ['[CLS]'] },
-        '[SEP]': { id: '[SEP]', ids: [id('[SEP]')], tokens: ['[SEP]'] },
-      },
-    },
-    decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
-    model: {
-      type: 'WordPiece',
-      unk_token: '[UNK]',
-      continuing_subword_prefix: '##',
-      max_input_chars_per_word: 100,
-      vocab: Object.fromEntries(vocab.map((t, i) => [t, i])),
-    },
-  };
-}
 
 // ---------------------------------------------------------------------------------------------------
 // CLI: mlx-rerank synth --shape minilm-l6 --out DIR [--dtype float16] [--seed 1]
