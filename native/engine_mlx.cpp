@@ -165,26 +165,70 @@ struct AttentionPlan {
   int64_t slots = 0;             // sum of padded lengths
 };
 
-AttentionPlan planAttention(const PackedBatch& batch) {
+// How the engine groups pairs for attention. Fine: one group per bucket length (least padding; what a
+// CPU wants, where every op is cheap to issue). Coarse: at most two groups per batch, each padded to
+// its longest bucket, with the pair count rounded up to a power of two. On a GPU every group costs
+// about ten kernel launches per layer and every new (pairs, length) shape a new attention plan, so
+// fewer, repeating shapes beat the padding they add.
+struct PlanShape {
+  bool coarse = false;
+};
+
+int pairBucket(int pairs) {
+  int n = 1;
+  while (n < pairs) n *= 2;
+  return n;
+}
+
+// Splits the bucket-sorted pairs [0, n) into at most two runs at the cut that pads least.
+std::vector<std::pair<size_t, size_t>> coarseRuns(const std::vector<int>& bucketOf) {
+  const size_t n = bucketOf.size();
+  auto cost = [&](size_t i, size_t j) {  // slots of pairs [i, j) padded to their longest bucket
+    return j > i ? static_cast<int64_t>(pairBucket(static_cast<int>(j - i))) * bucketOf[j - 1] : 0;
+  };
+  size_t best = n;
+  int64_t bestCost = cost(0, n);
+  for (size_t cut = 1; cut < n; ++cut) {
+    if (bucketOf[cut] == bucketOf[cut - 1]) continue;
+    const int64_t c = cost(0, cut) + cost(cut, n);
+    if (c < bestCost) bestCost = c, best = cut;
+  }
+  if (best == n) return {{0, n}};
+  return {{0, best}, {best, n}};
+}
+
+AttentionPlan planAttention(const PackedBatch& batch, PlanShape shape) {
   const size_t pairs = batch.pairs();
   std::vector<int> order(pairs);
   std::iota(order.begin(), order.end(), 0);
   auto length = [&](size_t p) { return batch.offsets[p + 1] - batch.offsets[p]; };
   std::stable_sort(order.begin(), order.end(),
                    [&](int a, int b) { return bucketLength(length(a)) < bucketLength(length(b)); });
+  std::vector<int> bucketOf(pairs);
+  for (size_t k = 0; k < pairs; ++k) bucketOf[k] = bucketLength(length(order[k]));
+
+  std::vector<std::pair<size_t, size_t>> runs;
+  if (shape.coarse) {
+    runs = coarseRuns(bucketOf);
+  } else {
+    for (size_t i = 0; i < pairs;) {
+      size_t j = i;
+      while (j < pairs && bucketOf[j] == bucketOf[i]) ++j;
+      runs.emplace_back(i, j);
+      i = j;
+    }
+  }
 
   AttentionPlan plan;
   plan.scatter.resize(batch.tokens.size());
   int64_t base = 0;
-  for (size_t i = 0; i < pairs;) {
-    const int bucket = bucketLength(length(order[i]));
-    size_t j = i;
-    while (j < pairs && bucketLength(length(order[j])) == bucket) ++j;
+  for (const auto& [i, j] : runs) {
+    const int bucket = bucketOf[j - 1];
     AttentionPlan::Group group;
-    group.pairs = static_cast<int>(j - i);
+    group.pairs = shape.coarse ? pairBucket(static_cast<int>(j - i)) : static_cast<int>(j - i);
     group.length = bucket;
-    group.gather.resize(static_cast<size_t>(group.pairs) * bucket);
-    group.keyValid.resize(group.gather.size());
+    group.gather.assign(static_cast<size_t>(group.pairs) * bucket, 0);
+    group.keyValid.assign(group.gather.size(), 0);
     for (size_t k = i; k < j; ++k) {
       const int p = order[k];
       const int start = batch.offsets[p], len = length(p);
@@ -197,9 +241,13 @@ AttentionPlan planAttention(const PackedBatch& batch) {
       }
       group.padded = group.padded || len < bucket;
     }
+    // Filler pairs (coarse only) attend to one key, so that no softmax row is empty; nothing reads them.
+    for (size_t row = (j - i) * bucket; row < group.gather.size(); row += bucket) {
+      group.keyValid[row] = 1;
+      group.padded = true;
+    }
     base += static_cast<int64_t>(group.gather.size());
     plan.groups.push_back(std::move(group));
-    i = j;
   }
   plan.slots = base;
   return plan;
@@ -237,6 +285,7 @@ class MlxEngine final : public Engine {
       if (options.cacheLimitBytes >= 0) mx::set_cache_limit(static_cast<size_t>(options.cacheLimitBytes));
       loadWeights(weightFiles);
       compile_ = options.compile && compilePays();
+      planShape_.coarse = coarseAttention();
       buildBlocks();
       refreshMemory();
     } catch (...) {
@@ -347,6 +396,15 @@ class MlxEngine final : public Engine {
   // run time; measured on x86-64 (bench/engine-mlx-vs-cpu.ts) it does not pay for BERT shapes, and it
   // needs a compiler on the user's machine, so CPU engines run uncompiled unless
   // MLX_RERANK_CPU_COMPILE=1 asks for it (for measuring).
+  // Coarse attention groups on GPUs (see PlanShape); MLX_RERANK_ATTENTION=fine|coarse overrides it, to
+  // compare the two or to test the coarse layout on a CPU.
+  bool coarseAttention() const {
+    const char* env = std::getenv("MLX_RERANK_ATTENTION");
+    if (env && std::string(env) == "fine") return false;
+    if (env && std::string(env) == "coarse") return true;
+    return device_ == mx::Device::gpu;
+  }
+
   bool compilePays() const {
     if (device_ == mx::Device::gpu) return true;
     const char* env = std::getenv("MLX_RERANK_CPU_COMPILE");
@@ -485,7 +543,7 @@ class MlxEngine final : public Engine {
       cls[p] = batch.offsets[p];
       for (int32_t t = batch.offsets[p]; t < batch.offsets[p + 1]; ++t) positions[t] = t - batch.offsets[p];
     }
-    AttentionPlan plan = planAttention(batch);
+    AttentionPlan plan = planAttention(batch, planShape_);
     computedSlots = std::max<int64_t>(plan.slots, tokens);
 
     std::vector<mx::array> gathers;
@@ -531,6 +589,7 @@ class MlxEngine final : public Engine {
   Activation activation_;
   mx::Stream stream_;  // after everything that can throw in the initializer list
   bool compile_ = false;
+  PlanShape planShape_;
   std::string deviceName_;
 
   mx::array wordEmb_{0.0f}, posEmb_{0.0f}, typeEmb_{0.0f}, embLnG_{0.0f}, embLnB_{0.0f};
