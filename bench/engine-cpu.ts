@@ -106,12 +106,13 @@ const isas =
   values.isa === 'all' ? ['avx512', 'avx2'] : values.isa === 'default' ? [undefined] : [values.isa];
 for (const isa of isas) {
   if (isa) process.env.MLX_RERANK_CPU_ISA = isa;
-  const gemm = addon._gemmGflops(1536, threads, 2);
+  // The ceiling is the best of three 1 s runs: a busy neighbour only ever lowers a run.
+  const gemm = Math.max(...[0, 1, 2].map(() => addon._gemmGflops(1536, threads, 1)));
   const rss0 = process.memoryUsage().rss;
   const engine = await addon.loadEngine({ backend: 'cpu', device: 'cpu', weights: [file], spec, threads });
   const rssLoaded = process.memoryUsage().rss;
   console.log(`\n== ${engine.info().deviceName}`);
-  console.log(`GEMM ceiling (1536^3, float32, same threads): ${gemm.toFixed(1)} GFLOP/s`);
+  console.log(`GEMM ceiling (1536^3, float32, same threads, best of 3): ${gemm.toFixed(1)} GFLOP/s`);
   console.log(
     `RSS: ${mib(rss0)} before load, ${mib(rssLoaded)} after (+${mib(rssLoaded - rss0)}; weight file ${mib(fileBytes)}; ` +
       `limit file + 64 MiB = ${mib(fileBytes + 64 * 2 ** 20)} for the load) ${rssLoaded - rss0 <= fileBytes + 64 * 2 ** 20 ? 'OK' : 'OVER'}`,
