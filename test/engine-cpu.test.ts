@@ -7,22 +7,23 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { specFromConfig } from '../src/model';
 import { type NativeEngine, type NativeEngineOptions, native, packageRoot } from '../src/native';
-import { type CpuSpec, randomBert, referenceLogits, rng, writeModel } from './helpers/cpu-model';
+import {
+  type CpuSpec,
+  FIXTURE_DTYPES,
+  type FixtureExpected,
+  fixtureSpec,
+  pack,
+  randomBert,
+  referenceLogits,
+  rng,
+  writeModel,
+} from './helpers/cpu-model';
 
 const FIXTURES = join(packageRoot(), 'test', 'fixtures', 'models');
-const DTYPES = ['float32', 'float16', 'bfloat16'] as const;
+const DTYPES = FIXTURE_DTYPES;
 
-interface Expected {
-  pairs: Array<{ ids: number[]; typeIds: number[] }>;
-  logits: Record<(typeof DTYPES)[number], number[][]>;
-}
-
-/** The engine reads the fields it needs from the full ModelSpec that src/model.ts makes of config.json. */
-function nativeSpec(dir: string): CpuSpec {
-  return specFromConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')));
-}
+type Expected = FixtureExpected;
 
 function load(
   weights: string[],
@@ -30,16 +31,6 @@ function load(
   extra: Partial<NativeEngineOptions> = {},
 ): Promise<NativeEngine> {
   return native().loadEngine({ backend: 'cpu', device: 'auto', weights, spec, ...extra });
-}
-
-function pack(pairs: Array<{ ids: number[]; typeIds: number[] }>) {
-  const offsets = [0];
-  for (const p of pairs) offsets.push((offsets.at(-1) as number) + p.ids.length);
-  return [
-    Int32Array.from(pairs.flatMap((p) => p.ids)),
-    Int32Array.from(pairs.flatMap((p) => p.typeIds)),
-    Int32Array.from(offsets),
-  ] as const;
 }
 
 // How a child process loads the same addon the tests use.
@@ -56,7 +47,7 @@ describe('golden numerics (Python transformers, float64 reference)', () => {
     for (const dtype of DTYPES) {
       it(`${name} ${dtype}: max abs error <= 1e-4 over all pairs, batched`, async () => {
         const dir = join(FIXTURES, name);
-        const spec = nativeSpec(dir);
+        const spec = fixtureSpec(dir);
         const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Expected;
         const engine = await load([join(dir, dtype, 'model.safetensors')], spec);
         try {
@@ -81,7 +72,7 @@ describe('golden numerics (Python transformers, float64 reference)', () => {
 describe('batching invariants', () => {
   it('a pair scores bit-identically alone, inside a batch, and in any order of the batch', async () => {
     const dir = join(FIXTURES, 'small-l3-h96');
-    const spec = nativeSpec(dir);
+    const spec = fixtureSpec(dir);
     const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Expected;
     const pairs = expected.pairs.slice(0, 24);
     const engine = await load([join(dir, 'float32', 'model.safetensors')], spec);

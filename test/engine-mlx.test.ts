@@ -20,26 +20,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backends, explainMlx, type MlxBuildStatus, mlxBuildStatus } from '../src/backends';
-import { specFromConfig } from '../src/model';
 import { type NativeEngine, type NativeEngineOptions, native, packageRoot } from '../src/native';
-import { type CpuSpec, randomBert, referenceLogits, rng, writeModel } from './helpers/cpu-model';
+import {
+  type CpuSpec,
+  FIXTURE_DTYPES,
+  type FixtureExpected,
+  type FixturePair,
+  fixtureSpec,
+  pack,
+  randomBert,
+  referenceLogits,
+  rng,
+  writeModel,
+} from './helpers/cpu-model';
 
 const FIXTURES = join(packageRoot(), 'test', 'fixtures', 'models');
-const DTYPES = ['float32', 'float16', 'bfloat16'] as const;
-type Pair = { ids: number[]; typeIds: number[] };
-interface Expected {
-  pairs: Pair[];
-  logits: Record<(typeof DTYPES)[number], number[][]>;
-}
+const DTYPES = FIXTURE_DTYPES;
+type Expected = FixtureExpected;
 
 const mlx = backends().mlx;
 const hasGpu = mlx.available && (mlx.devices ?? []).includes('gpu');
 if (!mlx.available) console.warn(`[engine-mlx] skipping the mlx engine tests: ${mlx.reason}`);
-
-/** The engine reads the fields it needs from the full ModelSpec that src/model.ts makes of config.json. */
-function nativeSpec(dir: string): CpuSpec {
-  return specFromConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')));
-}
 
 function load(
   weights: string[],
@@ -47,16 +48,6 @@ function load(
   extra: Partial<NativeEngineOptions> = {},
 ): Promise<NativeEngine> {
   return native().loadEngine({ backend: 'mlx', device: 'cpu', weights, spec, ...extra });
-}
-
-function pack(pairs: Pair[]) {
-  const offsets = [0];
-  for (const p of pairs) offsets.push((offsets.at(-1) as number) + p.ids.length);
-  return [
-    Int32Array.from(pairs.flatMap((p) => p.ids)),
-    Int32Array.from(pairs.flatMap((p) => p.typeIds)),
-    Int32Array.from(offsets),
-  ] as const;
 }
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -100,7 +91,7 @@ function spearman(a: number[], b: number[]): number {
 }
 
 /** Random pairs whose lengths hit bucket edges (8, 16, ..., 512) and the spaces between them. */
-function randomPairs(seed: number, count: number, spec: CpuSpec, maxLen = spec.maxPositions): Pair[] {
+function randomPairs(seed: number, count: number, spec: CpuSpec, maxLen = spec.maxPositions): FixturePair[] {
   const r = rng(seed);
   const edges = [1, 2, 7, 8, 9, 15, 16, 17, 33, 64, 65, 127, 128, 129, 255, 256, 257, 511, 512].filter(
     (n) => n <= maxLen,
@@ -123,7 +114,7 @@ describe.skipIf(!mlx.available)(`mlx engine${mlx.available ? '' : ` (skipped: ${
       for (const storage of DTYPES) {
         it(`${name} from ${storage} weights: max abs error <= 1e-4 over all pairs, batched`, async () => {
           const dir = join(FIXTURES, name);
-          const spec = nativeSpec(dir);
+          const spec = fixtureSpec(dir);
           const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Expected;
           const engine = await load([join(dir, storage, 'model.safetensors')], spec, { dtype: 'float32' });
           try {
@@ -155,7 +146,7 @@ describe.skipIf(!mlx.available)(`mlx engine${mlx.available ? '' : ` (skipped: ${
       for (const name of models) {
         it(`${name}: max abs error <= 3e-2 and Spearman >= 0.999 per label`, async () => {
           const dir = join(FIXTURES, name);
-          const spec = nativeSpec(dir);
+          const spec = fixtureSpec(dir);
           const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Expected;
           const engine = await native().loadEngine({
             backend: 'mlx',
@@ -256,7 +247,7 @@ describe.skipIf(!mlx.available)(`mlx engine${mlx.available ? '' : ` (skipped: ${
         const batch = (await engine.forward(...pack(pairs))).logits;
         const reversed = (await engine.forward(...pack([...pairs].reverse()))).logits;
         for (let i = 0; i < pairs.length; i++) {
-          const alone = (await engine.forward(...pack([pairs[i] as Pair]))).logits;
+          const alone = (await engine.forward(...pack([pairs[i] as FixturePair]))).logits;
           const r = pairs.length - 1 - i;
           expect(maxAbsDiff(alone, batch.subarray(i * L, i * L + L))).toBeLessThanOrEqual(1e-5);
           expect(maxAbsDiff(alone, reversed.subarray(r * L, r * L + L))).toBeLessThanOrEqual(1e-5);

@@ -14,6 +14,7 @@ import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ConfigError, TokenizerError, UnsupportedModelError, WeightsError } from '../errors';
+import type { NativeEngineOptions } from '../native';
 import { bertTokenizerJson } from '../tokenizer/tokenizer-json';
 
 export { bertTokenizerJson };
@@ -181,18 +182,8 @@ class Graph {
 // ---------------------------------------------------------------------------------------------------
 // config.json and safetensors
 
-export interface BertShape {
-  vocabSize: number;
-  hiddenSize: number;
-  numLayers: number;
-  numHeads: number;
-  intermediateSize: number;
-  maxPositions: number;
-  typeVocabSize: number;
-  numLabels: number;
-  layerNormEps: number;
-  hiddenAct: 'gelu' | 'gelu_new' | 'gelu_pytorch_tanh' | 'relu';
-}
+/** The model's shape: the fields the native engines take (src/native.ts). */
+export type BertShape = NativeEngineOptions['spec'];
 
 function readBertShape(config: Record<string, unknown>, source: string): BertShape {
   const num = (key: string, fallback?: number): number => {

@@ -3,8 +3,9 @@
  * seeded random BERT cross-encoder, and an independent float64 forward pass (the textbook BERT
  * equations, one pair at a time) used where the golden fixtures of Python transformers do not reach.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { specFromConfig } from '../../src/model';
 import type { NativeEngineOptions } from '../../src/native';
 import { seededRandom } from '../../src/workload';
 
@@ -179,26 +180,6 @@ export function writeModel(
   return file;
 }
 
-/** The spec the addon takes, from a Hugging Face config.json object. */
-export function specFromHfConfig(c: Record<string, unknown>): CpuSpec {
-  const n = (k: string, d?: number) => (typeof c[k] === 'number' ? (c[k] as number) : (d as number));
-  return {
-    vocabSize: n('vocab_size'),
-    hiddenSize: n('hidden_size'),
-    numLayers: n('num_hidden_layers'),
-    numHeads: n('num_attention_heads'),
-    intermediateSize: n('intermediate_size'),
-    maxPositions: n('max_position_embeddings'),
-    typeVocabSize: n('type_vocab_size', 2),
-    numLabels: n(
-      'num_labels',
-      c.id2label && typeof c.id2label === 'object' ? Object.keys(c.id2label).length : 2,
-    ),
-    layerNormEps: n('layer_norm_eps', 1e-12),
-    hiddenAct: (c.hidden_act as CpuSpec['hiddenAct']) ?? 'gelu',
-  };
-}
-
 // ----- float64 reference ------------------------------------------------------------------------
 
 function erf(x: number): number {
@@ -324,4 +305,29 @@ export function referenceLogits(
   }
   const pooled = linear([x[0] as Float64Array], 'pooler.dense').map((row) => row.map(Math.tanh));
   return Array.from(linear(pooled, 'classifier')[0] as Float64Array);
+}
+
+// ----- golden fixtures (test/fixtures/models, from Python transformers) ----------------------------
+
+export const FIXTURE_DTYPES = ['float32', 'float16', 'bfloat16'] as const;
+export type FixturePair = { ids: number[]; typeIds: number[] };
+export interface FixtureExpected {
+  pairs: FixturePair[];
+  logits: Record<(typeof FIXTURE_DTYPES)[number], number[][]>;
+}
+
+/** The engine reads the fields it needs from the full ModelSpec that src/model.ts makes of config.json. */
+export function fixtureSpec(dir: string): CpuSpec {
+  return specFromConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')));
+}
+
+/** Pairs as the packed batch the engines take: tokens, type ids, offsets. */
+export function pack(pairs: FixturePair[]) {
+  const offsets = [0];
+  for (const p of pairs) offsets.push((offsets.at(-1) as number) + p.ids.length);
+  return [
+    Int32Array.from(pairs.flatMap((p) => p.ids)),
+    Int32Array.from(pairs.flatMap((p) => p.typeIds)),
+    Int32Array.from(offsets),
+  ] as const;
 }
