@@ -30,6 +30,8 @@
         "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": ["/std:c++17"] }
       },
       "conditions": [
+        # native/nvml.cpp dlopens NVML; glibc < 2.34 keeps dlopen in libdl.
+        ['OS=="linux"', { "libraries": ["-ldl"] }],
         ['with_mlx==1', {
           "sources": ["<!@(node scripts/find-mlx.mjs --sources)"],
           "defines": ["MLX_RERANK_WITH_MLX"],

@@ -1,4 +1,5 @@
-// The N-API surface typed in src/native.ts: backends(), loadEngine(opts) -> Promise<NativeEngine>.
+// The N-API surface typed in src/native.ts: backends(), loadEngine(opts) -> Promise<NativeEngine>,
+// gpuUtilization(index?).
 //
 // Each engine owns one native thread with a job queue (MLX requires every call for an engine on one
 // thread; the cpu engine fans out to its own pool from there). Jobs run on that thread and hand a
@@ -18,6 +19,7 @@
 #include <thread>
 
 #include "engine.h"
+#include "nvml.h"
 
 namespace mlxrerank {
 std::string cpuIsaName();
@@ -560,13 +562,59 @@ Napi::Value gemmGflops(const Napi::CallbackInfo& info) {
   }
 }
 
+Napi::Object gpuUnavailable(Napi::Env env, const std::string& reason) {
+  auto o = Napi::Object::New(env);
+  o.Set("available", false);
+  o.Set("reason", reason);
+  return o;
+}
+
+// gpuUtilization(index = 0): NVML's counters for one NVIDIA GPU, read synchronously (microseconds), or
+// {available: false, reason}. The bench calls it at every sampler tick, so it never throws: a bad
+// index is a reason too.
+Napi::Value gpuUtilization(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    double index = 0;
+    if (info.Length() > 0 && !info[0].IsUndefined()) {
+      index = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+      if (!(index >= 0 && index <= 4294967295.0) || index != static_cast<double>(static_cast<int64_t>(index)))
+        return gpuUnavailable(env, "the GPU index must be a non-negative integer");
+    }
+    const GpuUtilization u = readGpuUtilization(static_cast<unsigned>(index));
+    if (!u.available) return gpuUnavailable(env, u.reason.empty() ? "NVML gave no reason" : u.reason);
+    auto o = Napi::Object::New(env);
+    o.Set("available", true);
+    o.Set("index", Napi::Number::New(env, u.index));
+    o.Set("name", u.name);
+    o.Set("gpuPct", Napi::Number::New(env, u.gpuPct));
+    o.Set("memoryPct", Napi::Number::New(env, u.memoryPct));
+    o.Set("memoryUsedBytes", Napi::Number::New(env, static_cast<double>(u.memoryUsedBytes)));
+    o.Set("memoryTotalBytes", Napi::Number::New(env, static_cast<double>(u.memoryTotalBytes)));
+    return o;
+  } catch (const std::exception& e) {
+    // Only N-API itself (out of memory) can fail above; node-addon-api has cleared its exception.
+    try {
+      return gpuUnavailable(env, std::string("NVML could not be read: ") + e.what());
+    } catch (...) {
+      return env.Undefined();
+    }
+  } catch (...) {
+    return env.Undefined();
+  }
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
+#ifdef MLX_RERANK_WITH_MLX
+  configureMlxProcess();
+#endif
   auto* data = new AddonData();
   data->engineCtor = Napi::Persistent(EngineWrap::define(env));
   env.SetInstanceData<AddonData>(data);
   exports.Set("backends", Napi::Function::New(env, backends, "backends"));
   exports.Set("loadEngine", Napi::Function::New(env, loadEngine, "loadEngine"));
   exports.Set("_gemmGflops", Napi::Function::New(env, gemmGflops, "_gemmGflops"));
+  exports.Set("gpuUtilization", Napi::Function::New(env, gpuUtilization, "gpuUtilization"));
   return exports;
 }
 

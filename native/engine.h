@@ -96,6 +96,8 @@ std::unique_ptr<Engine> makeMlxEngine(const ModelSpec& spec, const std::vector<s
 // MLX's version string and whether a GPU (Metal or CUDA) is usable, for backends().
 std::string mlxVersion();
 bool mlxGpuAvailable();
+// Process-wide MLX settings that must precede MLX's first GPU use; called once at module load.
+void configureMlxProcess();
 #endif
 
 }  // namespace mlxrerank

@@ -2,12 +2,14 @@
 //
 // Layout of one forward (see DESIGN.md, "The packed batch"):
 //   embeddings   gather word / position / type rows for the T real tokens, add, layer norm
-//   per layer    fused QKV matmul on the T real tokens (no padding in dense layers);
-//                attention per length bucket: pairs padded to a bucket length, grouped by bucket,
-//                mx::fast::scaled_dot_product_attention with a mask on the padded keys; the context
-//                rows are gathered back to the T real tokens;
+//   per layer    fused QKV matmul on the token rows; attention (one of three layouts, see Attention);
 //                output projection + residual + layer norm; FFN (+ activation) + residual + layer norm
 //   head         pooler (dense + tanh) on each pair's [CLS] row, classifier, logits cast to float32
+//
+// Token rows: on a CPU the dense layers run on exactly the T real tokens. On a GPU T is rounded up
+// to a row bucket (32 steps an octave: at most 3.1% padding), because every new shape costs there
+// (kernel selection, module loading, graph instantiation) and a few hundred buckets cover every batch
+// up to 64k tokens, so warmup() can visit them all.
 //
 // Threading: every MLX call of one engine happens on the engine's own thread (the addon's per-engine
 // thread). Each engine evaluates on a stream taken from a small process-wide pool (see StreamPool), so
@@ -19,7 +21,10 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <numeric>
@@ -27,6 +32,7 @@
 #include <variant>
 
 #include "engine.h"
+#include "mlx_varlen_attention.h"
 #include "weights.h"
 
 namespace mx = mlx::core;
@@ -83,6 +89,53 @@ class StreamPool {
   std::mutex mutex_;
   Slot cpu_, gpu_;
 };
+
+// ---------------------------------------------------------------------------------------------------
+// Process exit with MLX's CUDA backend
+
+// MLX 0.32's CUDA backend can throw from a destructor while the process exits, once the CUDA runtime
+// has unloaded ("Destroy(handle_) failed: driver shutting down", ml-explore/mlx#4531, open): the
+// process aborts (SIGABRT) after all its work is done. Once a CUDA engine exists, an exit hook
+// (registered after the CUDA runtime's own, so it runs first) records the exit status, and a terminate
+// handler that fires after that ends the process with the recorded status instead. Any other call of
+// terminate goes to the previous handler as before.
+#if defined(__GLIBC__)
+std::atomic<bool> exiting{false};
+std::atomic<int> exitStatus{0};
+std::terminate_handler previousTerminate = nullptr;
+
+[[noreturn]] void terminateDuringExit() {
+  if (exiting.load()) {
+    std::fflush(nullptr);
+    std::_Exit(exitStatus.load());
+  }
+  if (previousTerminate) previousTerminate();
+  std::abort();
+}
+
+void guardCudaExit() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    on_exit(
+        [](int status, void*) {
+          exitStatus = status;
+          exiting = true;
+        },
+        nullptr);
+    previousTerminate = std::set_terminate(terminateDuringExit);
+  });
+}
+#else
+void guardCudaExit() {}
+#endif
+
+// ---------------------------------------------------------------------------------------------------
+// Process settings
+
+// MLX's buffer cache limit for GPU engines when the caller sets none (cacheLimitBytes < 0): room for
+// the buffers of the largest batch the scheduler forms on a GPU (a forward of 65536 MiniLM token rows
+// peaked at 3.2 GB of MLX memory on an H100, buffers in flight included).
+constexpr size_t kGpuCacheLimit = size_t{4} << 30;
 
 // ---------------------------------------------------------------------------------------------------
 // Shapes
@@ -165,14 +218,28 @@ struct AttentionPlan {
   int64_t slots = 0;             // sum of padded lengths
 };
 
-// How the engine groups pairs for attention. Fine: one group per bucket length (least padding; what a
-// CPU wants, where every op is cheap to issue). Coarse: at most two groups per batch, each padded to
-// its longest bucket, with the pair count rounded up to a power of two. On a GPU every group costs
-// about ten kernel launches per layer and every new (pairs, length) shape a new attention plan, so
-// fewer, repeating shapes beat the padding they add.
+// How the engine lays the batch out for attention.
+//   Varlen (CUDA GPUs, the default there): our kernel on the packed rows (mlx_varlen_attention.h); no
+//     padding, no per-length shapes.
+//   Fine (CPUs): one mx::fast::scaled_dot_product_attention per bucket length, pairs padded to the
+//     bucket (least padding where every op is cheap to issue).
+//   Coarse (other GPUs: Metal): at most two groups per batch, each padded to its longest bucket, with
+//     the pair count rounded up to a power of two. On a GPU every group costs about ten kernel
+//     launches per layer and every new (pairs, length) shape a new attention plan, so fewer, repeating
+//     shapes beat the padding they add.
+enum class Attention { Varlen, Fine, Coarse };
+
 struct PlanShape {
   bool coarse = false;
 };
+
+// Rows the dense layers run on for `tokens` real tokens on a GPU: a multiple of the largest power of
+// two (at least 16) that is at most tokens / 32.
+int64_t rowBucket(int64_t tokens) {
+  int64_t step = 16;
+  while (step * 64 <= tokens) step *= 2;
+  return (std::max<int64_t>(tokens, 1) + step - 1) / step * step;
+}
 
 int pairBucket(int pairs) {
   int n = 1;
@@ -282,10 +349,19 @@ class MlxEngine final : public Engine {
         throw EngineError(ErrorCode::BadConfig, "mlx engine: hidden_size " + std::to_string(spec.hiddenSize) +
                                                     " is not a multiple of num_attention_heads " +
                                                     std::to_string(spec.numHeads));
-      if (options.cacheLimitBytes >= 0) mx::set_cache_limit(static_cast<size_t>(options.cacheLimitBytes));
+      if (options.cacheLimitBytes >= 0) {
+        mx::set_cache_limit(static_cast<size_t>(options.cacheLimitBytes));
+      } else if (device_ == mx::Device::gpu) {
+        // MLX keeps freed buffers up to about the device's memory by default (122 GB of an H200 was
+        // held after a warm-up); a reranker shares its GPU, so it keeps about one large batch's worth.
+        mx::set_cache_limit(kGpuCacheLimit);
+      }
       loadWeights(weightFiles);
       compile_ = options.compile && compilePays();
-      planShape_.coarse = coarseAttention();
+      if (device_ == mx::Device::gpu && mx::cu::is_available()) guardCudaExit();
+      attention_ = pickAttention();
+      planShape_.coarse = attention_ == Attention::Coarse;
+      bucketRows_ = pickRowBuckets();
       buildBlocks();
       refreshMemory();
     } catch (...) {
@@ -338,8 +414,11 @@ class MlxEngine final : public Engine {
   std::string version() const override { return mx::version(); }
 
   // Where kernels are built per shape (GPUs; CPUs with compile on), one batch holding a pair of every
-  // bucket length up to min(maxPositions, 512), then a small batch. On a CPU without compile nothing
-  // is built per shape, so one small batch (threads, buffer cache) is all the warm-up there is to do.
+  // bucket length up to min(maxPositions, 512) (the grouped layouts' attention shapes). On a GPU, then
+  // one batch for every row bucket up to MLX_RERANK_WARMUP_ROWS token rows (default 65536: 512 pairs of
+  // 128 tokens), so that the first batch of each size meets selected kernels, loaded modules and
+  // instantiated graphs (about 1.5 s on an H100). Last a small batch. On a CPU without compile nothing
+  // is built per shape, so the small batch (threads, buffer cache) is all the warm-up there is to do.
   void warmup() override {
     const int limit = static_cast<int>(std::min<int64_t>(spec_.maxPositions, 512));
     const int32_t secondType = std::min<int32_t>(1, static_cast<int32_t>(spec_.typeVocabSize - 1));
@@ -355,13 +434,26 @@ class MlxEngine final : public Engine {
       }
       return batch;
     };
-    if (device_ == mx::Device::gpu || compile_) {
+    if ((device_ == mx::Device::gpu || compile_) && attention_ != Attention::Varlen) {
       std::vector<int> sweep;
       for (int len = 1; len <= limit; len = bucketLength(len) + 1)
         sweep.push_back(std::min(bucketLength(len), limit));
       forward(batchOf(sweep));
     }
+    if (device_ == mx::Device::gpu && bucketRows_) {
+      const char* env = std::getenv("MLX_RERANK_WARMUP_ROWS");
+      const int64_t maxRows = env ? std::atoll(env) : 65536;
+      const int pairLength = std::min(limit, 128);
+      for (int64_t rows = rowBucket(1); rows <= maxRows; rows = rowBucket(rows + 1)) {
+        std::vector<int> lengths(static_cast<size_t>(rows / pairLength), pairLength);
+        if (rows % pairLength) lengths.push_back(static_cast<int>(rows % pairLength));
+        forward(batchOf(lengths));
+      }
+    }
     forward(batchOf({std::min(limit, 12), std::min(limit, 5)}));
+    // The sweep leaves buffers of every size in MLX's cache; serving needs only its own sizes.
+    mx::clear_cache();
+    refreshMemory();
   }
 
  private:
@@ -396,12 +488,25 @@ class MlxEngine final : public Engine {
   // run time; measured on x86-64 (bench/engine-mlx-vs-cpu.ts) it does not pay for BERT shapes, and it
   // needs a compiler on the user's machine, so CPU engines run uncompiled unless
   // MLX_RERANK_CPU_COMPILE=1 asks for it (for measuring).
-  // Coarse attention groups on GPUs (see PlanShape); MLX_RERANK_ATTENTION=fine|coarse overrides it, to
-  // compare the two or to test the coarse layout on a CPU.
-  bool coarseAttention() const {
+  // The attention layout (see Attention): varlen on CUDA GPUs, coarse on other GPUs, fine on CPUs.
+  // MLX_RERANK_ATTENTION=varlen|coarse|fine overrides it, to compare layouts or to run the GPU
+  // layouts on a CPU; varlen exists on CUDA GPUs only and falls back to coarse elsewhere.
+  Attention pickAttention() const {
+    const bool cuda = device_ == mx::Device::gpu && mx::cu::is_available() &&
+                      varlenSupports(static_cast<int>(spec_.hiddenSize / spec_.numHeads));
     const char* env = std::getenv("MLX_RERANK_ATTENTION");
-    if (env && std::string(env) == "fine") return false;
-    if (env && std::string(env) == "coarse") return true;
+    const std::string wanted = env ? env : "";
+    if (wanted == "fine") return Attention::Fine;
+    if (wanted == "coarse") return Attention::Coarse;
+    if (cuda) return Attention::Varlen;
+    return device_ == mx::Device::gpu || wanted == "varlen" ? Attention::Coarse : Attention::Fine;
+  }
+
+  // Row buckets on GPUs (see the top of this file); MLX_RERANK_ROW_BUCKETS=0|1 overrides it.
+  bool pickRowBuckets() const {
+    const char* env = std::getenv("MLX_RERANK_ROW_BUCKETS");
+    if (env && std::string(env) == "0") return false;
+    if (env && std::string(env) == "1") return true;
     return device_ == mx::Device::gpu;
   }
 
@@ -508,8 +613,9 @@ class MlxEngine final : public Engine {
     }
   }
 
-  mx::array attention(const mx::array& qkv, const AttentionPlan& plan, const std::vector<mx::array>& gathers,
-                      const std::vector<std::optional<mx::array>>& masks, const mx::array& scatter) {
+  // Grouped attention (fine / coarse): layout = {scatter, one gather per group}.
+  mx::array attention(const mx::array& qkv, const AttentionPlan& plan, const std::vector<mx::array>& layout,
+                      const std::vector<std::optional<mx::array>>& masks) {
     const int heads = static_cast<int>(spec_.numHeads);
     const int headDim = static_cast<int>(spec_.hiddenSize / spec_.numHeads);
     const int hidden = static_cast<int>(spec_.hiddenSize);
@@ -521,7 +627,7 @@ class MlxEngine final : public Engine {
       const auto& group = plan.groups[g];
       // [pairs * L, 3H] -> [pairs, L, 3, heads, headDim]
       auto t =
-          mx::reshape(mx::take(qkv, gathers[g], 0, s), {group.pairs, group.length, 3, heads, headDim}, s);
+          mx::reshape(mx::take(qkv, layout[g + 1], 0, s), {group.pairs, group.length, 3, heads, headDim}, s);
       auto part = [&](int i) { return mx::transpose(mx::take(t, i, 2, s), {0, 2, 1, 3}, s); };
       auto o = masks[g] ? mx::fast::scaled_dot_product_attention(part(0), part(1), part(2), scale, "array",
                                                                  masks[g], {}, false, s)
@@ -530,43 +636,59 @@ class MlxEngine final : public Engine {
       outs.push_back(mx::reshape(mx::transpose(o, {0, 2, 1, 3}, s), {group.pairs * group.length, hidden}, s));
     }
     auto all = outs.size() == 1 ? outs[0] : mx::concatenate(outs, 0, s);
-    return mx::take(all, scatter, 0, s);
+    return mx::take(all, layout[0], 0, s);
   }
 
   mx::array run(const PackedBatch& batch, int64_t& computedSlots) {
     const mx::Stream s = stream_;
     const size_t pairs = batch.pairs();
-    const int tokens = static_cast<int>(batch.tokens.size());
+    const int64_t tokens = static_cast<int64_t>(batch.tokens.size());
+    const int64_t rows = bucketRows_ ? rowBucket(tokens) : tokens;
 
-    std::vector<int32_t> positions(tokens), cls(pairs);
+    // Padding rows (GPU row buckets) hold token 0 at position 0; nothing reads their outputs.
+    std::vector<int32_t> ids(rows, 0), types(rows, 0), positions(rows, 0), cls(pairs);
+    std::copy(batch.tokens.begin(), batch.tokens.end(), ids.begin());
+    std::copy(batch.typeIds.begin(), batch.typeIds.end(), types.begin());
     for (size_t p = 0; p < pairs; ++p) {
       cls[p] = batch.offsets[p];
       for (int32_t t = batch.offsets[p]; t < batch.offsets[p + 1]; ++t) positions[t] = t - batch.offsets[p];
     }
-    AttentionPlan plan = planAttention(batch, planShape_);
-    computedSlots = std::max<int64_t>(plan.slots, tokens);
 
-    std::vector<mx::array> gathers;
+    // The attention layout's inputs: offsets and block table (varlen), or the padded groups.
+    const bool varlen = attention_ == Attention::Varlen;
+    AttentionPlan plan;
+    std::vector<mx::array> layout;  // varlen: {offsets, blocks}; grouped: {scatter, gathers...}
     std::vector<std::optional<mx::array>> masks;
-    for (const auto& group : plan.groups) {
-      gathers.push_back(int32Array(group.gather));
-      if (group.padded) {
-        mx::array valid(group.keyValid.data(), mx::Shape{group.pairs, 1, 1, group.length}, mx::bool_);
-        masks.emplace_back(valid);
-      } else {
-        masks.emplace_back(std::nullopt);
+    if (varlen) {
+      layout = {int32Array(batch.offsets), int32Array(varlenBlocks(batch.offsets, rows))};
+      computedSlots = rows;
+    } else {
+      plan = planAttention(batch, planShape_);
+      plan.scatter.resize(rows, 0);
+      layout.push_back(int32Array(plan.scatter));
+      for (const auto& group : plan.groups) {
+        layout.push_back(int32Array(group.gather));
+        if (group.padded) {
+          mx::array valid(group.keyValid.data(), mx::Shape{group.pairs, 1, 1, group.length}, mx::bool_);
+          masks.emplace_back(valid);
+        } else {
+          masks.emplace_back(std::nullopt);
+        }
       }
+      computedSlots = std::max<int64_t>(plan.slots, rows);
     }
-    const mx::array scatter = int32Array(plan.scatter);
+    const int heads = static_cast<int>(spec_.numHeads);
+    const int headDim = static_cast<int>(spec_.hiddenSize / spec_.numHeads);
 
-    auto x = mx::add(mx::add(mx::take(wordEmb_, int32Array(batch.tokens), 0, s),
-                             mx::take(posEmb_, int32Array(positions), 0, s), s),
-                     mx::take(typeEmb_, int32Array(batch.typeIds), 0, s), s);
+    auto x = mx::add(
+        mx::add(mx::take(wordEmb_, int32Array(ids), 0, s), mx::take(posEmb_, int32Array(positions), 0, s), s),
+        mx::take(typeEmb_, int32Array(types), 0, s), s);
     x = mx::fast::layer_norm(x, embLnG_, embLnB_, static_cast<float>(spec_.layerNormEps), s);
 
     for (const Layer& L : layers_) {
       auto qkv = mx::addmm(L.qkvB, x, L.qkvW, 1.0f, 1.0f, s);
-      auto ctx = attention(qkv, plan, gathers, masks, scatter);
+      auto ctx = varlen ? varlenAttention(qkv, layout[0], layout[1], heads, headDim, s)
+                        : attention(qkv, plan, layout, masks);
       x = attnOut_({ctx, x, L.outW, L.outB, L.ln1G, L.ln1B})[0];
       x = ffn_({x, L.ffnInW, L.ffnInB, L.ffnOutW, L.ffnOutB, L.ln2G, L.ln2B})[0];
     }
@@ -589,6 +711,8 @@ class MlxEngine final : public Engine {
   Activation activation_;
   mx::Stream stream_;  // after everything that can throw in the initializer list
   bool compile_ = false;
+  Attention attention_ = Attention::Fine;
+  bool bucketRows_ = false;
   PlanShape planShape_;
   std::string deviceName_;
 
@@ -615,6 +739,16 @@ std::unique_ptr<Engine> makeMlxEngine(const ModelSpec& spec, const std::vector<s
 }
 
 std::string mlxVersion() { return mx::version(); }
+
+// MLX's CUDA backend records up to MLX_MAX_OPS_PER_BUFFER ops (100 on an H100) into one CUDA graph
+// before it launches any: with ~70 ops a forward, the GPU then waits for nearly all host-side work.
+// 20 lets it start after the first layers. Side by side on an H200 (MiniLM-L6, batch 32): 1.94-2.05 ms
+// a forward with 20, 2.39-2.51 with the default, 2.37-2.38 with 400; batch 512 unchanged. Read once,
+// at the first CUDA stream, so it is set at module load (the JS thread, before any engine thread), and
+// only where the caller has not set it.
+void configureMlxProcess() {
+  if (mx::cu::is_available()) setenv("MLX_MAX_OPS_PER_BUFFER", "20", /*overwrite=*/0);
+}
 
 bool mlxGpuAvailable() {
   try {

@@ -40,6 +40,7 @@ bench options:
   --sample-ms N        time-series interval (default 500)
   --max-seconds N      time budget per configuration: no new request after N s (default 200, 0 = none);
                        a configuration cut short says so in the report
+  --warmup-requests N  requests sent before each configuration, not counted (default 20, 2 s at most)
   --max-batch-tokens N --max-batch-size N --max-wait-ms N --threads N   scheduler and engine options
   --offline            never touch the network
   --no-ablation        skip the short extra run with length sorting off (padding comparison)
@@ -102,6 +103,7 @@ export function parseBench(argv: string[]): { specs: ScenarioSpec[]; options: Be
       out: { type: 'string' },
       'sample-ms': { type: 'string' },
       'max-seconds': { type: 'string' },
+      'warmup-requests': { type: 'string' },
       'max-batch-tokens': { type: 'string' },
       'max-batch-size': { type: 'string' },
       'max-wait-ms': { type: 'string' },
@@ -161,6 +163,7 @@ export function parseBench(argv: string[]): { specs: ScenarioSpec[]; options: Be
     out: v.out ?? 'results',
     sampleMs: int('sample-ms', v['sample-ms'], 10) ?? 500,
     maxSeconds: int('max-seconds', v['max-seconds'], 0) ?? 200,
+    warmupRequests: int('warmup-requests', v['warmup-requests'], 0) ?? 20,
     offline: v.offline ?? false,
     paddingAblation: !v['no-ablation'],
     progress: oneOf('progress', v.progress ?? 'auto', ['auto', 'plain', 'none'] as const),

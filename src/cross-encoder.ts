@@ -19,6 +19,7 @@ import { loadModelSpec } from './model';
 import { type NativeEngine, native } from './native';
 import {
   DEFAULT_LIMITS,
+  GPU_BATCH_LIMITS,
   type PairEncoder,
   resolveLimits,
   Scheduler,
@@ -30,6 +31,14 @@ import type { Activation, Backend, DeviceKind, DType, ModelFiles, ModelSpec } fr
 
 type HubOptions = NonNullable<Parameters<typeof resolveModel>[1]>;
 type PairOptions = NonNullable<Parameters<Tokenizer['encodePair']>[2]>;
+
+/** GPU_BATCH_LIMITS for the limits the caller left unset. */
+function gpuBatchDefaults(o: Partial<SchedulerLimits>): Partial<SchedulerLimits> {
+  return {
+    ...(o.maxBatchTokens === undefined && { maxBatchTokens: GPU_BATCH_LIMITS.maxBatchTokens }),
+    ...(o.maxBatchSize === undefined && { maxBatchSize: GPU_BATCH_LIMITS.maxBatchSize }),
+  };
+}
 
 /** Options of `CrossEncoder.load`. Scheduler limits default to DEFAULT_LIMITS (src/scheduler.ts). */
 export interface LoadOptions extends HubOptions, Partial<Omit<SchedulerLimits, 'pipelineDepth'>> {
@@ -285,6 +294,7 @@ export class CrossEncoder {
       let self: CrossEncoder | undefined;
       scheduler = new Scheduler({
         ...limits,
+        ...(engine.info().device === 'gpu' && gpuBatchDefaults(o)),
         engine,
         encode,
         numLabels: spec.numLabels,

@@ -22,7 +22,7 @@ export { resolveModel } from './hub';
 export type { BatchMetrics, CallMetrics, Percentiles, Stats } from './metrics';
 export { loadModelSpec } from './model';
 export type { EngineInfo, EngineMemory, NativeBackendInfo, NativeBackends } from './native';
-export { DEFAULT_LIMITS, type SchedulerLimits } from './scheduler';
+export { DEFAULT_LIMITS, GPU_BATCH_LIMITS, type SchedulerLimits } from './scheduler';
 export { synthesizeModel } from './synth';
 export { Tokenizer } from './tokenizer';
 export type { Activation, Backend, DeviceKind, DType, ModelFiles, ModelSpec } from './types';

@@ -81,9 +81,30 @@ export interface NativeEngine {
   dispose(): Promise<void>;
 }
 
+/**
+ * One NVIDIA GPU's counters from NVML (loaded at run time; absent on macOS, Windows and machines
+ * without an NVIDIA driver). The percentages are NVML's: the share of its last sample period (1/6 s to
+ * 1 s, by GPU) during which a kernel ran, and during which device memory was read or written (memory
+ * traffic, not capacity: see memoryUsedBytes for that). Device-wide: every process's work counts.
+ */
+export type GpuUtilization =
+  | {
+      available: true;
+      /** NVML's device index (PCI bus order, which CUDA_DEVICE_ORDER may not follow). */
+      index: number;
+      name: string;
+      gpuPct: number;
+      memoryPct: number;
+      memoryUsedBytes: number;
+      memoryTotalBytes: number;
+    }
+  | { available: false; reason: string };
+
 export interface NativeAddon {
   backends(): NativeBackends;
   loadEngine(options: NativeEngineOptions): Promise<NativeEngine>;
+  /** NVML's utilisation of GPU `index` (default 0): synchronous and cheap; never throws. */
+  gpuUtilization(index?: number): GpuUtilization;
 }
 
 /** The package root: the nearest folder above this file holding package.json. */

@@ -72,6 +72,16 @@ export const DEFAULT_LIMITS: SchedulerLimits = {
   pipelineDepth: 2,
 };
 
+/**
+ * Batch limits for engines on a GPU, where a forward has a fixed cost of ~2 ms (launching some 70
+ * kernels) whatever its size: larger batches amortise it. 65536 rows is also how far the mlx engine's
+ * warm-up visits its shapes.
+ */
+export const GPU_BATCH_LIMITS: Pick<SchedulerLimits, 'maxBatchTokens' | 'maxBatchSize'> = {
+  maxBatchTokens: 65536,
+  maxBatchSize: 1024,
+};
+
 /** DEFAULT_LIMITS overridden by the defined fields of `opts`; InputError naming a bad one. */
 export function resolveLimits(opts: Partial<SchedulerLimits>): SchedulerLimits {
   const l = { ...DEFAULT_LIMITS };

@@ -93,7 +93,13 @@ describe('mlx-rerank bench', () => {
       expect(c.padding.batches).toBeGreaterThan(0);
     }
     expect(run?.warmup?.loadMs).toBeGreaterThan(0);
+    // Warm-up requests before each configuration stay out of its figures (request counts above).
+    expect(run?.warmup?.requestsPerConfig).toBe(20);
     const md = readFileSync(`${base}.md`, 'utf8');
+    expect(md).toContain('up to 20 requests (2 s at most) before each configuration');
+    expect(md).toMatch(
+      /Engine memory after the last configuration \(engine allocations\):\*\* active [\d.]+ MiB/,
+    );
     expect(md).toContain('**synthetic**');
     expect(md).toContain('## Comparison');
     expect(md).toContain(

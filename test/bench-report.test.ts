@@ -80,6 +80,19 @@ function engineRun(label: string, raws: RawRun[]): EngineRun {
   };
 }
 
+/** An mlx engine on a GPU; `gpu` gives the NVML reading at tick i (none: NVML was unavailable). */
+function gpuEngineRun(raw: RawRun, gpu?: (i: number) => number): EngineRun {
+  const ticks = gpu ? raw.ticks.map((t, i) => ({ ...t, gpuUtilPct: gpu(i) })) : raw.ticks;
+  return {
+    ...engineRun('mlx/gpu/float16', [{ ...raw, ticks }]),
+    requested: { backend: 'mlx', device: 'auto' },
+    info: { backend: 'mlx', device: 'gpu', deviceName: 'Test GPU', dtype: 'float16', version: '0.32.2' },
+    nvml: gpu
+      ? { available: true, index: 0, name: 'NVIDIA Test GPU 80GB' }
+      : { available: false, reason: 'NVML could not be loaded (no NVIDIA driver?): test' },
+  };
+}
+
 function scenario(runs: EngineRun[], number = '01', name = 'backend_cpu'): ScenarioResult {
   return {
     schema: SCHEMA,
@@ -262,6 +275,76 @@ describe('Markdown report', () => {
     expect(none).toContain('**SKIPPED:** not compiled in');
     expect(none).toContain('No configuration ran');
     expect(none).not.toContain('## Detailed Metrics');
+  });
+});
+
+describe('NVML GPU utilisation', () => {
+  const cells = (md: string, heading: string, column: string): string[] => {
+    const lines = md.split('\n');
+    let i = lines.indexOf(heading);
+    while (!(lines[i] as string).startsWith('|')) i++;
+    const k = (lines[i] as string)
+      .slice(1, -1)
+      .split('|')
+      .map((c) => c.trim())
+      .indexOf(column);
+    expect(k, column).toBeGreaterThanOrEqual(0);
+    return tableAfter(md, heading).map((r) => r[k] as string);
+  };
+
+  it('is absent from a cpu report: no column, row, header line or method note', () => {
+    expect(md).not.toMatch(/NVML/);
+    expect(headerAfter(md, '## Dashboard Time-Series Data')).not.toContain('GPU util');
+    expect(single.method.nvml).toBeUndefined();
+  });
+
+  it('shows the device, a column next to Dev Busy, the dashboard row and the mean per config', () => {
+    // Readings cycle 0, 25, 50, 75, 100 with a failed read every 7th tick.
+    const reading = (i: number): number => (i % 7 === 6 ? Number.NaN : (i % 5) * 25);
+    const s = { ...scenario([gpuEngineRun(recordedRun(), reading)]), method: methodNotes(500, true) };
+    const text = renderMarkdown(s);
+    expect(text).toContain(
+      '**GPU utilisation (NVML):** NVIDIA Test GPU 80GB (NVML device 0), read every 500 ms',
+    );
+    const head = headerAfter(text, '## Dashboard Time-Series Data');
+    expect(head).toContain('| Dev Busy (%) | GPU util (NVML, %) | CPU (%) |');
+    const cfg = s.runs[0]?.configs[0];
+    const fine = (cfg?.samples ?? []).map((x) => x.gpuUtilPct as number);
+    const finite = fine.filter(Number.isFinite);
+    const mean = finite.reduce((a, b) => a + b, 0) / finite.length;
+    expect(cfg?.gpuUtil?.count).toBe(finite.length);
+    expect(cfg?.gpuUtil?.avg).toBeCloseTo(mean, 9);
+    // The merged table: each row the mean of the finite readings of its ticks.
+    const shown = cells(text, '## Dashboard Time-Series Data', 'GPU util (NVML, %)');
+    expect(shown).toHaveLength(cfg?.tableSamples.length ?? -1);
+    expect(shown.map(Number)).toEqual(cfg?.tableSamples.map((x) => Number(x.gpuUtilPct?.toFixed(1))));
+    const dash = tableAfter(text, '## Dashboard Metrics Summary').map((r) => r[0]);
+    expect(dash.slice(1, 4)).toEqual(['Device Busy (%)', 'GPU util (NVML, %)', 'Process CPU (%)']);
+    expect(cells(text, '## Dashboard Metrics Summary', 'Avg')[2]).toBe(mean.toFixed(1));
+    expect(text).toContain(`**GPU util (NVML):** avg ${mean.toFixed(1)}%, min 0.0%, max 100.0% over `);
+    expect(text).toContain("- **nvml:** GPU util % = NVML's utilisation.gpu");
+    const back = JSON.parse(renderJson(s)) as ScenarioResult;
+    expect(back.runs[0]?.nvml).toEqual({ available: true, index: 0, name: 'NVIDIA Test GPU 80GB' });
+    expect(back.runs[0]?.configs[0]?.samples[6]?.gpuUtilPct).toBeNull(); // NaN in JSON
+  });
+
+  it('says in one header line why NVML is unavailable, and adds no empty column', () => {
+    const s = scenario([gpuEngineRun(recordedRun())]);
+    const text = renderMarkdown(s);
+    const lines = text.split('\n').filter((l) => l.includes('NVML'));
+    expect(lines).toEqual([
+      '**GPU utilisation (NVML):** unavailable: NVML could not be loaded (no NVIDIA driver?): test',
+    ]);
+  });
+
+  it('names the engine on each NVML line when engines are compared', () => {
+    const text = renderMarkdown(
+      scenario([engineRun('cpu/cpu/float32', [recordedRun()]), gpuEngineRun(recordedRun(), () => 50)]),
+    );
+    expect(text).toContain('**GPU utilisation (NVML, mlx/gpu/float16):** NVIDIA Test GPU 80GB');
+    // Only the GPU config's time series has the column.
+    const heads = text.split('\n').filter((l) => l.startsWith('| Index |'));
+    expect(heads.map((h) => h.includes('GPU util (NVML, %)'))).toEqual([false, true]);
   });
 });
 

@@ -6,8 +6,8 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { paddingOf } from '../src/bench/results';
-import { type RawRun, timeSeries } from '../src/bench/runner';
+import { analyzeRun, paddingOf } from '../src/bench/results';
+import { mergeTicks, type RawRun, type Tick, timeSeries } from '../src/bench/runner';
 import { latencyBuckets, pearson, percentile, requestThroughput, summarize } from '../src/bench/stats';
 
 interface Golden {
@@ -250,11 +250,71 @@ describe('time series and padding', () => {
     expect(s[2]?.memoryMB).toBe(4);
   });
 
+  it('carries NVML readings from the ticks that have them, and adds nothing to those that do not', () => {
+    const gpu = [90, Number.NaN, 40];
+    const s = timeSeries({ ...run, ticks: run.ticks.map((t, i) => ({ ...t, gpuUtilPct: gpu[i] })) });
+    expect(s.map((x) => x.gpuUtilPct)).toEqual([90, Number.NaN, 40]); // a failed read stays NaN
+    // The rest of the sample is derived exactly as without NVML.
+    const plain = timeSeries(run);
+    expect(s.map(({ gpuUtilPct: _, ...rest }) => rest)).toEqual(plain);
+    for (const x of plain) expect('gpuUtilPct' in x).toBe(false);
+  });
+
   it('weights padding by tokens over all batches', () => {
     const p = paddingOf(run.batches);
     // tokens 250, slots 400 -> 37.5%; padded slots 100/0.7 + 100/0.5 + 50/0.9.
     expect(p.measuredPct).toBeCloseTo(37.5, 9);
     expect(p.ifPaddedPct).toBeCloseTo((1 - 250 / (100 / 0.7 + 200 + 50 / 0.9)) * 100, 9);
     expect(p.batches).toBe(3);
+  });
+});
+
+describe('merged ticks and the NVML summary', () => {
+  const ticks = (gpu?: Array<number | undefined>): Tick[] =>
+    Array.from({ length: 7 }, (_, i) => ({
+      tMs: (i + 1) * 100,
+      cpuMicros: (i + 1) * 50_000,
+      ...(gpu ? { gpuUtilPct: gpu[i] } : {}),
+    }));
+
+  it('keeps every stride-th tick and the last, as the table always did', () => {
+    const t = ticks();
+    expect(mergeTicks(t, 3)).toEqual([t[2], t[5], t[6]]);
+    expect(mergeTicks(t, 1)).toEqual(t);
+  });
+
+  it("averages a group's finite NVML readings into the tick kept for it", () => {
+    const m = mergeTicks(ticks([10, 20, 60, 100, Number.NaN, 50, 70]), 3);
+    // Groups [10, 20, 60], [100, NaN, 50] (the failed read skipped), [70].
+    expect(m.map((t) => t.gpuUtilPct)).toEqual([30, 75, 70]);
+    // CPU time is cumulative: the kept tick's own value already covers its group.
+    expect(m.map((t) => [t.tMs, t.cpuMicros])).toEqual([
+      [300, 150_000],
+      [600, 300_000],
+      [700, 350_000],
+    ]);
+    expect(mergeTicks(ticks([Number.NaN, Number.NaN, Number.NaN, 1, 1, 1, 1]), 3)[0]?.gpuUtilPct).toBeNaN();
+  });
+
+  const raw = (t: Tick[]): RawRun => ({
+    config: { batch: 1, concurrency: 1, pairs: 1, sampleMs: 100 },
+    wallMs: 700,
+    requests: [
+      { index: 0, client: 0, pairs: 1, startMs: 0, endMs: 650, latencyMs: 650, throughput: 1000 / 650 },
+    ],
+    batches: [],
+    ticks: t,
+    baselineBytes: 0,
+  });
+
+  it('summarises NVML over the samples only when the run sampled it', () => {
+    const gpu = analyzeRun(raw(ticks([10, 20, 60, 100, Number.NaN, 50, 70])));
+    expect(gpu.gpuUtil?.count).toBe(6);
+    expect(gpu.gpuUtil?.avg).toBeCloseTo(310 / 6, 12);
+    expect(gpu.gpuUtil?.max).toBe(100);
+    expect(gpu.samples[4]?.gpuUtilPct).toBeNaN();
+    const cpu = analyzeRun(raw(ticks()));
+    expect(cpu.gpuUtil).toBeUndefined();
+    expect('gpuUtil' in cpu).toBe(false);
   });
 });

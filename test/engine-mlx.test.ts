@@ -217,6 +217,42 @@ describe.skipIf(!mlx.available)(`mlx engine${mlx.available ? '' : ` (skipped: ${
       }
     });
 
+    it('runs the GPU layout (coarse attention groups, bucketed token rows) on the CPU to the same logits', async () => {
+      // The environment is read when an engine is constructed: set it around this one load only.
+      const saved = { a: process.env.MLX_RERANK_ATTENTION, r: process.env.MLX_RERANK_ROW_BUCKETS };
+      process.env.MLX_RERANK_ATTENTION = 'coarse';
+      process.env.MLX_RERANK_ROW_BUCKETS = '1';
+      let m: NativeEngine;
+      try {
+        m = await load([file], spec);
+      } finally {
+        for (const [k, v] of [
+          ['MLX_RERANK_ATTENTION', saved.a],
+          ['MLX_RERANK_ROW_BUCKETS', saved.r],
+        ] as const)
+          if (v === undefined) delete process.env[k];
+          else process.env[k] = v;
+      }
+      const c = await native().loadEngine({ backend: 'cpu', device: 'auto', weights: [file], spec });
+      try {
+        for (const [seed, count] of [
+          [3, 1],
+          [4, 9],
+          [5, 37],
+        ] as const) {
+          const pairs = randomPairs(seed, count, spec, 300);
+          const batch = pack(pairs);
+          const [a, b] = await Promise.all([m.forward(...batch), c.forward(...batch)]);
+          expect(maxAbsDiff(a.logits, b.logits)).toBeLessThanOrEqual(1e-4);
+          // Padding rows and padded attention slots count as computed, never fewer than the tokens.
+          const tokens = batch[0].length;
+          expect(a.computedSlots).toBeGreaterThanOrEqual(tokens);
+        }
+      } finally {
+        await Promise.all([m.dispose(), c.dispose()]);
+      }
+    });
+
     it('handles models with more than 512 positions (buckets in steps of 128 past 512)', async () => {
       const s = { ...spec, maxPositions: 1024, numLayers: 2 };
       const f = writeModel(join(dir, 'long'), s, randomBert(s, 8), 'F32');

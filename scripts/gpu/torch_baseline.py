@@ -7,6 +7,7 @@ end (tokenization included) per request of `batch` pairs, one client (sentence-t
 is synchronous). Runs where PyTorch, transformers and a CUDA GPU are.
 
 Usage: python3 scripts/gpu/torch_baseline.py MODEL_DIR PAIRS_JSONL OUT_JSON [--batch 8,32,128,512]
+       [--pairs N] [--warmup 20] [--max-length 512]
 """
 
 import argparse
@@ -27,8 +28,10 @@ def percentile(values, q):
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def run(model, tok, pairs, batch, max_length, warmup=3):
-    requests = [pairs[i : i + batch] for i in range(0, len(pairs), batch)]
+def run(model, tok, pairs, total, batch, max_length, warmup):
+    # The requests mlx-rerank bench sends (src/bench/runner.ts requestPairs): `batch` consecutive
+    # pairs, cycling over the file, `total` pairs in all.
+    requests = [[pairs[(i + k) % len(pairs)] for k in range(min(batch, total - i))] for i in range(0, total, batch)]
     lat, real, slots = [], 0, 0
     for n, req in enumerate(requests[:warmup] + requests):
         t0 = time.perf_counter()
@@ -47,8 +50,8 @@ def run(model, tok, pairs, batch, max_length, warmup=3):
     return {
         "batch": batch,
         "requests": len(lat),
-        "pairs": len(pairs),
-        "pairsPerSec": len(pairs) / total_s,
+        "pairs": total,
+        "pairsPerSec": total / total_s,
         "latMs": {"avg": statistics.fmean(lat), "p50": percentile(lat, 50), "p95": percentile(lat, 95),
                   "p99": percentile(lat, 99)},
         "paddingWastePct": 100 * (1 - real / slots),
@@ -62,6 +65,9 @@ def main():
     ap.add_argument("out_json")
     ap.add_argument("--batch", default="8,32,128,512")
     ap.add_argument("--max-length", type=int, default=512)
+    ap.add_argument("--pairs", type=int, default=0, help="pairs per batch size, cycling (default: the file's)")
+    ap.add_argument("--warmup", type=int, default=20,
+                    help="untimed requests before each batch size (as mlx-rerank bench's --warmup-requests)")
     args = ap.parse_args()
     with open(args.pairs_jsonl, encoding="utf-8") as f:
         pairs = [(r["query"], r["document"]) for r in map(json.loads, f)]
@@ -71,7 +77,7 @@ def main():
         model = BertForSequenceClassification.from_pretrained(
             args.model_dir, dtype=torch.float16, attn_implementation=attn).cuda().eval()
         for batch in (int(b) for b in args.batch.split(",")):
-            r = run(model, tok, pairs, batch, args.max_length)
+            r = run(model, tok, pairs, args.pairs or len(pairs), batch, args.max_length, args.warmup)
             r["attention"] = attn
             results["runs"].append(r)
             print(f"torch fp16 {attn:5s} batch {batch:4d}: {r['pairsPerSec']:9.1f} pairs/s, "

@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { CrossEncoder } from '../cross-encoder';
 import { native, packageRoot } from '../native';
 import { type BenchModel, pickModel } from './model';
+import { nvmlSampler } from './nvml';
 import { renderIndex, writeScenario } from './report';
 import { analyzeRun, type EngineRun, methodNotes, paddingOf, SCHEMA, type ScenarioResult } from './results';
 import { BatchSink, type Progress, requestPairs, runConfig } from './runner';
@@ -25,6 +26,12 @@ export interface BenchOptions {
   sampleMs: number;
   /** Per-config time budget in seconds (0: none); a config that hits it says so in the report. */
   maxSeconds: number;
+  /**
+   * Requests sent before each configuration and left out of its figures (default 20; fewer when they
+   * take over 2 s, as on a CPU where a request takes 0.4 s): the JS side (tokenizer, scheduler)
+   * reaches its optimised code and the engine its steady state, as the PyTorch baseline's warm-up does.
+   */
+  warmupRequests?: number;
   offline: boolean;
   /** Extra short run with length sorting off, to show the padding a plain padded batcher has. */
   paddingAblation: boolean;
@@ -166,6 +173,15 @@ async function runEngine(
       version: i.version,
     };
     run.label = engineLabel(e, run.info);
+    // NVML only for an engine that really runs on a GPU ('auto' may have picked the CPU).
+    const gpu = i.device === 'gpu' ? nvmlSampler() : undefined;
+    if (gpu) {
+      const st = gpu.status;
+      run.nvml = st.available ? st : { available: false, reason: oneLine(st.reason) };
+      opts.log(
+        `${run.label}: GPU utilisation (NVML): ${st.available ? st.name : `unavailable, ${st.reason}`}`,
+      );
+    }
     if (i.synthetic && !model.synthetic) {
       model.synthetic = true;
       model.note ??= 'the model folder is marked synthetic (random weights)';
@@ -176,19 +192,25 @@ async function runEngine(
     await ce.predict(
       requestPairs(workload.pairs, 0, firstBatch, Math.max(firstBatch, workload.pairs.length)),
     );
-    run.warmup = { loadMs, warmupMs, firstCallMs: performance.now() - t1 };
+    const warmupRequests = opts.warmupRequests ?? 20;
+    run.warmup = { loadMs, warmupMs, firstCallMs: performance.now() - t1, requestsPerConfig: warmupRequests };
     opts.log(
       `${run.label}: loaded in ${loadMs.toFixed(0)} ms, warmup() ${warmupMs.toFixed(0)} ms, first request ${run.warmup.firstCallMs.toFixed(0)} ms`,
     );
     for (const batch of spec.batches) {
       for (const concurrency of spec.concurrencies) {
         const label = `${run.label} batch=${batch} conc=${concurrency}`;
+        const warmUntil = performance.now() + 2000;
+        for (let r = 0; r < warmupRequests && performance.now() < warmUntil; r++) {
+          await ce.predict(requestPairs(workload.pairs, r, batch, (r + 1) * batch));
+        }
         const raw = await runConfig(
           ce,
           sink,
           workload.pairs,
           { batch, concurrency, pairs: opts.pairs, sampleMs: opts.sampleMs, maxSeconds: opts.maxSeconds },
           progressPrinter(opts.progress, label, opts.log),
+          gpu?.sample,
         );
         const cfg = analyzeRun(raw);
         run.configs.push(cfg);
@@ -197,6 +219,8 @@ async function runEngine(
         );
       }
     }
+    const { activeBytes, peakBytes, cacheBytes } = ce.stats().memory;
+    run.memory = { activeBytes, peakBytes, cacheBytes };
   } finally {
     await ce.dispose();
   }
@@ -280,6 +304,7 @@ export async function runScenario(spec: ScenarioSpec, opts: BenchOptions): Promi
   for (const r of runs) if (r.info) engines[r.info.backend] = r.info.version;
   const notes: string[] = [];
   for (const r of runs) if (r.status !== 'ok') notes.push(`${r.label} ${r.status}: ${r.reason}`);
+  const onGpu = runs.some((r) => r.nvml !== undefined);
   return {
     schema: SCHEMA,
     number: spec.number,
@@ -304,7 +329,7 @@ export async function runScenario(spec: ScenarioSpec, opts: BenchOptions): Promi
       mlx: backends?.mlx.available ? (backends.mlx.version ?? 'unknown') : 'not available',
       engines,
     },
-    method: methodNotes(opts.sampleMs),
+    method: methodNotes(opts.sampleMs, onGpu),
     sampleMs: opts.sampleMs,
     runs,
     notes,

@@ -6,8 +6,15 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { latencyHistogramChart, latencyOverTimeChart, type Series, throughputChart } from './charts';
-import { type ConfigResult, DASHBOARD_METRICS, type EngineRun, type ScenarioResult } from './results';
-import type { Bucket } from './stats';
+import {
+  type ConfigResult,
+  DASHBOARD_METRICS,
+  type EngineRun,
+  GPU_UTIL_LABEL,
+  type ScenarioResult,
+} from './results';
+import type { Sample } from './runner';
+import type { Bucket, Summary } from './stats';
 
 /** Fixed decimals, "-" for NaN (no data). */
 export function f(v: number | undefined, digits = 2): string {
@@ -63,6 +70,21 @@ function bucketLabel(b: Bucket): string {
   }
 }
 
+/** Which GPU NVML sampled for an engine on a GPU, or why it could not. */
+function memoryLine(run: EngineRun, backend: string): string {
+  const m = run.memory as NonNullable<EngineRun['memory']>;
+  const mib = (b: number) => `${f(b / 2 ** 20, 1)} MiB`;
+  const source = backend === 'mlx' ? "MLX's counters, process-wide" : 'engine allocations';
+  return `**Engine memory after the last configuration (${source}):** active ${mib(m.activeBytes)}, peak ${mib(m.peakBytes)}, cache ${mib(m.cacheBytes)}`;
+}
+
+function nvmlLine(s: ScenarioResult, run: EngineRun, nvml: NonNullable<EngineRun['nvml']>): string {
+  const what = `**GPU utilisation (NVML${multiEngine(s) ? `, ${run.label}` : ''}):**`;
+  return nvml.available
+    ? `${what} ${nvml.name} (NVML device ${nvml.index}), read every ${s.sampleMs} ms`
+    : `${what} unavailable: ${nvml.reason}`;
+}
+
 function header(s: ScenarioResult): string[] {
   const out = [`# ${baseName(s)}`, '', `_${s.description}_`, '', `**Timestamp:** ${s.timestamp}`, ''];
   const model = `**Model:** \`${s.model.id}\` | **Weights stored:** \`${s.model.weights}\``;
@@ -79,6 +101,8 @@ function header(s: ScenarioResult): string[] {
         `**Backend:** \`${i.backend}\` | **Device:** \`${i.device}\` (${i.deviceName}) | **Dtype:** \`${i.dtype}\` | **Engine:** ${i.version}`,
         '',
       );
+      if (run.nvml) out.push(nvmlLine(s, run, run.nvml), '');
+      if (run.memory) out.push(memoryLine(run, i.backend), '');
     } else {
       out.push(
         `**Backend:** \`${run.requested.backend}\` | **${run.status.toUpperCase()}:** ${run.reason ?? ''}`,
@@ -100,7 +124,7 @@ function header(s: ScenarioResult): string[] {
     if (!run.warmup) continue;
     const w = run.warmup;
     out.push(
-      `**Warm-up${multiEngine(s) ? ` (${run.label})` : ''}, excluded from the figures:** load ${f(w.loadMs, 0)} ms, warmup() ${f(w.warmupMs, 0)} ms, first request ${f(w.firstCallMs, 1)} ms`,
+      `**Warm-up${multiEngine(s) ? ` (${run.label})` : ''}, excluded from the figures:** load ${f(w.loadMs, 0)} ms, warmup() ${f(w.warmupMs, 0)} ms, first request ${f(w.firstCallMs, 1)} ms${w.requestsPerConfig ? `; up to ${w.requestsPerConfig} requests (2 s at most) before each configuration` : ''}`,
       '',
     );
   }
@@ -161,6 +185,12 @@ function detailed(s: ScenarioResult): string[] {
       '',
       `**Total:** ${cfg.pairs} pairs in ${f(cfg.wallS)}s (${cfg.requests} requests; overall ${f(cfg.overallPairsPerSec, 1)} pairs/s)`,
       '',
+      ...(cfg.gpuUtil
+        ? [
+            `**GPU util (NVML):** avg ${f(cfg.gpuUtil.avg, 1)}%, min ${f(cfg.gpuUtil.min, 1)}%, max ${f(cfg.gpuUtil.max, 1)}% over ${cfg.gpuUtil.count} samples`,
+            '',
+          ]
+        : []),
       ...(cfg.stoppedAtBudget
         ? [
             `> Stopped at the time budget of ${cfg.stoppedAtBudget.budgetS} s (--max-seconds) after ${cfg.pairs} of ${cfg.stoppedAtBudget.plannedPairs} planned pairs.`,
@@ -269,7 +299,8 @@ function padding(s: ScenarioResult): string[] {
     '## Padding Waste',
     '',
     'Padding waste = 1 - real tokens / token slots computed, over all batches. **Measured** is what the engine computed ' +
-      '(packed batches: dense layers on real tokens only, attention grouped by length). **If padded** is what the same ' +
+      '(packed batches: the dense layers on the real tokens, on a GPU rounded up to a row bucket of at most 1/32 more; ' +
+      'attention per pair, padded only where pairs are grouped by length). **If padded** is what the same ' +
       'length-sorted batches would waste padded to their longest pair. **Unsorted, padded** is a short extra run with ' +
       "the scheduler's length sorting off, padded to the longest pair: what a plain padded batcher (e.g. sentence-transformers) computes.",
     '',
@@ -321,22 +352,56 @@ function dashboard(s: ScenarioResult): string[] {
   const out = ['## Dashboard Metrics Summary', ''];
   for (const row of rows) {
     if (rows.length > 1) out.push(`### ${cfgLabel(s, row)}`, '');
-    out.push(
-      table(
-        ['Metric', 'Avg', 'Min', 'Max', 'P50', 'P95'],
-        DASHBOARD_METRICS.map(([key, name]) => {
-          const d = row.cfg.dashboard[key];
-          return [name, f(d.avg, 1), f(d.min, 1), f(d.max, 1), f(d.p50, 1), f(d.p95, 1)];
-        }),
-      ),
-      '',
-    );
+    out.push(table(['Metric', 'Avg', 'Min', 'Max', 'P50', 'P95'], dashboardRows(row.cfg)), '');
   }
+  const nvml = rows.some((r) => r.cfg.gpuUtil)
+    ? ` GPU util (NVML) is the driver's counter for the whole GPU (any process's kernels), read at each sample.`
+    : '';
   out.push(
-    '_Device memory, busy % and CPU % are summarised over the time-series samples; tokenization, inference, queue wait and padding over engine batches. Busy % is engine compute time / wall time, not a hardware utilisation counter._',
+    `_Device memory, busy % and CPU % are summarised over the time-series samples; tokenization, inference, queue wait and padding over engine batches. Busy % is engine compute time / wall time, not a hardware utilisation counter.${nvml}_`,
     '',
   );
   return out;
+}
+
+/** The dashboard metrics, with NVML's GPU utilisation after Device Busy when the run sampled it. */
+function dashboardRows(cfg: ConfigResult): string[][] {
+  const row = (name: string, d: Summary): string[] => [
+    name,
+    f(d.avg, 1),
+    f(d.min, 1),
+    f(d.max, 1),
+    f(d.p50, 1),
+    f(d.p95, 1),
+  ];
+  return DASHBOARD_METRICS.flatMap(([key, name]) => {
+    const r = row(name, cfg.dashboard[key]);
+    return key === 'busyPct' && cfg.gpuUtil ? [r, row(GPU_UTIL_LABEL, cfg.gpuUtil)] : [r];
+  });
+}
+
+type Column = [string, (x: Sample) => string];
+
+const SERIES_COLUMNS: Column[] = [
+  ['Index', (x) => String(x.index)],
+  ['t (s)', (x) => f(x.tS, 1)],
+  ['Dev Mem (MB)', (x) => f(x.memoryMB, 1)],
+  ['Dev Busy (%)', (x) => f(x.busyPct, 1)],
+  ['CPU (%)', (x) => f(x.cpuPct, 1)],
+  ['Latency (ms)', (x) => f(x.latencyMs, 1)],
+  ['Throughput', (x) => f(x.throughput, 0)],
+  ['Tokenize (ms)', (x) => f(x.tokenizeMs, 1)],
+  ['Inference (ms)', (x) => f(x.inferenceMs, 1)],
+  ['Queue (ms)', (x) => f(x.queueWaitMs, 1)],
+  ['Padding (%)', (x) => f(x.paddingPct, 1)],
+];
+
+/** The time-series columns, with NVML's GPU utilisation after Dev Busy when the run sampled it. */
+function seriesColumns(cfg: ConfigResult): Column[] {
+  if (!cfg.gpuUtil) return SERIES_COLUMNS;
+  const at = SERIES_COLUMNS.findIndex(([h]) => h === 'Dev Busy (%)') + 1;
+  const gpu: Column = [GPU_UTIL_LABEL, (x) => f(x.gpuUtilPct, 1)];
+  return [...SERIES_COLUMNS.slice(0, at), gpu, ...SERIES_COLUMNS.slice(at)];
 }
 
 function timeSeriesSection(s: ScenarioResult): string[] {
@@ -353,34 +418,11 @@ function timeSeriesSection(s: ScenarioResult): string[] {
         '',
       );
     }
+    const columns = seriesColumns(row.cfg);
     out.push(
       table(
-        [
-          'Index',
-          't (s)',
-          'Dev Mem (MB)',
-          'Dev Busy (%)',
-          'CPU (%)',
-          'Latency (ms)',
-          'Throughput',
-          'Tokenize (ms)',
-          'Inference (ms)',
-          'Queue (ms)',
-          'Padding (%)',
-        ],
-        shown.map((x) => [
-          String(x.index),
-          f(x.tS, 1),
-          f(x.memoryMB, 1),
-          f(x.busyPct, 1),
-          f(x.cpuPct, 1),
-          f(x.latencyMs, 1),
-          f(x.throughput, 0),
-          f(x.tokenizeMs, 1),
-          f(x.inferenceMs, 1),
-          f(x.queueWaitMs, 1),
-          f(x.paddingPct, 1),
-        ]),
+        columns.map(([head]) => head),
+        shown.map((x) => columns.map(([, cell]) => cell(x))),
       ),
       '',
     );

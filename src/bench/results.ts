@@ -1,5 +1,12 @@
 /** The bench's results as data: what the Markdown, the JSON and the charts are all written from. */
-import { type BatchRecord, type RawRun, type RequestRecord, type Sample, timeSeries } from './runner';
+import {
+  type BatchRecord,
+  mergeTicks,
+  type RawRun,
+  type RequestRecord,
+  type Sample,
+  timeSeries,
+} from './runner';
 import {
   type Bucket,
   latencyBuckets,
@@ -23,6 +30,12 @@ export const DASHBOARD_METRICS = [
 ] as const;
 export type DashboardKey = (typeof DASHBOARD_METRICS)[number][0];
 
+/** The NVML column and dashboard row: shown only for runs that sampled NVML (an engine on a GPU). */
+export const GPU_UTIL_LABEL = 'GPU util (NVML, %)';
+
+export const NVML_METHOD =
+  "GPU util % = NVML's utilisation.gpu read at each sample: the share of NVML's own last sample period (1/6 s to 1 s, by GPU) during which a kernel ran on the GPU, any process's; a merged table interval shows the mean of its readings";
+
 export interface PaddingSummary {
   batches: number;
   /** Measured: 1 - tokens / slots the engine computed, over all batches (token-weighted). */
@@ -45,6 +58,8 @@ export interface ConfigResult {
   correlation: number;
   padding: PaddingSummary;
   dashboard: Record<DashboardKey, Summary>;
+  /** NVML's GPU utilisation (%) over the samples; only when the run sampled it. */
+  gpuUtil?: Summary;
   /** Every sampler interval. */
   samples: Sample[];
   /** The same run in at most MAX_TABLE_ROWS longer intervals (whole multiples of the sample interval), for the Markdown table. */
@@ -63,7 +78,14 @@ export interface WarmupTimes {
   warmupMs: number;
   /** The first request of `batch` pairs after warm-up, not counted in the figures. */
   firstCallMs: number;
+  /** At most this many requests (2 s at most) of each configuration's batch size sent before it, not counted. */
+  requestsPerConfig?: number;
 }
+
+/** Whether NVML could be read for an engine on a GPU: the device sampled, or why not. */
+export type NvmlStatus =
+  | { available: true; index: number; name: string }
+  | { available: false; reason: string };
 
 export interface EngineRun {
   label: string;
@@ -72,6 +94,10 @@ export interface EngineRun {
   reason?: string;
   info?: { backend: string; device: string; deviceName: string; dtype: string; version: string };
   warmup?: WarmupTimes;
+  /** Set for an engine that ran on a GPU only. */
+  nvml?: NvmlStatus;
+  /** Engine memory after the last configuration (MLX's own counters for the mlx engine), bytes. */
+  memory?: { activeBytes: number; peakBytes: number; cacheBytes: number };
   configs: ConfigResult[];
   /** The same workload with the scheduler's length sorting turned off (a short extra run). */
   unsortedPadding?: PaddingSummary & { pairs: number; batch: number };
@@ -95,13 +121,17 @@ export interface ScenarioResult {
     loadAvg?: [number, number];
   };
   versions: { package: string; node: string; mlx: string; engines: Record<string, string> };
-  method: Record<'percentile' | 'std' | 'throughput' | 'busy' | 'cpu' | 'memory' | 'samples', string>;
+  method: Record<'percentile' | 'std' | 'throughput' | 'busy' | 'cpu' | 'memory' | 'samples', string> & {
+    /** Only when an engine ran on a GPU. */
+    nvml?: string;
+  };
   sampleMs: number;
   runs: EngineRun[];
   notes: string[];
 }
 
-export function methodNotes(sampleMs: number): ScenarioResult['method'] {
+/** `gpu`: an engine ran on a GPU, so the report says how NVML's figure is read. */
+export function methodNotes(sampleMs: number, gpu = false): ScenarioResult['method'] {
   return {
     percentile: PERCENTILE_METHOD,
     std: STD_METHOD,
@@ -112,6 +142,7 @@ export function methodNotes(sampleMs: number): ScenarioResult['method'] {
     memory:
       'device memory = engine active bytes after the latest batch: MLX active memory for the mlx engine, the engine allocation accounting for cpu (MB = 2^20 bytes)',
     samples: `one sample every ${sampleMs} ms of wall time; a sample covers the interval since the previous one`,
+    ...(gpu ? { nvml: NVML_METHOD } : {}),
   };
 }
 
@@ -135,13 +166,17 @@ export function paddingOf(batches: readonly BatchRecord[]): PaddingSummary {
   };
 }
 
+function gpuUtilOf(samples: readonly Sample[]): Pick<ConfigResult, 'gpuUtil'> {
+  if (!samples.some((x) => x.gpuUtilPct !== undefined)) return {};
+  return { gpuUtil: summarize(samples.map((x) => x.gpuUtilPct ?? Number.NaN)) };
+}
+
 export function analyzeRun(raw: RawRun): ConfigResult {
   const lat = raw.requests.map((r) => r.latencyMs);
   const tp = raw.requests.map((r) => r.throughput);
   const pairs = raw.requests.reduce((s, r) => s + r.pairs, 0);
   const samples = timeSeries(raw);
   const stride = Math.ceil(raw.ticks.length / MAX_TABLE_ROWS);
-  const coarse = raw.ticks.filter((_, i) => (i + 1) % stride === 0 || i === raw.ticks.length - 1);
   const dashboard = {} as Record<DashboardKey, Summary>;
   for (const [key] of DASHBOARD_METRICS) {
     // Per-batch timings are summarised over batches, the rest over samples.
@@ -167,8 +202,9 @@ export function analyzeRun(raw: RawRun): ConfigResult {
     correlation: pearson(lat, tp),
     padding: paddingOf(raw.batches),
     dashboard,
+    ...gpuUtilOf(samples),
     samples,
-    tableSamples: stride > 1 ? timeSeries({ ...raw, ticks: coarse }) : samples,
+    tableSamples: stride > 1 ? timeSeries({ ...raw, ticks: mergeTicks(raw.ticks, stride) }) : samples,
     requestLog: raw.requests,
     ...(pairs < raw.config.pairs && raw.config.maxSeconds
       ? { stoppedAtBudget: { budgetS: raw.config.maxSeconds, plannedPairs: raw.config.pairs } }

@@ -1,8 +1,9 @@
 /**
  * Runs one bench configuration: `concurrency` clients each send requests of `batch` pairs until
- * `pairs` pairs are scored, while a sampler records process CPU at a fixed interval. Everything else
- * in the time series (latency, throughput, memory, busy %, per-batch timings) is derived afterwards
- * from the request and batch records, so that the derivation is a pure function the tests can check.
+ * `pairs` pairs are scored, while a sampler records process CPU (and NVML's GPU utilisation, for an
+ * engine on an NVIDIA GPU) at a fixed interval. Everything else in the time series (latency,
+ * throughput, memory, busy %, per-batch timings) is derived afterwards from the request and batch
+ * records, so that the derivation is a pure function the tests can check.
  */
 import { performance } from 'node:perf_hooks';
 import type { BatchMetrics } from '../metrics';
@@ -56,6 +57,8 @@ export interface Tick {
   tMs: number;
   /** process.cpuUsage() user + system, microseconds, cumulative since the run started. */
   cpuMicros: number;
+  /** NVML's GPU utilisation (%) read at this tick; absent when not sampled, NaN when a read failed. */
+  gpuUtilPct?: number;
 }
 
 export interface Sample {
@@ -64,6 +67,8 @@ export interface Sample {
   tS: number;
   memoryMB: number;
   busyPct: number;
+  /** NVML's GPU utilisation (%) at the end of the interval; present only when the run sampled it. */
+  gpuUtilPct?: number;
   cpuPct: number;
   latencyMs: number;
   throughput: number;
@@ -128,12 +133,16 @@ export class BatchSink {
 
 export type Progress = (done: number, total: number) => void;
 
+/** Reads the GPU utilisation (%) at a tick; NaN when the read failed. */
+export type GpuSampler = () => number;
+
 export async function runConfig(
   scorer: Scorer,
   sink: BatchSink,
   workload: readonly Pair[],
   config: RunConfig,
   progress?: Progress,
+  sampleGpu?: GpuSampler,
 ): Promise<RawRun> {
   const totalRequests = Math.ceil(config.pairs / config.batch);
   const requests: RequestRecord[] = [];
@@ -144,7 +153,8 @@ export async function runConfig(
   const cpu0 = process.cpuUsage();
   const tick = (): void => {
     const c = process.cpuUsage(cpu0);
-    ticks.push({ tMs: performance.now() - t0, cpuMicros: c.user + c.system });
+    const gpu = sampleGpu ? { gpuUtilPct: sampleGpu() } : {};
+    ticks.push({ tMs: performance.now() - t0, cpuMicros: c.user + c.system, ...gpu });
   };
   sink.attach(batches, t0);
   const timer = setInterval(tick, config.sampleMs);
@@ -198,6 +208,7 @@ function mean(xs: number[]): number {
  * - busy %: the engine's inference time inside the interval / the interval (each batch occupies
  *   [finish - inferenceMs, finish]), i.e. engine compute time over wall time, not a hardware counter;
  * - CPU %: process CPU time (all threads) / wall time, 100 = one core;
+ * - GPU util %: NVML's reading at the tick, carried as is (only when the ticks have one);
  * - latency: mean of the requests that finished in the interval; throughput: pairs of those
  *   requests / interval length; tokenize, inference, queue wait, padding: means over the batches
  *   that finished in the interval. NaN (shown as "-") when nothing finished in an interval.
@@ -227,6 +238,7 @@ export function timeSeries(run: Pick<RawRun, 'requests' | 'batches' | 'ticks' | 
       tS: tk.tMs / 1000,
       memoryMB: mem / 2 ** 20,
       busyPct: Math.min(100, (busy / dt) * 100),
+      ...(tk.gpuUtilPct !== undefined ? { gpuUtilPct: tk.gpuUtilPct } : {}),
       cpuPct: ((tk.cpuMicros - prevCpu) / 1000 / dt) * 100,
       latencyMs: mean(done.map((r) => r.latencyMs)),
       throughput: (pairsDone * 1000) / dt,
@@ -239,4 +251,21 @@ export function timeSeries(run: Pick<RawRun, 'requests' | 'batches' | 'ticks' | 
     prevCpu = tk.cpuMicros;
   }
   return samples;
+}
+
+/**
+ * Every `stride`-th tick (and the last), for a coarser time series. CPU time is cumulative, so the
+ * kept tick already covers its group; NVML readings are point readings, so the kept tick gets the
+ * mean of its group's finite readings (NaN if none).
+ */
+export function mergeTicks(ticks: readonly Tick[], stride: number): Tick[] {
+  const out: Tick[] = [];
+  let group: number[] = [];
+  ticks.forEach((tk, i) => {
+    if (tk.gpuUtilPct !== undefined && Number.isFinite(tk.gpuUtilPct)) group.push(tk.gpuUtilPct);
+    if ((i + 1) % stride !== 0 && i !== ticks.length - 1) return;
+    out.push(tk.gpuUtilPct === undefined ? tk : { ...tk, gpuUtilPct: mean(group) });
+    group = [];
+  });
+  return out;
 }
