@@ -417,8 +417,9 @@ class MlxEngine final : public Engine {
   // bucket length up to min(maxPositions, 512) (the grouped layouts' attention shapes). On a GPU, then
   // one batch for every row bucket up to MLX_RERANK_WARMUP_ROWS token rows (default 65536: 512 pairs of
   // 128 tokens), so that the first batch of each size meets selected kernels, loaded modules and
-  // instantiated graphs (about 1.5 s on an H100). Last a small batch. On a CPU without compile nothing
-  // is built per shape, so the small batch (threads, buffer cache) is all the warm-up there is to do.
+  // instantiated graphs (about 2 s on an H100, of a 3.4-5.4 s warmup()). Last a small batch. On a CPU without
+  // compile nothing is built per shape, so the small batch (threads, buffer cache) is all the warm-up there
+  // is to do.
   void warmup() override {
     const int limit = static_cast<int>(std::min<int64_t>(spec_.maxPositions, 512));
     const int32_t secondType = std::min<int32_t>(1, static_cast<int32_t>(spec_.typeVocabSize - 1));
