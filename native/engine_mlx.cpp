@@ -743,8 +743,9 @@ std::string mlxVersion() { return mx::version(); }
 
 // MLX's CUDA backend records up to MLX_MAX_OPS_PER_BUFFER ops (100 on an H100) into one CUDA graph
 // before it launches any: with ~70 ops a forward, the GPU then waits for nearly all host-side work.
-// 20 lets it start after the first layers. Side by side on an H200 (MiniLM-L6, batch 32): 1.94-2.05 ms
-// a forward with 20, 2.39-2.51 with the default, 2.37-2.38 with 400; batch 512 unchanged. Read once,
+// 20 lets it start after the first layers. MiniLM-L6, batch 32, a forward: 1.85 ms with 20 against 2.04
+// with the default on an H100; 1.94-2.05 against 2.39-2.51 (and 2.37 with 400) on an H200; batch 512
+// about unchanged. Read once,
 // at the first CUDA stream, so it is set at module load (the JS thread, before any engine thread), and
 // only where the caller has not set it.
 void configureMlxProcess() {
