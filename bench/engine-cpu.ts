@@ -18,6 +18,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { native, packageRoot } from '../src/native';
+import { shapeDims } from '../src/synth';
 import { Tokenizer } from '../src/tokenizer';
 import { bertUncasedVocab, msMarcoPairs } from '../src/workload';
 import { type CpuSpec, randomBert, writeModel } from '../test/helpers/cpu-model';
@@ -35,15 +36,11 @@ const { values } = parseArgs({
   },
 });
 
+// The MiniLM-L6 shape of the synthetic models (src/synth.ts) with BERT's vocabulary and settings.
 const spec: CpuSpec = {
-  vocabSize: 30522,
-  hiddenSize: 384,
-  numLayers: 6,
-  numHeads: 12,
-  intermediateSize: 1536,
-  maxPositions: 512,
+  ...shapeDims('minilm-l6'),
+  vocabSize: bertUncasedVocab().length,
   typeVocabSize: 2,
-  numLabels: 1,
   layerNormEps: 1e-12,
   hiddenAct: 'gelu',
 };

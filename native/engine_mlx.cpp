@@ -229,10 +229,6 @@ struct AttentionPlan {
 //     shapes beat the padding they add.
 enum class Attention { Varlen, Fine, Coarse };
 
-struct PlanShape {
-  bool coarse = false;
-};
-
 // Rows the dense layers run on for `tokens` real tokens on a GPU: a multiple of the largest power of
 // two (at least 16) that is at most tokens / 32.
 int64_t rowBucket(int64_t tokens) {
@@ -264,7 +260,8 @@ std::vector<std::pair<size_t, size_t>> coarseRuns(const std::vector<int>& bucket
   return {{0, best}, {best, n}};
 }
 
-AttentionPlan planAttention(const PackedBatch& batch, PlanShape shape) {
+AttentionPlan planAttention(const PackedBatch& batch, Attention layout) {
+  const bool coarse = layout == Attention::Coarse;
   const size_t pairs = batch.pairs();
   std::vector<int> order(pairs);
   std::iota(order.begin(), order.end(), 0);
@@ -275,7 +272,7 @@ AttentionPlan planAttention(const PackedBatch& batch, PlanShape shape) {
   for (size_t k = 0; k < pairs; ++k) bucketOf[k] = bucketLength(length(order[k]));
 
   std::vector<std::pair<size_t, size_t>> runs;
-  if (shape.coarse) {
+  if (coarse) {
     runs = coarseRuns(bucketOf);
   } else {
     for (size_t i = 0; i < pairs;) {
@@ -292,7 +289,7 @@ AttentionPlan planAttention(const PackedBatch& batch, PlanShape shape) {
   for (const auto& [i, j] : runs) {
     const int bucket = bucketOf[j - 1];
     AttentionPlan::Group group;
-    group.pairs = shape.coarse ? pairBucket(static_cast<int>(j - i)) : static_cast<int>(j - i);
+    group.pairs = coarse ? pairBucket(static_cast<int>(j - i)) : static_cast<int>(j - i);
     group.length = bucket;
     group.gather.assign(static_cast<size_t>(group.pairs) * bucket, 0);
     group.keyValid.assign(group.gather.size(), 0);
@@ -360,7 +357,6 @@ class MlxEngine final : public Engine {
       compile_ = options.compile && compilePays();
       if (device_ == mx::Device::gpu && mx::cu::is_available()) guardCudaExit();
       attention_ = pickAttention();
-      planShape_.coarse = attention_ == Attention::Coarse;
       bucketRows_ = pickRowBuckets();
       buildBlocks();
       refreshMemory();
@@ -664,7 +660,7 @@ class MlxEngine final : public Engine {
       layout = {int32Array(batch.offsets), int32Array(varlenBlocks(batch.offsets, rows))};
       computedSlots = rows;
     } else {
-      plan = planAttention(batch, planShape_);
+      plan = planAttention(batch, attention_);
       plan.scatter.resize(rows, 0);
       layout.push_back(int32Array(plan.scatter));
       for (const auto& group : plan.groups) {
@@ -714,7 +710,6 @@ class MlxEngine final : public Engine {
   bool compile_ = false;
   Attention attention_ = Attention::Fine;
   bool bucketRows_ = false;
-  PlanShape planShape_;
   std::string deviceName_;
 
   mx::array wordEmb_{0.0f}, posEmb_{0.0f}, typeEmb_{0.0f}, embLnG_{0.0f}, embLnB_{0.0f};

@@ -12,6 +12,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { loadModelSpec } from '../dist/index.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
@@ -24,22 +25,6 @@ const { values: args } = parseArgs({
   },
 });
 const addon = createRequire(import.meta.url)('node-gyp-build')(root);
-
-function specOf(config) {
-  return {
-    vocabSize: config.vocab_size,
-    hiddenSize: config.hidden_size,
-    numLayers: config.num_hidden_layers,
-    numHeads: config.num_attention_heads,
-    intermediateSize: config.intermediate_size,
-    maxPositions: config.max_position_embeddings,
-    typeVocabSize: config.type_vocab_size,
-    // As transformers: id2label decides, else num_labels, else 2 (v5 writes neither for 2 labels).
-    numLabels: Object.keys(config.id2label ?? {}).length || config.num_labels || 2,
-    layerNormEps: config.layer_norm_eps,
-    hiddenAct: config.hidden_act,
-  };
-}
 
 /** Spearman's rank correlation (ties get their mean rank). */
 function spearman(a, b) {
@@ -69,9 +54,9 @@ function spearman(a, b) {
 }
 
 async function checkOne(dir, storage) {
-  const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
   const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8'));
-  const spec = specOf(config);
+  // config.json -> ModelSpec as the package reads it (dist/, built by npm install).
+  const spec = await loadModelSpec({ config: join(dir, 'config.json') });
   const engine = await addon.loadEngine({
     backend: args.backend,
     device: args.device,

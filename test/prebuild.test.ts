@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { packageRoot } from '../src/native';
+import { fixtureSpec } from './helpers/cpu-model';
 
 const root = packageRoot();
 const tmp = mkdtempSync(join(tmpdir(), 'mlx-rerank-prebuild-'));
@@ -46,19 +47,7 @@ it('a package with only the prebuild (no build/, no compiler) loads and runs a f
     logits: { float32: number[][] };
   };
   const pair = expected.pairs[5] as { ids: number[]; typeIds: number[] };
-  const config = JSON.parse(readFileSync(join(fixture, 'config.json'), 'utf8'));
-  const spec = {
-    vocabSize: config.vocab_size,
-    hiddenSize: config.hidden_size,
-    numLayers: config.num_hidden_layers,
-    numHeads: config.num_attention_heads,
-    intermediateSize: config.intermediate_size,
-    maxPositions: config.max_position_embeddings,
-    typeVocabSize: config.type_vocab_size,
-    numLabels: 1,
-    layerNormEps: config.layer_norm_eps,
-    hiddenAct: config.hidden_act,
-  };
+  const spec = fixtureSpec(fixture);
   const script = `
     const { spawnSync } = require('node:child_process');
     const compiler = spawnSync('c++', ['--version']);

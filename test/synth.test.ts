@@ -18,6 +18,7 @@ import {
   Xoshiro128,
 } from '../src/synth';
 import type { ModelSpec } from '../src/types';
+import { referenceLogits as reference } from './helpers/cpu-model';
 
 let work: string;
 beforeAll(async () => {
@@ -111,108 +112,12 @@ function hfBertTensors(s: ModelSpec): Record<string, number[]> {
   return t;
 }
 
-/** A plain float64 BERT cross-encoder forward for one pair: the textbook formulas, nothing shared with the engines. */
+/** The shared float64 reference forward (test/helpers/cpu-model.ts) on the weights as read back above. */
 function referenceLogits(w: Map<string, Tensor>, s: ModelSpec, ids: number[], types: number[]): number[] {
-  const H = s.hiddenSize;
-  const n = ids.length;
-  const get = (name: string) => (w.get(name) as Tensor).values;
-  const linear = (x: Float64Array[], name: string, outDim: number, inDim: number) => {
-    const W = get(`${name}.weight`);
-    const b = get(`${name}.bias`);
-    return x.map((row) => {
-      const y = new Float64Array(outDim);
-      for (let o = 0; o < outDim; o++) {
-        let acc = b[o] as number;
-        for (let i = 0; i < inDim; i++) acc += (W[o * inDim + i] as number) * (row[i] as number);
-        y[o] = acc;
-      }
-      return y;
-    });
-  };
-  const layerNorm = (x: Float64Array[], name: string) => {
-    const g = get(`${name}.weight`);
-    const b = get(`${name}.bias`);
-    return x.map((row) => {
-      const mean = row.reduce((a, v) => a + v, 0) / H;
-      const variance = row.reduce((a, v) => a + (v - mean) ** 2, 0) / H;
-      return row.map(
-        (v, i) => ((v - mean) / Math.sqrt(variance + s.layerNormEps)) * (g[i] as number) + (b[i] as number),
-      );
-    });
-  };
-  const erf = (x: number) => {
-    // Abramowitz-Stegun 7.1.26 is too coarse; integrate the series instead (|x| small in practice).
-    const t = Math.abs(x);
-    if (t > 6) return Math.sign(x);
-    let sum = t;
-    let term = t;
-    for (let k = 1; k < 200; k++) {
-      term *= (-t * t) / k;
-      sum += term / (2 * k + 1);
-      if (Math.abs(term) < 1e-17) break;
-    }
-    return (Math.sign(x) * 2 * sum) / Math.sqrt(Math.PI);
-  };
-  const gelu = (v: number) => 0.5 * v * (1 + erf(v / Math.SQRT2));
-
-  const we = get('bert.embeddings.word_embeddings.weight');
-  const pe = get('bert.embeddings.position_embeddings.weight');
-  const te = get('bert.embeddings.token_type_embeddings.weight');
-  let x = ids.map((id, p) => {
-    const row = new Float64Array(H);
-    for (let i = 0; i < H; i++) {
-      row[i] =
-        (we[id * H + i] as number) + (pe[p * H + i] as number) + (te[(types[p] as number) * H + i] as number);
-    }
-    return row;
-  });
-  x = layerNorm(x, 'bert.embeddings.LayerNorm');
-  const heads = s.numHeads;
-  const d = H / heads;
-  for (let l = 0; l < s.numLayers; l++) {
-    const p = `bert.encoder.layer.${l}`;
-    const q = linear(x, `${p}.attention.self.query`, H, H);
-    const k = linear(x, `${p}.attention.self.key`, H, H);
-    const v = linear(x, `${p}.attention.self.value`, H, H);
-    const ctx = Array.from({ length: n }, () => new Float64Array(H));
-    for (let h = 0; h < heads; h++) {
-      for (let i = 0; i < n; i++) {
-        const scores = new Float64Array(n);
-        let max = Number.NEGATIVE_INFINITY;
-        for (let j = 0; j < n; j++) {
-          let dot = 0;
-          for (let c = 0; c < d; c++) dot += (q[i]?.[h * d + c] as number) * (k[j]?.[h * d + c] as number);
-          scores[j] = dot / Math.sqrt(d);
-          max = Math.max(max, scores[j] as number);
-        }
-        let total = 0;
-        for (let j = 0; j < n; j++) {
-          scores[j] = Math.exp((scores[j] as number) - max);
-          total += scores[j] as number;
-        }
-        const row = ctx[i] as Float64Array;
-        for (let j = 0; j < n; j++) {
-          const pj = (scores[j] as number) / total;
-          const vj = v[j] as Float64Array;
-          for (let c = 0; c < d; c++)
-            row[h * d + c] = (row[h * d + c] as number) + pj * (vj[h * d + c] as number);
-        }
-      }
-    }
-    const attn = linear(ctx, `${p}.attention.output.dense`, H, H);
-    x = layerNorm(
-      x.map((row, i) => row.map((val, c) => val + (attn[i]?.[c] as number))),
-      `${p}.attention.output.LayerNorm`,
-    );
-    const inter = linear(x, `${p}.intermediate.dense`, s.intermediateSize, H).map((row) => row.map(gelu));
-    const out = linear(inter, `${p}.output.dense`, H, s.intermediateSize);
-    x = layerNorm(
-      x.map((row, i) => row.map((val, c) => val + (out[i]?.[c] as number))),
-      `${p}.output.LayerNorm`,
-    );
-  }
-  const pooled = linear([x[0] as Float64Array], 'bert.pooler.dense', H, H).map((row) => row.map(Math.tanh));
-  return Array.from(linear(pooled, 'classifier', s.numLabels, H)[0] as Float64Array);
+  const tensors = Object.fromEntries(
+    [...w].map(([name, t]) => [name, { shape: t.shape, data: Float32Array.from(t.values) }]),
+  );
+  return reference(s, tensors, 'F32', ids, types);
 }
 
 /** Seeded random pairs: [CLS] q [SEP] d [SEP] with word ids from the ordinary vocabulary range. */

@@ -9,7 +9,7 @@ const SPECIALS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] as const;
 
 /** The tokenizer.json that `tokenizers` writes for a BertTokenizerFast over this vocabulary. */
 export function bertTokenizerJson(
-  vocab: string[],
+  vocab: readonly string[],
   opts: { lowercase: boolean; stripAccents: boolean | null; chineseChars: boolean },
 ): Record<string, unknown> {
   const ids = new Map<string, number>();

@@ -4,6 +4,7 @@
  * transformers' BertConverter builds one from vocab.txt.
  */
 import { createRequire } from 'node:module';
+import { bertTokenizerJson as writeBertTokenizerJson } from '../../src/tokenizer/tokenizer-json';
 
 const require = createRequire(import.meta.url);
 
@@ -11,66 +12,18 @@ export interface BertJsonOptions {
   lowercase: boolean;
   stripAccents?: boolean | null;
   handleChineseChars?: boolean;
-  cleanText?: boolean;
 }
 
-/** tokenizer.json content for a BERT WordPiece vocabulary (ids = positions). */
+/**
+ * tokenizer.json content for a BERT WordPiece vocabulary (ids = positions), as BertConverter writes it:
+ * the package's own writer (src/tokenizer/tokenizer-json.ts) with the converter's defaults.
+ */
 export function bertTokenizerJson(vocab: readonly string[], o: BertJsonOptions): Record<string, unknown> {
-  const v: Record<string, number> = {};
-  vocab.forEach((t, i) => {
-    v[t] = i;
+  return writeBertTokenizerJson(vocab, {
+    lowercase: o.lowercase,
+    stripAccents: o.stripAccents ?? null,
+    chineseChars: o.handleChineseChars ?? true,
   });
-  const specials = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'].filter((t) => t in v);
-  const id = (t: string) => v[t] as number;
-  return {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: specials.map((t) => ({
-      id: id(t),
-      content: t,
-      single_word: false,
-      lstrip: false,
-      rstrip: false,
-      normalized: false,
-      special: true,
-    })),
-    normalizer: {
-      type: 'BertNormalizer',
-      clean_text: o.cleanText ?? true,
-      handle_chinese_chars: o.handleChineseChars ?? true,
-      strip_accents: o.stripAccents ?? null,
-      lowercase: o.lowercase,
-    },
-    pre_tokenizer: { type: 'BertPreTokenizer' },
-    post_processor: {
-      type: 'TemplateProcessing',
-      single: [
-        { SpecialToken: { id: '[CLS]', type_id: 0 } },
-        { Sequence: { id: 'A', type_id: 0 } },
-        { SpecialToken: { id: '[SEP]', type_id: 0 } },
-      ],
-      pair: [
-        { SpecialToken: { id: '[CLS]', type_id: 0 } },
-        { Sequence: { id: 'A', type_id: 0 } },
-        { SpecialToken: { id: '[SEP]', type_id: 0 } },
-        { Sequence: { id: 'B', type_id: 1 } },
-        { SpecialToken: { id: '[SEP]', type_id: 1 } },
-      ],
-      special_tokens: {
-        '[CLS]': { id: '[CLS]', ids: [id('[CLS]')], tokens: ['[CLS]'] },
-        '[SEP]': { id: '[SEP]', ids: [id('[SEP]')], tokens: ['[SEP]'] },
-      },
-    },
-    decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
-    model: {
-      type: 'WordPiece',
-      unk_token: '[UNK]',
-      continuing_subword_prefix: '##',
-      max_input_chars_per_word: 100,
-      vocab: v,
-    },
-  };
 }
 
 interface RustEncoding {
