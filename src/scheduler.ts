@@ -178,8 +178,13 @@ export class Scheduler {
   private readonly numLabels: number;
   private readonly onBatch: ((b: BatchMetrics) => void) | undefined;
   private readonly onCall: ((c: CallMetrics) => void) | undefined;
-  /** Calls with pairs still to tokenize, in arrival order (dead ones skipped lazily). */
-  private pending: Call[] = [];
+  /**
+   * Calls with pairs still to tokenize, in arrival order (dead ones skipped lazily), from pendingHead on.
+   * Slots before the head are cleared as it passes them (advancePending): a finished call must not stay
+   * reachable from here, or every call outlives a few scavenges, is promoted, and the old generation
+   * fills with them (a mark-compact pause every few hundred calls).
+   */
+  private pending: (Call | undefined)[] = [];
   private pendingHead = 0;
   /** Tokenized sequences waiting for a batch, in arrival order. */
   private ready: Seq[] = [];
@@ -362,7 +367,7 @@ export class Scheduler {
     let live = 0;
     for (let i = this.pendingHead; i < this.pending.length; i++) if ((this.pending[i] as Call).live) live++;
     if (live * 2 < size) {
-      this.pending = this.pending.slice(this.pendingHead).filter((c) => c.live);
+      this.pending = this.pending.slice(this.pendingHead).filter((c) => c?.live === true);
       this.pendingHead = 0;
     }
   }
@@ -449,7 +454,7 @@ export class Scheduler {
     while (this.ready.length < target && this.pendingHead < this.pending.length) {
       const call = this.pending[this.pendingHead] as Call;
       if (!call.live || call.cursor >= call.pairs.length) {
-        this.pendingHead++;
+        this.advancePending();
         continue;
       }
       const i = call.cursor++;
@@ -490,7 +495,7 @@ export class Scheduler {
         call.truncated++;
         this.recorder.truncatedPairs++;
       }
-      if (call.cursor >= call.pairs.length) this.pendingHead++;
+      if (call.cursor >= call.pairs.length) this.advancePending();
       if (performance.now() > deadline) break;
     }
     if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {
@@ -498,9 +503,19 @@ export class Scheduler {
       this.pendingHead = 0;
     }
     for (let c = this.pending[this.pendingHead]; c && (!c.live || c.cursor >= c.pairs.length); ) {
-      c = this.pending[++this.pendingHead];
+      this.advancePending();
+      c = this.pending[this.pendingHead];
     }
     return this.ready.length >= target || this.pendingHead >= this.pending.length;
+  }
+
+  /** Moves past the call at the head, letting go of it; an empty queue starts again at slot 0. */
+  private advancePending(): void {
+    this.pending[this.pendingHead++] = undefined;
+    if (this.pendingHead === this.pending.length) {
+      this.pending.length = 0;
+      this.pendingHead = 0;
+    }
   }
 
   /** Picks the next batch: the balanced run of the length-sorted window that holds the oldest sequence. */
@@ -615,16 +630,16 @@ export class Scheduler {
         c.lastBatch = batch.id;
         c.inferenceMs += r.inferenceMs;
       }
-      const row = r.logits.subarray(i * L, (i + 1) * L);
       const best = c.bestWindow[s.pair] as number;
+      const first = r.logits[i * L] as number;
       // Chunk mode keeps the window with the highest first logit; ties go to the earlier window, so
       // the choice never depends on which batch a window rode in.
       const better =
         best < 0 ||
-        (row[0] as number) > (c.logits[s.pair * L] as number) ||
-        ((row[0] as number) === c.logits[s.pair * L] && s.window < best);
+        first > (c.logits[s.pair * L] as number) ||
+        (first === c.logits[s.pair * L] && s.window < best);
       if (better) {
-        c.logits.set(row, s.pair * L);
+        for (let k = 0; k < L; k++) c.logits[s.pair * L + k] = r.logits[i * L + k] as number;
         c.bestWindow[s.pair] = s.window;
       }
       if (decrement(c.unscored, s.pair) === 0) {

@@ -317,8 +317,13 @@ export class Tokenizer {
           typeIds[k++] = p.typeId;
         }
       } else {
-        const [src, s, n] = p.kind === 'A' ? [q, qStart, nq] : [d, dStart, nd];
-        ids.set(src.subarray(s, s + n), k);
+        // Element by element: a subarray (and a tuple) per sequence was most of what encoding a pair
+        // allocated, and the garbage collector's work grows with it.
+        const a = p.kind === 'A';
+        const src = a ? q : d;
+        const s = a ? qStart : dStart;
+        const n = a ? nq : nd;
+        for (let i = 0; i < n; i++) ids[k + i] = src[s + i] as number;
         typeIds.fill(p.typeId, k, k + n);
         k += n;
       }

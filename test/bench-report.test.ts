@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { histogram, niceTicks } from '../src/bench/charts';
+import { type Jitter, measureJitter, NOISY_SLOW_PCT, summarizeUnits } from '../src/bench/jitter';
 import { renderCharts, renderIndex, renderJson, renderMarkdown, writeScenario } from '../src/bench/report';
 import { analyzeRun, type EngineRun, methodNotes, SCHEMA, type ScenarioResult } from '../src/bench/results';
 import type { BatchRecord, RawRun, RequestRecord, Tick } from '../src/bench/runner';
@@ -345,6 +346,49 @@ describe('NVML GPU utilisation', () => {
     // Only the GPU config's time series has the column.
     const heads = text.split('\n').filter((l) => l.startsWith('| Index |'));
     expect(heads.map((h) => h.includes('GPU util (NVML, %)'))).toEqual([false, true]);
+  });
+});
+
+describe('CPU steadiness (the background of latency tails)', () => {
+  it('counts the units over 1.5x the fastest and takes p99 by rank', () => {
+    // 100 units: fastest 0.1; 0.15 is exactly 1.5x (not slow); three are slower.
+    const times = [...Array.from({ length: 96 }, (_, i) => 0.1 + i * 1e-4), 0.15, 0.16, 0.3, 1.0];
+    const j = summarizeUnits(times);
+    expect(j.units).toBe(100);
+    expect(j.slowPct).toBeCloseTo(3, 10);
+    expect(j.p99Ratio).toBeCloseTo(0.3 / 0.1, 10); // sorted[floor(99 * 0.99)] = sorted[98]
+    expect(summarizeUnits([])).toEqual({ units: 0, slowPct: 0, p99Ratio: 1 });
+  });
+
+  it('times units on this machine for about the time asked', () => {
+    const t0 = performance.now();
+    const j = measureJitter(200);
+    const took = performance.now() - t0;
+    expect(took).toBeGreaterThanOrEqual(200);
+    // 0.5 ms sleeps + 0.1 ms units: a few hundred units, not one and not thousands.
+    expect(j.units).toBeGreaterThan(20);
+    expect(j.units).toBeLessThan(400);
+    expect(j.p99Ratio).toBeGreaterThanOrEqual(1);
+    if (process.platform === 'linux') expect(j.stealPct).toBeGreaterThanOrEqual(0);
+  });
+
+  const withJitter = (start: number, end: number): ScenarioResult => {
+    const j: Jitter = { units: 1400, slowPct: start, p99Ratio: 2, stealPct: 0.25 };
+    const s = scenario([engineRun('cpu/cpu/float32', [recordedRun()])]);
+    s.machine.jitter = [j, { ...j, slowPct: end }];
+    return s;
+  };
+
+  it('prints start/end steadiness on the machine line, and warns only when the machine was unsteady', () => {
+    const quiet = renderMarkdown(withJitter(0.7, 0.2));
+    expect(quiet).toMatch(/\*\*CPU steadiness, start\/end:\*\* 0\.7% \/ 0\.2% of 0\.1 ms work units/);
+    expect(quiet).not.toMatch(/ran unsteadily/);
+    const noisy = renderMarkdown(withJitter(1, 2 * NOISY_SLOW_PCT + 4));
+    expect(noisy).toMatch(
+      /> The machine itself ran unsteadily: with no engine loaded, 14\.0% of short work units/,
+    );
+    expect(noisy).toMatch(/steal time was 0\.25% \/ 0\.25%/);
+    expect(md).not.toMatch(/CPU steadiness/); // older results without the field
   });
 });
 

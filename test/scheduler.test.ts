@@ -3,6 +3,8 @@
  * CrossEncoder tests run the same behaviours end to end on the real addon.
  */
 
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { BatchMetrics } from '../src/metrics';
@@ -311,6 +313,34 @@ describe('Scheduler: errors leave other callers unaffected', () => {
     expect(() => make(engine, { maxBatchSize: 0 })).toThrow(/maxBatchSize/);
     expect(() => make(engine, { maxWaitMs: -1 })).toThrow(/maxWaitMs/);
     expect(() => make(engine, { sortWindow: 1.5 })).toThrow(/sortWindow/);
+  });
+});
+
+describe('Scheduler: memory', () => {
+  // V8's gc(), without starting the test worker with --expose-gc.
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const settle = () => new Promise<void>((res) => setImmediate(res));
+
+  it('lets go of a finished call: nothing of it stays reachable from the queue', async () => {
+    const engine = new TestEngine();
+    const { s } = make(engine);
+    // The pairs are made in helpers, so that no frame of this test holds one (an async function's
+    // saved registers would).
+    const one = async (text: string): Promise<WeakRef<Pair[]>> => {
+      const pairs = [['q', text]] as Pair[];
+      await s.submit(pairs);
+      return new WeakRef(pairs);
+    };
+    const refs: WeakRef<Pair[]>[] = [];
+    // One call after another (the queue drains each time), then several at once (it does not).
+    for (let i = 0; i < 3; i++) refs.push(await one(`document ${i}`));
+    refs.push(...(await Promise.all([0, 1, 2].map((i) => one(`together ${i}`)))));
+    await settle(); // WeakRef targets are held until the job that made them ends
+    gc();
+    await settle();
+    expect(refs.map((r) => r.deref() === undefined)).toEqual(refs.map(() => true));
+    await s.dispose();
   });
 });
 

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CrossEncoder } from '../cross-encoder';
 import { native, packageRoot } from '../native';
+import { measureJitter } from './jitter';
 import { type BenchModel, pickModel } from './model';
 import { nvmlSampler } from './nvml';
 import { renderIndex, writeScenario } from './report';
@@ -283,6 +284,8 @@ function modelFor(spec: ScenarioSpec, opts: BenchOptions): Promise<BenchModel> {
 export async function runScenario(spec: ScenarioSpec, opts: BenchOptions): Promise<ScenarioResult> {
   opts.log(`== ${spec.number}_${spec.name}: ${spec.description}`);
   const loadAtStart = loadavg()[0] ?? 0;
+  // Before any engine exists and after all are gone: the machine's own steadiness (see jitter.ts).
+  const jitterAtStart = measureJitter();
   const workload = loadWorkload({
     pairs: opts.pairs,
     seed: opts.seed,
@@ -305,6 +308,7 @@ export async function runScenario(spec: ScenarioSpec, opts: BenchOptions): Promi
   const notes: string[] = [];
   for (const r of runs) if (r.status !== 'ok') notes.push(`${r.label} ${r.status}: ${r.reason}`);
   const onGpu = runs.some((r) => r.nvml !== undefined);
+  const jitterAtEnd = measureJitter();
   return {
     schema: SCHEMA,
     number: spec.number,
@@ -322,7 +326,11 @@ export async function runScenario(spec: ScenarioSpec, opts: BenchOptions): Promi
       ...(model.note ? { note: model.note } : {}),
     },
     workload: { description: workload.description, seed: opts.seed, pairsPerConfig: opts.pairs },
-    machine: { ...machine(), loadAvg: [loadAtStart, loadavg()[0] ?? 0] },
+    machine: {
+      ...machine(),
+      loadAvg: [loadAtStart, loadavg()[0] ?? 0],
+      jitter: [jitterAtStart, jitterAtEnd],
+    },
     versions: {
       package: packageVersion(),
       node: process.version,

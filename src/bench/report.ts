@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { latencyHistogramChart, latencyOverTimeChart, type Series, throughputChart } from './charts';
+import { NOISY_SLOW_PCT } from './jitter';
 import {
   type ConfigResult,
   DASHBOARD_METRICS,
@@ -113,7 +114,10 @@ function header(s: ScenarioResult): string[] {
   const m = s.machine;
   out.push(
     `**Machine:** ${m.cpu}, ${m.cores} cores, ${f(m.memoryGiB, 0)} GiB RAM, ${m.os} | **GPU:** ${m.gpu}` +
-      (m.loadAvg ? ` | **Load avg (1 min), start/end:** ${f(m.loadAvg[0])} / ${f(m.loadAvg[1])}` : ''),
+      (m.loadAvg ? ` | **Load avg (1 min), start/end:** ${f(m.loadAvg[0])} / ${f(m.loadAvg[1])}` : '') +
+      (m.jitter
+        ? ` | **CPU steadiness, start/end:** ${f(m.jitter[0].slowPct, 1)}% / ${f(m.jitter[1].slowPct, 1)}% of 0.1 ms work units over 1.5x the fastest`
+        : ''),
     '',
     `**Versions:** mlx-rerank ${s.versions.package} | MLX ${s.versions.mlx} | Node ${s.versions.node}`,
     '',
@@ -131,6 +135,14 @@ function header(s: ScenarioResult): string[] {
   if (m.loadAvg && Math.max(...m.loadAvg) > m.cores) {
     out.push(
       `> The 1-minute load average (${f(Math.max(...m.loadAvg), 1)}) exceeded the ${m.cores} cores during this run: other processes competed for the CPU, so these figures understate what the machine gives when idle (see Process CPU % below).`,
+      '',
+    );
+  }
+  const unsteady = m.jitter ? Math.max(m.jitter[0].slowPct, m.jitter[1].slowPct) : 0;
+  if (m.jitter && unsteady > NOISY_SLOW_PCT) {
+    const steal = m.jitter.map((j) => j.stealPct).filter((v): v is number => v !== undefined);
+    out.push(
+      `> The machine itself ran unsteadily: with no engine loaded, ${f(unsteady, 1)}% of short work units (0.1 ms after a 0.5 ms sleep) took over 1.5x as long as the fastest (a quiet machine: under 1%)${steal.length ? `; the hypervisor's steal time was ${steal.map((v) => `${f(v, 2)}%`).join(' / ')}` : ''}. Requests are mostly CPU work, so their latency tail (p99) here shows the host's as much as the engine's: compare tails only between engines measured in the same run.`,
       '',
     );
   }

@@ -1,4 +1,5 @@
 /** The bench's results as data: what the Markdown, the JSON and the charts are all written from. */
+import type { Jitter } from './jitter';
 import {
   type BatchRecord,
   mergeTicks,
@@ -119,6 +120,8 @@ export interface ScenarioResult {
     gpu: string;
     /** 1-minute load average when the scenario started and ended (other work competing for the cores). */
     loadAvg?: [number, number];
+    /** How steadily the CPUs ran short work units before and after the engines ran (see jitter.ts). */
+    jitter?: [Jitter, Jitter];
   };
   versions: { package: string; node: string; mlx: string; engines: Record<string, string> };
   method: Record<'percentile' | 'std' | 'throughput' | 'busy' | 'cpu' | 'memory' | 'samples', string> & {
