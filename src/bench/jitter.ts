@@ -6,8 +6,8 @@
  * reranker's request is mostly CPU work (tokenizing, building and launching the GPU graph), so it
  * slows with them, and so does every other framework (PyTorch included). This probe measures that
  * outside any engine: the JS thread sleeps 0.5 ms, then runs a fixed 0.1 ms integer loop, over and
- * over, and counts the loops that ran more than 1.5x slower than the fastest. An idle bare-metal
- * machine or a quiet VM stays near 0%; the lent H100 VMs measured 5-25% with nothing else running.
+ * over, and counts the loops that ran more than 1.5x slower than the fastest. A quiet machine stays
+ * under 1% (the lent H100 VMs: 0.2-1.3%, and 25% on an unsteady one with nothing else running).
  */
 import { readFileSync } from 'node:fs';
 
