@@ -280,25 +280,30 @@ class CpuEngine final : public Engine {
 
   void fullLayer(const Layer& L, const PackedBatch& batch) {
     const int T = static_cast<int>(batch.tokens.size());
-    const int B = static_cast<int>(batch.pairs());
     rowBlocks(T, [&](int r0, int n, int) {
       const float* x = x_.data() + static_cast<size_t>(r0) * H_;
       k_->gemm(x, H_, n, L.q, q_.data() + static_cast<size_t>(r0) * H_, H_, Act::None, nullptr, 0);
       k_->gemm(x, H_, n, L.kv, kv_.data() + static_cast<size_t>(r0) * 2 * H_, 2 * H_, Act::None, nullptr, 0);
     });
-    const int heads = static_cast<int>(spec_.numHeads);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd_));
-    pool_.parallelFor(B * heads, [&](int task, int w) {
-      const int p = task / heads, h = task % heads;
-      const int off = batch.offsets[p], len = batch.offsets[p + 1] - off;
-      const float* kv = kv_.data() + static_cast<size_t>(off) * 2 * H_;
-      k_->attention(q_.data() + static_cast<size_t>(off) * H_ + h * hd_, H_, len, kv + h * hd_,
-                    kv + H_ + h * hd_, 2 * H_, len, hd_, scale,
-                    ctx_.data() + static_cast<size_t>(off) * H_ + h * hd_, H_, workerAttn_[w].data());
-    });
+    attendAll(batch, q_.data(), ctx_.data(), /*clsOnly=*/false);
     rowBlocks(T, [&](int r0, int n, int w) {
       const size_t o = static_cast<size_t>(r0) * H_;
       postAttention(L, ctx_.data() + o, x_.data() + o, x1_.data() + o, x_.data() + o, n, w);
+    });
+  }
+
+  // Attention of every (pair, head) over all of the pair's keys and values (kv_). Queries and context
+  // rows: the pair's token rows of q / out, or with clsOnly its one [CLS] row, at row p.
+  void attendAll(const PackedBatch& batch, const float* q, float* out, bool clsOnly) {
+    const int heads = static_cast<int>(spec_.numHeads);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd_));
+    pool_.parallelFor(static_cast<int>(batch.pairs()) * heads, [&](int task, int w) {
+      const int p = task / heads, h = task % heads;
+      const int off = batch.offsets[p], len = batch.offsets[p + 1] - off;
+      const size_t row = static_cast<size_t>(clsOnly ? p : off) * H_ + h * hd_;
+      const float* kv = kv_.data() + static_cast<size_t>(off) * 2 * H_;
+      k_->attention(q + row, H_, clsOnly ? 1 : len, kv + h * hd_, kv + H_ + h * hd_, 2 * H_, len, hd_, scale,
+                    out + row, H_, workerAttn_[w].data());
     });
   }
 
@@ -319,16 +324,7 @@ class CpuEngine final : public Engine {
     rowBlocks(B, [&](int r0, int n, int) {
       k_->gemm(xc + r0 * H_, H_, n, L.q, qc + r0 * H_, H_, Act::None, nullptr, 0);
     });
-    const int heads = static_cast<int>(spec_.numHeads);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd_));
-    pool_.parallelFor(B * heads, [&](int task, int w) {
-      const int p = task / heads, h = task % heads;
-      const int off = batch.offsets[p], len = batch.offsets[p + 1] - off;
-      const float* kv = kv_.data() + static_cast<size_t>(off) * 2 * H_;
-      k_->attention(qc + static_cast<size_t>(p) * H_ + h * hd_, H_, 1, kv + h * hd_, kv + H_ + h * hd_,
-                    2 * H_, len, hd_, scale, cc + static_cast<size_t>(p) * H_ + h * hd_, H_,
-                    workerAttn_[w].data());
-    });
+    attendAll(batch, qc, cc, /*clsOnly=*/true);
     rowBlocks(B, [&](int r0, int n, int w) {
       const size_t o = static_cast<size_t>(r0) * H_;
       postAttention(L, cc + o, xc + o, x1_.data() + o, xc + o, n, w);

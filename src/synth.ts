@@ -346,7 +346,6 @@ export async function writeSafetensors(path: string, tensors: Record<string, Ten
 function encode(t: TensorData): Uint8Array {
   if (t.dtype === 'F32') {
     const out = new Uint8Array(t.data.length * 4);
-    new DataView(out.buffer).setFloat32(0, 0); // keep TS quiet about unused view on empty tensors
     const view = new DataView(out.buffer);
     for (let i = 0; i < t.data.length; i++) view.setFloat32(i * 4, t.data[i] as number, true);
     return out;

@@ -12,18 +12,10 @@ import { type Jitter, measureJitter, NOISY_SLOW_PCT, summarizeUnits } from '../s
 import { renderCharts, renderIndex, renderJson, renderMarkdown, writeScenario } from '../src/bench/report';
 import { analyzeRun, type EngineRun, methodNotes, SCHEMA, type ScenarioResult } from '../src/bench/results';
 import type { BatchRecord, RawRun, RequestRecord, Tick } from '../src/bench/runner';
+import { BENCH_FIXTURES, benchGolden } from './helpers/bench-golden';
 
-interface Golden {
-  latencyMs: number[];
-  pairs: number[];
-  latency: Record<string, number>;
-  throughput: Record<string, number>;
-  correlation: number;
-  buckets: Array<{ count: number; avg: number; min: number; max: number }>;
-}
-const fixtures = new URL('./fixtures/bench/', import.meta.url);
-const golden = JSON.parse(readFileSync(new URL('stats-golden.json', fixtures), 'utf8')) as Golden;
-const seed = readFileSync(new URL('seed-03_backend_mlx.md', fixtures), 'utf8');
+const golden = benchGolden('stats-golden.json');
+const seed = readFileSync(new URL('seed-03_backend_mlx.md', BENCH_FIXTURES), 'utf8');
 
 /** One client sending the recorded requests back to back, one engine batch per request. */
 function recordedRun(scale = 1, concurrency = 1): RawRun {

@@ -1,31 +1,16 @@
-/**
- * The report's arithmetic against independent calculations: numpy's figures for a recorded sample
- * (test/fixtures/bench/make-stats-golden.py), hand-computed small cases, and brute-force
- * re-implementations written differently from src/bench/stats.ts.
- */
-import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { analyzeRun, paddingOf } from '../src/bench/results';
 import { mergeTicks, type RawRun, type Tick, timeSeries } from '../src/bench/runner';
 import { latencyBuckets, pearson, percentile, requestThroughput, summarize } from '../src/bench/stats';
+import { type BenchGolden, benchGolden } from './helpers/bench-golden';
 
-interface Golden {
-  latencyMs: number[];
-  pairs: number[];
-  latency: Record<string, number>;
-  throughput: Record<string, number>;
-  correlation: number;
-  buckets: Array<{ count: number; avg: number; min: number; max: number }>;
-}
-const load = (name: string): Golden =>
-  JSON.parse(readFileSync(new URL(`./fixtures/bench/${name}`, import.meta.url), 'utf8')) as Golden;
-const golden = load('stats-golden.json');
+const golden = benchGolden('stats-golden.json');
 const tp = golden.latencyMs.map((l, i) => requestThroughput(golden.pairs[i] as number, l));
 /** A seeded sample (make-stats-golden.py) and a real run's request log (make-recorded-golden.py). */
-const samples: Array<[string, Golden]> = [
+const samples: Array<[string, BenchGolden]> = [
   ['seeded sample', golden],
-  ['recorded run', load('recorded-golden.json')],
+  ['recorded run', benchGolden('recorded-golden.json')],
 ];
 
 /** numpy's "linear" percentile as the weighted mean of the two neighbouring order statistics. */
@@ -155,7 +140,7 @@ describe('latency vs throughput buckets', () => {
     const b = latencyBuckets(golden.latencyMs, tp);
     expect(b.map((x) => x.count)).toEqual(golden.buckets.map((x) => x.count));
     b.forEach((x, i) => {
-      const g = golden.buckets[i] as Golden['buckets'][number];
+      const g = golden.buckets[i] as BenchGolden['buckets'][number];
       expect(x.avgThroughput).toBeCloseTo(g.avg, 8);
       expect(x.minThroughput).toBeCloseTo(g.min, 8);
       expect(x.maxThroughput).toBeCloseTo(g.max, 8);

@@ -3,7 +3,7 @@
  * rounded weights of each storage dtype), batching invariants, the engine thread, errors and lifecycle.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +11,10 @@ import { type NativeEngine, type NativeEngineOptions, native, packageRoot } from
 import {
   type CpuSpec,
   FIXTURE_DTYPES,
+  FIXTURE_MODELS_DIR,
   type FixtureExpected,
+  fixtureExpected,
+  fixtureModels,
   fixtureSpec,
   pack,
   randomBert,
@@ -19,11 +22,6 @@ import {
   rng,
   writeModel,
 } from './helpers/cpu-model';
-
-const FIXTURES = join(packageRoot(), 'test', 'fixtures', 'models');
-const DTYPES = FIXTURE_DTYPES;
-
-type Expected = FixtureExpected;
 
 function load(
   weights: string[],
@@ -36,7 +34,7 @@ function load(
 // How a child process loads the same addon the tests use.
 const requireAddon = `require(${JSON.stringify(join(packageRoot(), 'node_modules', 'node-gyp-build'))})(${JSON.stringify(packageRoot())})`;
 
-const models = readdirSync(FIXTURES).filter((d) => !d.startsWith('.'));
+const models = fixtureModels();
 
 describe('golden numerics (Python transformers, float64 reference)', () => {
   it('has the three fixture models', () => {
@@ -44,11 +42,11 @@ describe('golden numerics (Python transformers, float64 reference)', () => {
   });
 
   for (const name of models) {
-    for (const dtype of DTYPES) {
+    for (const dtype of FIXTURE_DTYPES) {
       it(`${name} ${dtype}: max abs error <= 1e-4 over all pairs, batched`, async () => {
-        const dir = join(FIXTURES, name);
+        const dir = join(FIXTURE_MODELS_DIR, name);
         const spec = fixtureSpec(dir);
-        const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Expected;
+        const expected = fixtureExpected(dir);
         const engine = await load([join(dir, dtype, 'model.safetensors')], spec);
         try {
           const res = await engine.forward(...pack(expected.pairs));
@@ -71,19 +69,20 @@ describe('golden numerics (Python transformers, float64 reference)', () => {
 
 describe('batching invariants', () => {
   it('a pair scores bit-identically alone, inside a batch, and in any order of the batch', async () => {
-    const dir = join(FIXTURES, 'small-l3-h96');
+    const dir = join(FIXTURE_MODELS_DIR, 'small-l3-h96');
     const spec = fixtureSpec(dir);
-    const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Expected;
+    const expected = fixtureExpected(dir);
     const pairs = expected.pairs.slice(0, 24);
     const engine = await load([join(dir, 'float32', 'model.safetensors')], spec);
     try {
       const L = spec.numLabels;
       const batch = (await engine.forward(...pack(pairs))).logits;
       const order = pairs.map((_, i) => i).reverse();
-      const reversed = (await engine.forward(...pack(order.map((i) => pairs[i] as Expected['pairs'][0]))))
-        .logits;
+      const reversed = (
+        await engine.forward(...pack(order.map((i) => pairs[i] as FixtureExpected['pairs'][0])))
+      ).logits;
       for (let i = 0; i < pairs.length; i++) {
-        const alone = (await engine.forward(...pack([pairs[i] as Expected['pairs'][0]]))).logits;
+        const alone = (await engine.forward(...pack([pairs[i] as FixtureExpected['pairs'][0]]))).logits;
         expect(Array.from(alone)).toEqual(Array.from(batch.subarray(i * L, i * L + L)));
         const r = order.indexOf(i);
         expect(Array.from(reversed.subarray(r * L, r * L + L))).toEqual(Array.from(alone));

@@ -7,25 +7,20 @@
  * says why (what the build tried). The GPU branch (float16) runs only where MLX has a GPU.
  */
 import { spawnSync } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backends, explainMlx, type MlxBuildStatus, mlxBuildStatus } from '../src/backends';
+import { pearson } from '../src/bench/stats';
 import { type NativeEngine, type NativeEngineOptions, native, packageRoot } from '../src/native';
 import {
   type CpuSpec,
   FIXTURE_DTYPES,
-  type FixtureExpected,
+  FIXTURE_MODELS_DIR,
   type FixturePair,
+  fixtureExpected,
+  fixtureModels,
   fixtureSpec,
   pack,
   randomBert,
@@ -33,10 +28,6 @@ import {
   rng,
   writeModel,
 } from './helpers/cpu-model';
-
-const FIXTURES = join(packageRoot(), 'test', 'fixtures', 'models');
-const DTYPES = FIXTURE_DTYPES;
-type Expected = FixtureExpected;
 
 const mlx = backends().mlx;
 const hasGpu = mlx.available && (mlx.devices ?? []).includes('gpu');
@@ -73,22 +64,8 @@ function ranks(xs: number[]): number[] {
   return r;
 }
 
-function spearman(a: number[], b: number[]): number {
-  const ra = ranks(a);
-  const rb = ranks(b);
-  const mean = (ra.length - 1) / 2;
-  let num = 0;
-  let da = 0;
-  let db = 0;
-  for (let i = 0; i < ra.length; i++) {
-    const x = (ra[i] as number) - mean;
-    const y = (rb[i] as number) - mean;
-    num += x * y;
-    da += x * x;
-    db += y * y;
-  }
-  return num / Math.sqrt(da * db);
-}
+// Spearman's rho: Pearson's r (the bench's) of the ranks.
+const spearman = (a: number[], b: number[]): number => pearson(ranks(a), ranks(b));
 
 /** Random pairs whose lengths hit bucket edges (8, 16, ..., 512) and the spaces between them. */
 function randomPairs(seed: number, count: number, spec: CpuSpec, maxLen = spec.maxPositions): FixturePair[] {
@@ -106,16 +83,16 @@ function randomPairs(seed: number, count: number, spec: CpuSpec, maxLen = spec.m
   });
 }
 
-const models = readdirSync(FIXTURES).filter((d) => !d.startsWith('.'));
+const models = fixtureModels();
 
 describe.skipIf(!mlx.available)(`mlx engine${mlx.available ? '' : ` (skipped: ${mlx.reason})`}`, () => {
   describe('golden numerics on the CPU, float32 (Python transformers, float64 reference)', () => {
     for (const name of models) {
-      for (const storage of DTYPES) {
+      for (const storage of FIXTURE_DTYPES) {
         it(`${name} from ${storage} weights: max abs error <= 1e-4 over all pairs, batched`, async () => {
-          const dir = join(FIXTURES, name);
+          const dir = join(FIXTURE_MODELS_DIR, name);
           const spec = fixtureSpec(dir);
-          const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Expected;
+          const expected = fixtureExpected(dir);
           const engine = await load([join(dir, storage, 'model.safetensors')], spec, { dtype: 'float32' });
           try {
             const info = engine.info();
@@ -145,9 +122,9 @@ describe.skipIf(!mlx.available)(`mlx engine${mlx.available ? '' : ` (skipped: ${
     () => {
       for (const name of models) {
         it(`${name}: max abs error <= 3e-2 and Spearman >= 0.999 per label`, async () => {
-          const dir = join(FIXTURES, name);
+          const dir = join(FIXTURE_MODELS_DIR, name);
           const spec = fixtureSpec(dir);
-          const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Expected;
+          const expected = fixtureExpected(dir);
           const engine = await native().loadEngine({
             backend: 'mlx',
             device: 'gpu',

@@ -4,12 +4,12 @@
  * addon through node-gyp-build and scores a golden fixture pair.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { packageRoot } from '../src/native';
-import { fixtureSpec } from './helpers/cpu-model';
+import { fixtureExpected, fixtureSpec } from './helpers/cpu-model';
 
 const root = packageRoot();
 const tmp = mkdtempSync(join(tmpdir(), 'mlx-rerank-prebuild-'));
@@ -42,10 +42,7 @@ it('a package with only the prebuild (no build/, no compiler) loads and runs a f
   symlinkSync(process.execPath, join(bin, 'node'));
 
   const fixture = join(root, 'test', 'fixtures', 'models', 'tiny-l2-h64');
-  const expected = JSON.parse(readFileSync(join(fixture, 'expected.json'), 'utf8')) as {
-    pairs: Array<{ ids: number[]; typeIds: number[] }>;
-    logits: { float32: number[][] };
-  };
+  const expected = fixtureExpected(fixture);
   const pair = expected.pairs[5] as { ids: number[]; typeIds: number[] };
   const spec = fixtureSpec(fixture);
   const script = `

@@ -3,10 +3,11 @@
  * seeded random BERT cross-encoder, and an independent float64 forward pass (the textbook BERT
  * equations, one pair at a time) used where the golden fixtures of Python transformers do not reach.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { specFromConfig } from '../../src/model';
 import type { NativeEngineOptions } from '../../src/native';
+import { f16ToF32, f32ToBf16, f32ToF16 } from '../../src/synth';
 import { seededRandom } from '../../src/workload';
 
 export type StDType = 'F32' | 'F16' | 'BF16';
@@ -20,54 +21,8 @@ export interface Tensor {
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
-export function toBf16Bits(x: number): number {
-  f32[0] = x;
-  const b = u32[0] as number;
-  if ((b & 0x7fffffff) > 0x7f800000) return 0x7fc0;
-  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
-export function toF16Bits(x: number): number {
-  f32[0] = x;
-  const b = u32[0] as number;
-  const sign = (b >>> 16) & 0x8000;
-  const exp = (b >>> 23) & 0xff;
-  let mant = b & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    let m = mant >>> shift;
-    const rest = mant & ((1 << shift) - 1);
-    if (rest > half || (rest === half && m & 1)) m++;
-    return sign | m;
-  }
-  let m = mant >>> 13;
-  const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && m & 1)) {
-    m++;
-    if (m === 0x400) {
-      m = 0;
-      e++;
-      if (e >= 0x1f) return sign | 0x7c00;
-    }
-  }
-  return sign | (e << 10) | m;
-}
-
-export function fromF16Bits(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const e = (h >>> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return sign * m * 2 ** -24;
-  if (e === 0x1f) return m ? Number.NaN : sign * Number.POSITIVE_INFINITY;
-  return sign * (1 + m / 1024) * 2 ** (e - 15);
-}
-
+// float32 -> 16-bit storage and back: the package's own conversions (src/synth.ts, checked in
+// test/synth.test.ts); only bfloat16 -> float32 (a shift) is here.
 export function fromBf16Bits(h: number): number {
   u32[0] = h << 16;
   return f32[0] as number;
@@ -75,8 +30,8 @@ export function fromBf16Bits(h: number): number {
 
 /** The value a float32 takes once stored in dtype and read back. */
 export function roundTo(dtype: StDType, x: number): number {
-  if (dtype === 'F16') return fromF16Bits(toF16Bits(x));
-  if (dtype === 'BF16') return fromBf16Bits(toBf16Bits(x));
+  if (dtype === 'F16') return f16ToF32(f32ToF16(x));
+  if (dtype === 'BF16') return fromBf16Bits(f32ToBf16(x));
   return Math.fround(x);
 }
 
@@ -93,7 +48,7 @@ export function safetensorsBytes(tensors: Record<string, Tensor>, dtype: StDType
         : Buffer.alloc(t.data.length * elem);
     for (let i = 0; dtype !== 'F32' && i < t.data.length; i++) {
       const v = t.data[i] as number;
-      buf.writeUInt16LE(dtype === 'F16' ? toF16Bits(v) : toBf16Bits(v), i * 2);
+      buf.writeUInt16LE(dtype === 'F16' ? f32ToF16(v) : f32ToBf16(v), i * 2);
     }
     header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + buf.length] };
     parts.push(buf);
@@ -109,10 +64,13 @@ export function safetensorsBytes(tensors: Record<string, Tensor>, dtype: StDType
 /** mulberry32 (src/workload.ts): small, seeded, good enough for weights and workloads. */
 export const rng = seededRandom;
 
-/** Random BERT weights (names with the "bert." prefix, as Hugging Face writes them). */
-export function randomBert(spec: CpuSpec, seed: number, scale = 0.08): Record<string, Tensor> {
+/**
+ * Random BERT weights (names with the "bert." prefix, as Hugging Face writes them). `logitScale`
+ * scales the classifier, for tests that want logits spread wider across pairs.
+ */
+export function randomBert(spec: CpuSpec, seed: number, logitScale = 1): Record<string, Tensor> {
   const r = rng(seed);
-  const t = (shape: number[], s = scale, mean = 0): Tensor => {
+  const t = (shape: number[], s: number, mean = 0): Tensor => {
     const n = shape.reduce((a, b) => a * b, 1);
     const data = new Float32Array(n);
     for (let i = 0; i < n; i++) data[i] = mean + (r() * 2 - 1) * s;
@@ -147,8 +105,8 @@ export function randomBert(spec: CpuSpec, seed: number, scale = 0.08): Record<st
   }
   out['bert.pooler.dense.weight'] = t([H, H], ws);
   out['bert.pooler.dense.bias'] = t([H], 0.1);
-  out['classifier.weight'] = t([spec.numLabels, H], 1.5 / Math.sqrt(H));
-  out['classifier.bias'] = t([spec.numLabels], 0.1);
+  out['classifier.weight'] = t([spec.numLabels, H], (logitScale * 1.5) / Math.sqrt(H));
+  out['classifier.bias'] = t([spec.numLabels], logitScale * 0.1);
   return out;
 }
 
@@ -314,6 +272,22 @@ export type FixturePair = { ids: number[]; typeIds: number[] };
 export interface FixtureExpected {
   pairs: FixturePair[];
   logits: Record<(typeof FIXTURE_DTYPES)[number], number[][]>;
+}
+
+/** test/fixtures/models: one folder per model, with config.json, expected.json and a folder per dtype. */
+export const FIXTURE_MODELS_DIR = join(import.meta.dirname, '..', 'fixtures', 'models');
+
+/** The fixture models that have their expected outputs (all of them once the fixtures have landed). */
+export function fixtureModels(): string[] {
+  if (!existsSync(FIXTURE_MODELS_DIR)) return [];
+  return readdirSync(FIXTURE_MODELS_DIR).filter((n) =>
+    existsSync(join(FIXTURE_MODELS_DIR, n, 'expected.json')),
+  );
+}
+
+/** A fixture model's inputs and the logits Python transformers computed for each storage dtype. */
+export function fixtureExpected(dir: string): FixtureExpected {
+  return JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as FixtureExpected;
 }
 
 /** The engine reads the fields it needs from the full ModelSpec that src/model.ts makes of config.json. */
