@@ -295,8 +295,12 @@ async function download(ctx: HubContext, revision: string, verifyBlobs: boolean)
       );
     }
   }
-  // Small optional files: asked for together, so the round trips overlap.
-  await Promise.all([...TOKENIZER_FILES, ST_CONFIG].map((file) => fetchFile(file, false)));
+  // Small optional files: asked for together, so the round trips overlap. All settle before the call
+  // does, so nothing is still writing into the cache once it has failed.
+  const optional = await Promise.allSettled(
+    [...TOKENIZER_FILES, ST_CONFIG].map((file) => fetchFile(file, false)),
+  );
+  for (const r of optional) if (r.status === 'rejected') throw r.reason;
   return filesInFolder(
     snapshotPath(repoDir, commit),
     ctx.repoId,
