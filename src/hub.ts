@@ -344,9 +344,9 @@ async function fromCache(
     );
   }
   const dir = snapshotPath(repoDir, commit);
-  if (!(await exists(join(dir, 'config.json')))) {
+  if (!(await exists(inside(dir, 'config.json')))) {
     throw new ModelNotFoundError(
-      `${repoId}@${revision} (commit ${commit}) is not in the Hugging Face cache: ${join(dir, 'config.json')} is missing. ${how}`,
+      `${repoId}@${revision} (commit ${commit}) is not in the Hugging Face cache: ${inside(dir, 'config.json')} is missing. ${how}`,
     );
   }
   try {
