@@ -9,7 +9,7 @@
  * layout and write the rest here.
  */
 import { readFile, realpath, rm, stat } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
+import { basename, isAbsolute, join, resolve as resolvePath } from 'node:path';
 import {
   AbortedError,
   DownloadError,
@@ -22,13 +22,12 @@ import {
 } from './errors';
 import {
   blobStamp,
-  COMMIT_RE,
   envOffline,
   envToken,
-  etagHashKind,
   exists,
   expandHome,
   hubCacheDir,
+  inside,
   isMarkedNoExist,
   linkSnapshot,
   markNoExist,
@@ -36,6 +35,7 @@ import {
   readVerifiedStamp,
   repoFolder,
   snapshotPath,
+  writable,
   writeRef,
   writeVerifiedStamp,
 } from './hub/cache';
@@ -45,8 +45,11 @@ import {
   type HubContext,
   HubUnreachableError,
   headFile,
+  MAX_TIMEOUT_MS,
+  STALL_TIMEOUT_DEFAULT_S,
   verify,
 } from './hub/download';
+import { COMMIT_RE, etagHashKind, isRepoId, isRevision, isShardName, quote } from './hub/names';
 import { createProgressReporter } from './progress';
 import type { ModelFiles } from './types';
 
@@ -70,8 +73,14 @@ export interface ResolveOptions {
    * (size, mtime, inode) and hashed again only once the file changed. Default true.
    */
   verify?: boolean;
-  /** Times a broken transfer is resumed with Range before giving up. Default 5. */
+  /** Times a broken (or stalled) transfer is resumed with Range before giving up: an integer 0-100. Default 5. */
   retries?: number;
+  /**
+   * Milliseconds a Hub request may make no progress before it fails with E_DOWNLOAD: waiting for the
+   * response headers (connecting included), or receiving less than 1 KiB of a download. Default:
+   * HF_HUB_ETAG_TIMEOUT (metadata requests) / HF_HUB_DOWNLOAD_TIMEOUT (downloads) in seconds, else 10 s.
+   */
+  stallTimeoutMs?: number;
 }
 
 /** The files a cross-encoder needs, besides the weights. Optional ones are fetched when present. */
@@ -80,8 +89,6 @@ const ST_CONFIG = 'config_sentence_transformers.json';
 const WEIGHTS = 'model.safetensors';
 const WEIGHTS_INDEX = 'model.safetensors.index.json';
 const PICKLE_WEIGHTS = ['pytorch_model.bin', 'pytorch_model.bin.index.json'];
-
-const REPO_ID_RE = /^[A-Za-z0-9][\w.-]{0,95}(\/[\w.-]{1,96})?$/;
 
 export async function resolveModel(idOrPath: string, opts: ResolveOptions = {}): Promise<ModelFiles> {
   try {
@@ -105,17 +112,27 @@ async function resolveUnwrapped(idOrPath: string, opts: ResolveOptions): Promise
   if (typeof idOrPath !== 'string' || idOrPath.trim() === '') {
     throw new InputError('The model must be a Hugging Face id ("org/name") or a local folder path.');
   }
+  const { signal } = opts;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new InputError('signal must be an AbortSignal.');
+  }
+  const stallTimeoutMs = checkNumber('stallTimeoutMs', opts.stallTimeoutMs, 1, MAX_TIMEOUT_MS);
+  const retries = checkNumber('retries', opts.retries, 0, 100, true) ?? 5;
+  throwIfAborted(signal); // before anything is read or written
   const local = await localFolder(idOrPath);
-  if (local) return filesInFolder(local, idOrPath, undefined, 'folder');
+  if (local) return filesInFolder(local, idOrPath, undefined, undefined, signal);
   const { repoId, revision } = parseId(idOrPath, opts.revision);
   const cacheDir = hubCacheDir(opts.cacheDir);
   const offline = opts.offline ?? envOffline();
   const verifyBlobs = opts.verify ?? true;
-  if (offline) return fromCache(cacheDir, repoId, revision, verifyBlobs, 'offline');
+  if (offline) return fromCache(cacheDir, repoId, revision, verifyBlobs, 'offline', signal);
 
   // A commit already complete in the cache needs no network at all (huggingface_hub does the same).
   if (COMMIT_RE.test(revision)) {
-    const cached = await fromCache(cacheDir, repoId, revision, verifyBlobs, 'online').catch(() => undefined);
+    const cached = await fromCache(cacheDir, repoId, revision, verifyBlobs, 'online', signal).catch((err) => {
+      if (err instanceof AbortedError) throw err;
+      return undefined;
+    });
     if (cached) return cached;
   }
   const progress = createProgressReporter(opts.onProgress, opts.progress ?? Boolean(process.stderr.isTTY));
@@ -124,10 +141,10 @@ async function resolveUnwrapped(idOrPath: string, opts: ResolveOptions): Promise
     repoId,
     cacheDir,
     token: opts.token ?? envToken(),
-    signal: opts.signal,
-    etagTimeoutMs: envSeconds('HF_HUB_ETAG_TIMEOUT', 10) * 1000,
-    downloadTimeoutMs: envSeconds('HF_HUB_DOWNLOAD_TIMEOUT', 30) * 1000,
-    retries: opts.retries ?? 5,
+    signal,
+    etagTimeoutMs: stallTimeoutMs ?? envSeconds('HF_HUB_ETAG_TIMEOUT', STALL_TIMEOUT_DEFAULT_S) * 1000,
+    stallTimeoutMs: stallTimeoutMs ?? envSeconds('HF_HUB_DOWNLOAD_TIMEOUT', STALL_TIMEOUT_DEFAULT_S) * 1000,
+    retries,
     onBytes: progress.update,
   };
   try {
@@ -136,7 +153,7 @@ async function resolveUnwrapped(idOrPath: string, opts: ResolveOptions): Promise
     if (!(err instanceof HubUnreachableError)) throw err;
     // Like huggingface_hub: when the Hub can't be reached, a complete cached copy is used.
     try {
-      return await fromCache(cacheDir, repoId, revision, verifyBlobs, 'unreachable');
+      return await fromCache(cacheDir, repoId, revision, verifyBlobs, 'unreachable', signal);
     } catch (cacheErr) {
       if (cacheErr instanceof ModelNotFoundError) {
         throw new DownloadError(
@@ -159,14 +176,16 @@ export function parseId(id: string, revision?: string): { repoId: string; revisi
   const at = id.indexOf('@');
   const repoId = at >= 0 ? id.slice(0, at) : id;
   const rev = (at >= 0 ? id.slice(at + 1) : undefined) || revision || 'main';
-  if (!REPO_ID_RE.test(repoId) || repoId.includes('--') || repoId.includes('..')) {
+  if (!isRepoId(repoId)) {
     throw new ModelNotFoundError(
       `"${id}" is neither an existing folder nor a valid Hugging Face id. Pass a folder that holds config.json, ` +
         'or an id like "cross-encoder/ms-marco-MiniLM-L-6-v2" (optionally "@revision").',
     );
   }
-  if (rev.split('/').some((s) => s === '' || s === '.' || s === '..') || /[\\\0]/.test(rev)) {
-    throw new InputError(`Invalid revision "${rev}": use a branch, tag or commit hash.`);
+  if (!isRevision(rev)) {
+    throw new InputError(
+      `Invalid revision ${quote(rev)}: use a branch, tag or commit hash (git's ref-name rules: no "..", no leading "/", no "\\", spaces or control characters).`,
+    );
   }
   return { repoId, revision: rev };
 }
@@ -191,9 +210,31 @@ async function localFolder(idOrPath: string): Promise<string | undefined> {
   return undefined;
 }
 
+/** An env variable in seconds (huggingface_hub's convention), else the fallback; capped to what a timer holds. */
 function envSeconds(name: string, fallback: number): number {
   const v = Number(process.env[name]);
-  return Number.isFinite(v) && v > 0 ? v : fallback;
+  return Number.isFinite(v) && v > 0 ? Math.min(v, MAX_TIMEOUT_MS / 1000) : fallback;
+}
+
+/** An optional numeric option within [min, max] (an integer when asked), else E_INPUT naming it. */
+function checkNumber(
+  name: string,
+  v: unknown,
+  min: number,
+  max: number,
+  integer = false,
+): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !(v >= min && v <= max) || (integer && !Number.isInteger(v))) {
+    throw new InputError(
+      `${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max} (got ${quote(v)}).`,
+    );
+  }
+  return v;
+}
+
+function throwIfAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new AbortedError(undefined, { cause: signal.reason });
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -210,6 +251,7 @@ async function download(ctx: HubContext, revision: string, verifyBlobs: boolean)
   const commit = config.commit;
   await writeRef(repoDir, revision, commit);
   const fetchFile = async (file: string, required: boolean): Promise<boolean> => {
+    throwIfAborted(ctx.signal);
     if (await isMarkedNoExist(repoDir, commit, file)) return false;
     const cached = snapshotPath(repoDir, commit, file);
     // Files of a commit never change: a cached one is reused once it passes its hash check; a corrupt
@@ -217,11 +259,12 @@ async function download(ctx: HubContext, revision: string, verifyBlobs: boolean)
     if (await exists(cached)) {
       if (!verifyBlobs) return true;
       try {
-        await verifyCached(cached, ctx.repoId);
+        await verifyCached(cached, ctx.repoId, repoDir, ctx.signal);
         return true;
       } catch (err) {
         if (!(err instanceof IntegrityError)) throw err;
-        await rm(await realpath(cached), { force: true });
+        // Only a blob inside the cache is deleted; a link leading out of it is refused (E_INTEGRITY).
+        await rm(await writable(ctx.cacheDir, await realpath(cached)), { force: true });
       }
     }
     const meta = file === 'config.json' ? config : await headFile(ctx, commit, file);
@@ -252,9 +295,19 @@ async function download(ctx: HubContext, revision: string, verifyBlobs: boolean)
       );
     }
   }
-  // Small optional files: asked for together, so the round trips overlap.
-  await Promise.all([...TOKENIZER_FILES, ST_CONFIG].map((file) => fetchFile(file, false)));
-  return filesInFolder(join(repoDir, 'snapshots', commit), ctx.repoId, commit, 'cache', verifyBlobs);
+  // Small optional files: asked for together, so the round trips overlap. All settle before the call
+  // does, so nothing is still writing into the cache once it has failed.
+  const optional = await Promise.allSettled(
+    [...TOKENIZER_FILES, ST_CONFIG].map((file) => fetchFile(file, false)),
+  );
+  for (const r of optional) if (r.status === 'rejected') throw r.reason;
+  return filesInFolder(
+    snapshotPath(repoDir, commit),
+    ctx.repoId,
+    commit,
+    { repoDir, verifyBlobs },
+    ctx.signal,
+  );
 }
 
 function pickleOnly(id: string): UnsupportedModelError {
@@ -277,6 +330,7 @@ async function fromCache(
   revision: string,
   verifyBlobs: boolean,
   mode: CacheMode,
+  signal: AbortSignal | undefined,
 ): Promise<ModelFiles> {
   const repoDir = repoFolder(cacheDir, repoId);
   const how =
@@ -289,14 +343,14 @@ async function fromCache(
       `${repoId}@${revision} is not in the Hugging Face cache (looked for ${join(repoDir, 'refs', revision)}${mode === 'offline' ? ', offline mode' : ''}). ${how}`,
     );
   }
-  const dir = join(repoDir, 'snapshots', commit);
-  if (!(await exists(join(dir, 'config.json')))) {
+  const dir = snapshotPath(repoDir, commit);
+  if (!(await exists(inside(dir, 'config.json')))) {
     throw new ModelNotFoundError(
-      `${repoId}@${revision} (commit ${commit}) is not in the Hugging Face cache: ${join(dir, 'config.json')} is missing. ${how}`,
+      `${repoId}@${revision} (commit ${commit}) is not in the Hugging Face cache: ${inside(dir, 'config.json')} is missing. ${how}`,
     );
   }
   try {
-    return await filesInFolder(dir, repoId, commit, 'cache', verifyBlobs);
+    return await filesInFolder(dir, repoId, commit, { repoDir, verifyBlobs }, signal);
   } catch (err) {
     if (err instanceof ModelNotFoundError || err instanceof TokenizerError) {
       throw new ModelNotFoundError(
@@ -310,53 +364,61 @@ async function fromCache(
 // ---------------------------------------------------------------------------------------------------
 // Picking the files out of a folder (a snapshot or a user's folder).
 
+/** A snapshot folder's repo folder, and whether its blobs are hash-checked. */
+interface CacheFolder {
+  repoDir: string;
+  verifyBlobs: boolean;
+}
+
+/** The model files in `dir`: a user's folder, or a snapshot of the cache (`cache` set). */
 async function filesInFolder(
   dir: string,
   id: string,
   revision: string | undefined,
-  kind: 'folder' | 'cache',
-  verifyBlobs = kind === 'cache',
+  cache: CacheFolder | undefined,
+  signal: AbortSignal | undefined,
 ): Promise<ModelFiles> {
+  throwIfAborted(signal);
+  // Every name is a constant or a checked shard name, and every path is built inside `dir`.
   const has = async (f: string) => {
-    const st = await stat(join(dir, f)).catch(() => undefined);
+    const st = await stat(inside(dir, f)).catch(() => undefined);
     return st?.isFile() === true;
   };
   if (!(await has('config.json'))) {
     throw new ModelNotFoundError(`${dir} has no config.json; pass the folder of a transformers model.`);
   }
   let weights: string[];
-  if (await has(WEIGHTS)) weights = [join(dir, WEIGHTS)];
+  if (await has(WEIGHTS)) weights = [inside(dir, WEIGHTS)];
   else if (await has(WEIGHTS_INDEX)) {
-    weights = (await shardsOf(join(dir, WEIGHTS_INDEX))).map((s) => join(dir, s));
-    for (const w of weights) {
-      if (!(await has(w.slice(dir.length + 1)))) {
-        throw new ModelNotFoundError(
-          `${dir} lacks ${w.slice(dir.length + 1)}, a shard named by ${WEIGHTS_INDEX}.`,
-        );
-      }
+    const shards = await shardsOf(inside(dir, WEIGHTS_INDEX));
+    for (const s of shards) {
+      if (!(await has(s)))
+        throw new ModelNotFoundError(`${dir} lacks ${s}, a shard named by ${WEIGHTS_INDEX}.`);
     }
+    weights = shards.map((s) => inside(dir, s));
   } else if ((await has(PICKLE_WEIGHTS[0] as string)) || (await has(PICKLE_WEIGHTS[1] as string))) {
-    throw pickleOnly(kind === 'folder' ? dir : id);
+    throw pickleOnly(cache ? id : dir);
   } else {
     throw new ModelNotFoundError(`${dir} has no model.safetensors (nor model.safetensors.index.json).`);
   }
-  const files: ModelFiles = { dir, id, config: join(dir, 'config.json'), weights };
+  const files: ModelFiles = { dir, id, config: inside(dir, 'config.json'), weights };
   if (revision) files.revision = revision;
-  if (await has('tokenizer.json')) files.tokenizerJson = join(dir, 'tokenizer.json');
-  if (await has('vocab.txt')) files.vocabTxt = join(dir, 'vocab.txt');
-  if (await has('tokenizer_config.json')) files.tokenizerConfig = join(dir, 'tokenizer_config.json');
-  if (await has('special_tokens_map.json')) files.specialTokensMap = join(dir, 'special_tokens_map.json');
-  if (await has(ST_CONFIG)) files.sentenceTransformersConfig = join(dir, ST_CONFIG);
+  if (await has('tokenizer.json')) files.tokenizerJson = inside(dir, 'tokenizer.json');
+  if (await has('vocab.txt')) files.vocabTxt = inside(dir, 'vocab.txt');
+  if (await has('tokenizer_config.json')) files.tokenizerConfig = inside(dir, 'tokenizer_config.json');
+  if (await has('special_tokens_map.json')) files.specialTokensMap = inside(dir, 'special_tokens_map.json');
+  if (await has(ST_CONFIG)) files.sentenceTransformersConfig = inside(dir, ST_CONFIG);
   if (!files.tokenizerJson && !files.vocabTxt) {
     throw new TokenizerError(
       `${dir} has neither tokenizer.json nor vocab.txt; the model's tokenizer is missing.`,
     );
   }
-  if (kind === 'cache' && verifyBlobs) {
+  if (cache?.verifyBlobs) {
     for (const f of [files.config, ...weights, files.tokenizerJson, files.vocabTxt]) {
-      if (f) await verifyCached(f, id);
+      if (f) await verifyCached(f, id, cache.repoDir, signal);
     }
   }
+  throwIfAborted(signal);
   return files;
 }
 
@@ -375,12 +437,11 @@ async function shardsOf(indexPath: string): Promise<string[]> {
     );
   }
   const shards = [...new Set(Object.values(map as Record<string, unknown>))];
-  for (const s of shards) {
-    if (typeof s !== 'string' || !/^[\w.-]+\.safetensors$/.test(s)) {
-      throw new UnsupportedModelError(
-        `${indexPath} names a shard "${String(s)}" that is not a plain *.safetensors file name.`,
-      );
-    }
+  const bad = shards.find((s) => !isShardName(s));
+  if (bad !== undefined || shards.length === 0) {
+    throw new UnsupportedModelError(
+      `${indexPath} names a shard ${quote(bad)} that is not a plain *.safetensors file name next to the index.`,
+    );
   }
   return (shards as string[]).sort();
 }
@@ -390,14 +451,14 @@ async function shardsOf(indexPath: string): Promise<string[]> {
  * Hashing 90 MB costs ~0.1-0.6 s, so a blob that passed is stamped (size, mtime, inode) and rehashed only
  * when one of those changed: anything that rewrites the file is caught, silent bit rot is not.
  */
-async function verifyCached(file: string, id: string): Promise<void> {
+async function verifyCached(file: string, id: string, repoDir: string, signal?: AbortSignal): Promise<void> {
   const real = await realpath(file);
   const etag = basename(real);
   if (!etagHashKind(etag)) return;
-  const repoDir = dirname(dirname(real));
+  // Stamps live in the repo folder this file was asked for, never next to wherever a link leads.
   const st = await stat(real);
   if ((await readVerifiedStamp(repoDir, etag)) === blobStamp(st)) return;
-  const problem = await verify(real, etag);
+  const problem = await verify(real, etag, signal);
   if (problem) {
     throw new IntegrityError(
       `The cached file ${file} of ${id} is corrupted: it does not match its ${problem}. ` +

@@ -13,11 +13,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import {
+  constants,
+  copyFile,
   lstat,
   mkdir,
   open,
   readFile,
   readlink,
+  realpath,
   rename,
   rm,
   stat,
@@ -26,8 +29,9 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
-import { dirname, join, relative } from 'node:path';
-import { AbortedError } from '../errors';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { AbortedError, IntegrityError } from '../errors';
+import { COMMIT_RE, etagHashKind, isRepoFile, isRepoId, isRevision } from './names';
 
 /** HF_HUB_CACHE, else HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. */
 export function hubCacheDir(explicit?: string): string {
@@ -68,21 +72,79 @@ export function envOffline(): boolean {
 }
 
 export function repoFolder(cacheDir: string, repoId: string): string {
-  return join(cacheDir, `models--${repoId.split('/').join('--')}`);
+  if (!isRepoId(repoId)) throw outside(cacheDir, `models--${repoId}`);
+  return inside(cacheDir, `models--${repoId.split('/').join('--')}`);
 }
 
-/** "W/\"abc\"" -> "abc", as huggingface_hub normalises etags before naming blobs. */
-export function normalizeEtag(etag: string): string {
-  return etag.replace(/^W\//, '').replace(/^"|"$/g, '');
+/** repoFolder's inverse: the cache a repo folder lies in. */
+function cacheOf(repoDir: string): string {
+  return dirname(repoDir);
 }
 
-export const COMMIT_RE = /^[0-9a-f]{40}$/;
-export const SHA256_RE = /^[0-9a-f]{64}$/;
+// ---------------------------------------------------------------------------------------------------
+// The path rule. Every path below is built by `inside` (lexically under its folder: the repo, its
+// blobs/, snapshots/<commit>/, refs/ ...), and every path that is written, linked, truncated or deleted
+// first passes `writable` (resolved through the symlinks that exist, under the real cache root). Names
+// are validated first (src/hub/names.ts); these checks are what holds if a name slips through or the
+// cache itself holds a symlink that leads out of it. Reads follow the cache's links (it is the user's
+// own cache, and Python's may be spread over disks by links); writes never do.
+
+/** join(root, ...parts), refused unless strictly under root. */
+export function inside(root: string, ...parts: string[]): string {
+  const path = join(root, ...parts);
+  if (parts.some((p) => p.includes('\0')) || !isUnder(resolve(root), resolve(path)))
+    throw outside(root, path);
+  return path;
+}
+
+/**
+ * `path` once sure that writing (or linking, truncating, deleting) there stays under the real cache
+ * root: the path is resolved as open(O_CREAT) would resolve it (existing symlinks followed, a dangling
+ * final link to where it points) and must land under realpath(cacheDir).
+ */
+export async function writable(cacheDir: string, path: string): Promise<string> {
+  const root = await whereItLands(resolve(cacheDir));
+  const real = await whereItLands(resolve(path));
+  if (!isUnder(resolve(cacheDir), resolve(path)) || !isUnder(root, real)) throw outside(cacheDir, path, real);
+  return path;
+}
+
+function isUnder(root: string, path: string): boolean {
+  const rel = relative(root, path);
+  return rel !== '' && rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
+}
+
+/** Where the file system puts `path` (absolute): symlinks followed, missing parts appended as they are. */
+async function whereItLands(path: string, hops = 0): Promise<string> {
+  if (hops > 40) throw Object.assign(new Error(`too many symlinks at ${path}`), { code: 'ELOOP' });
+  try {
+    return await realpath(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
+  }
+  const parent = dirname(path);
+  if (parent === path) return path;
+  const realParent = await whereItLands(parent, hops);
+  const st = await lstat(path).catch(() => undefined);
+  if (st?.isSymbolicLink()) return whereItLands(resolve(realParent, await readlink(path)), hops + 1);
+  return join(realParent, basename(path));
+}
+
+function outside(root: string, path: string, real?: string): IntegrityError {
+  return new IntegrityError(
+    `Refusing to touch ${path}: it ${real && real !== resolve(path) ? `resolves to ${real}, which is` : 'is'} outside the ` +
+      `Hugging Face cache ${root}. Either a name the Hub sent tried to leave the cache, or a symlink in the cache ` +
+      'leads out of it: remove that link (or the repo folder) and load again.',
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------
 
 export async function readRef(repoDir: string, revision: string): Promise<string | undefined> {
   if (COMMIT_RE.test(revision)) return revision;
   try {
-    const commit = (await readFile(join(repoDir, 'refs', revision), 'utf8')).trim();
+    const commit = (await readFile(refPath(repoDir, revision), 'utf8')).trim();
     return COMMIT_RE.test(commit) ? commit : undefined;
   } catch {
     return undefined;
@@ -91,18 +153,25 @@ export async function readRef(repoDir: string, revision: string): Promise<string
 
 export async function writeRef(repoDir: string, revision: string, commit: string): Promise<void> {
   if (revision === commit) return;
-  const path = join(repoDir, 'refs', revision);
+  if (!COMMIT_RE.test(commit)) throw outside(repoDir, commit);
+  const path = refPath(repoDir, revision);
   const current = await readFile(path, 'utf8').catch(() => undefined);
   if (current?.trim() === commit) return;
-  await atomicWrite(path, commit); // no newline, like huggingface_hub
+  await atomicWrite(cacheOf(repoDir), path, commit); // no newline, like huggingface_hub
+}
+
+function refPath(repoDir: string, revision: string): string {
+  if (!isRevision(revision)) throw outside(repoDir, revision);
+  return inside(join(repoDir, 'refs'), revision);
 }
 
 /** Writes through a unique temp file + rename so readers never see half a file. */
-export async function atomicWrite(path: string, data: string | Uint8Array): Promise<void> {
+export async function atomicWrite(cacheDir: string, path: string, data: string | Uint8Array): Promise<void> {
+  await writable(cacheDir, path);
   await mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    await writeFile(tmp, data);
+    await writeFile(tmp, data, { flag: 'wx' });
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true });
@@ -110,15 +179,23 @@ export async function atomicWrite(path: string, data: string | Uint8Array): Prom
   }
 }
 
-export function snapshotPath(repoDir: string, commit: string, file: string): string {
-  return join(repoDir, 'snapshots', commit, file);
+export function snapshotPath(repoDir: string, commit: string, file?: string): string {
+  if (!COMMIT_RE.test(commit) || (file !== undefined && !isRepoFile(file))) {
+    throw outside(repoDir, `snapshots/${commit}/${file ?? ''}`);
+  }
+  const dir = inside(join(repoDir, 'snapshots'), commit);
+  return file === undefined ? dir : inside(dir, file);
 }
 
 export function blobPath(repoDir: string, etag: string): string {
-  return join(repoDir, 'blobs', etag);
+  if (!etagHashKind(etag)) throw outside(repoDir, `blobs/${etag}`);
+  return inside(join(repoDir, 'blobs'), etag);
 }
 
-/** snapshots/<commit>/<file> -> ../../blobs/<etag> (relative, so the cache can be moved), replaced atomically. */
+/**
+ * snapshots/<commit>/<file> -> ../../blobs/<etag> (relative, so the cache can be moved), replaced
+ * atomically. The link made must lead to that very blob, inside the cache.
+ */
 export async function linkSnapshot(
   repoDir: string,
   commit: string,
@@ -126,20 +203,43 @@ export async function linkSnapshot(
   etag: string,
 ): Promise<string> {
   const link = snapshotPath(repoDir, commit, file);
-  const target = relative(dirname(link), blobPath(repoDir, etag));
+  const blob = await writable(cacheOf(repoDir), blobPath(repoDir, etag));
+  const target = relative(dirname(link), blob);
   const existing = await readlink(link).catch(() => undefined);
-  if (existing === target) return link;
+  if (existing === target && (await leadsTo(link, blob))) return link;
+  await writable(cacheOf(repoDir), link);
   await mkdir(dirname(link), { recursive: true });
   const tmp = `${link}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    await symlink(target, tmp);
-  } catch {
-    // No symlinks (some Windows setups): a copy, as huggingface_hub does there.
-    const { copyFile } = await import('node:fs/promises');
-    await copyFile(blobPath(repoDir, etag), tmp);
+    let copied = false;
+    try {
+      await symlink(target, tmp);
+    } catch {
+      // No symlinks (some Windows setups): a copy, as huggingface_hub does there.
+      await copyFile(blob, tmp, constants.COPYFILE_EXCL);
+      copied = true;
+    }
+    // A snapshots/<commit> folder that is itself a link elsewhere would make the relative target
+    // point at another blobs/ folder: check where the new link really leads before publishing it.
+    if (!copied && !(await leadsTo(tmp, blob))) {
+      throw outside(repoDir, link, await whereItLands(tmp).catch(() => tmp));
+    }
+    await rename(tmp, link);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
   }
-  await rename(tmp, link);
   return link;
+}
+
+/** Whether the link resolves to the very file `blob` is. */
+async function leadsTo(link: string, blob: string): Promise<boolean> {
+  try {
+    const [a, b] = await Promise.all([realpath(link), realpath(blob)]);
+    return a === b;
+  } catch {
+    return false;
+  }
 }
 
 /** Identity of a blob file's current contents as far as the file system tells: size, mtime, inode. */
@@ -149,7 +249,8 @@ export function blobStamp(st: { size: number; mtimeMs: number; ino: number }): s
 
 /** Stamps of blobs whose hash was checked, kept in the repo folder where huggingface_hub ignores them. */
 function stampPath(repoDir: string, etag: string): string {
-  return join(repoDir, '.mlx-rerank-verified', etag);
+  if (!etagHashKind(etag)) throw outside(repoDir, etag);
+  return inside(join(repoDir, '.mlx-rerank-verified'), etag);
 }
 
 export async function readVerifiedStamp(repoDir: string, etag: string): Promise<string | undefined> {
@@ -157,17 +258,29 @@ export async function readVerifiedStamp(repoDir: string, etag: string): Promise<
 }
 
 export async function writeVerifiedStamp(repoDir: string, etag: string, stamp: string): Promise<void> {
-  await atomicWrite(stampPath(repoDir, etag), stamp).catch(() => {}); // a read-only cache still works
+  // A read-only cache still works (and a stamp that would land outside the cache is simply not kept).
+  await atomicWrite(cacheOf(repoDir), stampPath(repoDir, etag), stamp).catch(() => {});
+}
+
+function noExistPath(repoDir: string, commit: string, file: string): string {
+  if (!COMMIT_RE.test(commit) || !isRepoFile(file)) throw outside(repoDir, `.no_exist/${commit}/${file}`);
+  return inside(join(repoDir, '.no_exist', commit), file);
 }
 
 export async function markNoExist(repoDir: string, commit: string, file: string): Promise<void> {
-  const path = join(repoDir, '.no_exist', commit, file);
+  const path = await writable(cacheOf(repoDir), noExistPath(repoDir, commit, file));
   await mkdir(dirname(path), { recursive: true });
   await writeFile(path, '', { flag: 'a' });
 }
 
+/** Where blobs/<etag>'s download lock lives: <cache>/.locks/models--org--name/<etag>.mlx-rerank.lock. */
+export function lockPath(repoDir: string, etag: string): string {
+  if (!etagHashKind(etag)) throw outside(repoDir, etag);
+  return inside(join(cacheOf(repoDir), '.locks', basename(repoDir)), `${etag}.mlx-rerank.lock`);
+}
+
 export async function isMarkedNoExist(repoDir: string, commit: string, file: string): Promise<boolean> {
-  return exists(join(repoDir, '.no_exist', commit, file));
+  return exists(noExistPath(repoDir, commit, file));
 }
 
 export async function exists(path: string): Promise<boolean> {
@@ -188,18 +301,17 @@ export async function fileSize(path: string): Promise<number | undefined> {
 }
 
 /** sha256 of a file, or git's blob sha1 (sha1 of "blob <size>\0" + content). */
-export async function hashFile(path: string, kind: 'sha256' | 'git-sha1'): Promise<string> {
+export async function hashFile(
+  path: string,
+  kind: 'sha256' | 'git-sha1',
+  signal?: AbortSignal,
+): Promise<string> {
   const hash = createHash(kind === 'sha256' ? 'sha256' : 'sha1');
   if (kind === 'git-sha1') hash.update(`blob ${(await stat(path)).size}\0`);
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20, signal })) {
+    hash.update(chunk as Buffer);
+  }
   return hash.digest('hex');
-}
-
-/** Which hash an etag is, if any: LFS etags are sha256, small files' etags are git blob sha1s. */
-export function etagHashKind(etag: string): 'sha256' | 'git-sha1' | undefined {
-  if (SHA256_RE.test(etag)) return 'sha256';
-  if (COMMIT_RE.test(etag)) return 'git-sha1';
-  return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -4,21 +4,33 @@
  */
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat, truncate } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname } from 'node:path';
 import { AbortedError, DownloadError, IntegrityError, ModelNotFoundError } from '../errors';
 import {
   acquireLock,
   blobPath,
   blobStamp,
-  etagHashKind,
   fileSize,
   hashFile,
-  normalizeEtag,
+  lockPath,
   readVerifiedStamp,
   repoFolder,
   sleep,
+  writable,
   writeVerifiedStamp,
 } from './cache';
+import { COMMIT_RE, etagHashKind, normalizeEtag, quote } from './names';
+
+/**
+ * The stall timeout, in seconds, when neither the `stallTimeoutMs` option nor HF_HUB_ETAG_TIMEOUT (for
+ * metadata requests) / HF_HUB_DOWNLOAD_TIMEOUT (for downloads) sets it: a request fails once it waits
+ * that long for response headers, or a download receives less than STALL_MIN_BYTES in that long.
+ */
+export const STALL_TIMEOUT_DEFAULT_S = 10;
+/** Less than this in one stall-timeout window counts as no progress (a 1 byte/s trickle is a stall). */
+export const STALL_MIN_BYTES = 1024;
+/** The longest timeout a timer can hold (setTimeout's limit). */
+export const MAX_TIMEOUT_MS = 2_147_483_647;
 
 export interface HubContext {
   endpoint: string;
@@ -26,9 +38,9 @@ export interface HubContext {
   cacheDir: string;
   token?: string;
   signal?: AbortSignal;
-  /** Seconds without a byte before a request is given up (HF_HUB_DOWNLOAD_TIMEOUT / HF_HUB_ETAG_TIMEOUT). */
+  /** Stall timeouts (see STALL_TIMEOUT_DEFAULT_S): of metadata requests, and of downloads. */
   etagTimeoutMs: number;
-  downloadTimeoutMs: number;
+  stallTimeoutMs: number;
   /** Times a broken transfer is resumed before giving up. */
   retries: number;
   onBytes?: (file: string, loaded: number, total: number) => void;
@@ -58,25 +70,29 @@ export async function headFile(ctx: HubContext, revision: string, file: string):
   let url = resolveUrl(ctx, revision, file);
   for (let hop = 0, attempt = 0; hop < 10; ) {
     let res: Response;
+    const guard = new StallGuard(ctx.etagTimeoutMs, url, 'HF_HUB_ETAG_TIMEOUT', ctx.signal);
     try {
       res = await fetch(url, {
         method: 'HEAD',
         redirect: 'manual',
         headers: headers(ctx, url, { 'Accept-Encoding': 'identity' }),
-        signal: withTimeout(ctx.signal, ctx.etagTimeoutMs),
+        signal: guard.signal,
       });
     } catch (err) {
       throwIfAborted(ctx.signal);
-      if (attempt++ < 2) {
+      // A server that sent nothing for a whole timeout is not asked again: it fails now, not 3x later.
+      if (!guard.stalled && attempt++ < 2) {
         await sleep(200 * attempt, ctx.signal);
         continue;
       }
       throw new HubUnreachableError(
-        `Could not reach the Hub at ${ctx.endpoint} for ${ctx.repoId}/${file} (${describe(err)}). ` +
+        `Could not reach the Hub at ${ctx.endpoint} for ${ctx.repoId}/${file} (${guard.stalled?.message ?? describe(err)}). ` +
           'Check the network or HF_ENDPOINT, or load offline from the cache (HF_HUB_OFFLINE=1).',
         undefined,
         { cause: err },
       );
+    } finally {
+      guard.stop();
     }
     const commit = res.headers.get('x-repo-commit') ?? undefined;
     const location = res.headers.get('location');
@@ -106,13 +122,19 @@ export async function headFile(ctx: HubContext, revision: string, file: string):
         res.status,
       );
     }
-    return {
-      file,
-      commit,
-      etag: normalizeEtag(etagHeader),
-      size,
-      url: location ? new URL(location, url).href : url,
-    };
+    // Both name things in the cache (blobs/<etag>, snapshots/<commit>/): only hashes are accepted.
+    const etag = normalizeEtag(etagHeader);
+    if (!etag || !COMMIT_RE.test(commit)) {
+      const what = etag
+        ? `X-Repo-Commit ${quote(commit)}, which is not a 40-hex commit hash`
+        : `ETag ${quote(etagHeader)}, which is not a sha256 or git sha1`;
+      throw new DownloadError(
+        `Refused the Hub's answer for ${ctx.repoId}/${file}: it carries ${what} (the cache names files after it). ` +
+          `Is HF_ENDPOINT (${ctx.endpoint}) a Hugging Face Hub or a faithful mirror?`,
+        res.status,
+      );
+    }
+    return { file, commit, etag, size, url: location ? new URL(location, url).href : url };
   }
   throw new DownloadError(`Too many redirects resolving ${ctx.repoId}/${file} at ${ctx.endpoint}.`);
 }
@@ -175,17 +197,19 @@ export function ensureBlob(ctx: HubContext, meta: FileMeta): Promise<void> {
 }
 
 async function downloadLocked(ctx: HubContext, meta: FileMeta, repoDir: string, path: string): Promise<void> {
-  await mkdir(join(repoDir, 'blobs'), { recursive: true });
-  const lockPath = join(ctx.cacheDir, '.locks', repoFolderName(repoDir), `${meta.etag}.mlx-rerank.lock`);
-  const release = await acquireLock(lockPath, ctx.signal);
+  // Everything this writes, truncates, renames or deletes lands in the cache (src/hub/cache.ts).
+  const incomplete = await writable(ctx.cacheDir, `${path}.incomplete`);
+  await writable(ctx.cacheDir, path);
+  const lock = await writable(ctx.cacheDir, lockPath(repoDir, meta.etag));
+  await mkdir(dirname(path), { recursive: true });
+  const release = await acquireLock(lock, ctx.signal);
   try {
-    const incomplete = `${path}.incomplete`;
     await waitForForeignWriter(incomplete, path, ctx.signal);
     // Another process (or Python) may have published it meanwhile: reuse it if it checks out.
     const st = await stat(path).catch(() => undefined);
     if (st?.size === meta.size) {
       if ((await readVerifiedStamp(repoDir, meta.etag)) === blobStamp(st)) return;
-      if ((await verify(path, meta.etag)) === undefined) {
+      if ((await verify(path, meta.etag, ctx.signal)) === undefined) {
         await writeVerifiedStamp(repoDir, meta.etag, blobStamp(st));
         return;
       }
@@ -193,7 +217,7 @@ async function downloadLocked(ctx: HubContext, meta: FileMeta, repoDir: string, 
     await rm(path, { force: true }); // missing, or a corrupt copy: fetch again
     for (let fresh = 0; ; fresh++) {
       await transfer(ctx, meta, incomplete);
-      const problem = await verify(incomplete, meta.etag);
+      const problem = await verify(incomplete, meta.etag, ctx.signal);
       if (problem === undefined) break;
       await rm(incomplete, { force: true });
       if (fresh >= 1) {
@@ -230,15 +254,11 @@ async function waitForForeignWriter(incomplete: string, blob: string, signal?: A
 /** Partial files this process wrote (so a quick retry doesn't wait for itself). */
 const writtenHere = new Set<string>();
 
-function repoFolderName(repoDir: string): string {
-  return repoDir.split(/[\\/]/).pop() ?? repoDir;
-}
-
 /** undefined when the file matches the hash its etag names (or the etag is not a hash); else what failed. */
-export async function verify(path: string, etag: string): Promise<string | undefined> {
+export async function verify(path: string, etag: string, signal?: AbortSignal): Promise<string | undefined> {
   const kind = etagHashKind(etag);
   if (!kind) return undefined;
-  const actual = await hashFile(path, kind);
+  const actual = await hashFile(path, kind, signal);
   return actual === etag ? undefined : `${kind} ${etag} (got ${actual})`;
 }
 
@@ -281,21 +301,13 @@ async function transfer(ctx: HubContext, meta: FileMeta, incomplete: string): Pr
 async function getRange(ctx: HubContext, meta: FileMeta, incomplete: string, from: number): Promise<void> {
   let url = meta.url;
   let res: Response | undefined;
-  const stall = new AbortController();
-  const signal = ctx.signal ? AbortSignal.any([ctx.signal, stall.signal]) : stall.signal;
-  let timer = setTimeout(() => stall.abort(new Error('stalled')), ctx.downloadTimeoutMs);
-  const poke = () => {
-    clearTimeout(timer);
-    timer = setTimeout(
-      () => stall.abort(new Error(`no data for ${ctx.downloadTimeoutMs} ms`)),
-      ctx.downloadTimeoutMs,
-    );
-  };
+  const guard = new StallGuard(ctx.stallTimeoutMs, url, 'HF_HUB_DOWNLOAD_TIMEOUT', ctx.signal);
   try {
     for (let hop = 0; hop < 10; hop++) {
       const extra: Record<string, string> = { 'Accept-Encoding': 'identity' };
       if (from > 0) extra.Range = `bytes=${from}-`;
-      res = await fetch(url, { redirect: 'manual', headers: headers(ctx, url, extra), signal });
+      guard.waitHeaders(url);
+      res = await fetch(url, { redirect: 'manual', headers: headers(ctx, url, extra), signal: guard.signal });
       const location = res.headers.get('location');
       if (res.status >= 300 && res.status < 400 && location) {
         await res.body?.cancel();
@@ -332,12 +344,13 @@ async function getRange(ctx: HubContext, meta: FileMeta, incomplete: string, fro
     writtenHere.add(incomplete);
     const out = createWriteStream(incomplete, { flags: start > 0 ? 'a' : 'w' });
     let loaded = start;
+    guard.waitBody(meta.size - start);
     try {
       const reader = res.body.getReader();
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
-        poke();
+        guard.progress(value.byteLength);
         loaded += value.byteLength;
         if (loaded > meta.size) throw new DownloadError(`server sent more than ${meta.size} bytes`, 500);
         if (!out.write(value)) await new Promise<void>((r) => out.once('drain', () => r()));
@@ -349,10 +362,73 @@ async function getRange(ctx: HubContext, meta: FileMeta, incomplete: string, fro
       );
     }
   } catch (err) {
-    if (stall.signal.aborted && !ctx.signal?.aborted) throw new Error(String(stall.signal.reason));
+    if (guard.stalled && !ctx.signal?.aborted) throw guard.stalled;
     throw err;
   } finally {
-    clearTimeout(timer);
+    guard.stop();
+  }
+}
+
+/**
+ * Aborts a request that makes no progress, the bound on every request besides the caller's signal:
+ * no response headers within `ms` (connecting included), then, for a body, less than STALL_MIN_BYTES
+ * (or what is left) in any `ms` window, so a server trickling a byte a second fails like a silent one.
+ */
+class StallGuard {
+  readonly signal: AbortSignal;
+  /** Set once the guard fired: the error to report (E_DOWNLOAD naming the URL and the timeout). */
+  stalled: DownloadError | undefined;
+  private readonly abort = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+  private got = 0;
+
+  constructor(
+    private readonly ms: number,
+    private url: string,
+    private readonly env: string,
+    parent?: AbortSignal,
+  ) {
+    this.signal = parent ? AbortSignal.any([parent, this.abort.signal]) : this.abort.signal;
+    this.waitHeaders(url);
+  }
+
+  /** (Re)starts the wait for response headers, for `url` (each redirect hop gets the full time). */
+  waitHeaders(url: string): void {
+    this.url = url;
+    this.stop();
+    this.timer = setTimeout(() => this.fire('sent no response'), this.ms);
+  }
+
+  /** Headers are in: from now on every window must bring STALL_MIN_BYTES, or the rest of the body. */
+  waitBody(remaining: number): void {
+    this.stop();
+    this.got = 0;
+    let left = remaining;
+    this.timer = setInterval(() => {
+      if (this.got < Math.min(STALL_MIN_BYTES, left)) this.fire(`sent ${this.got} bytes`);
+      left -= this.got;
+      this.got = 0;
+    }, this.ms);
+  }
+
+  progress(bytes: number): void {
+    this.got += bytes;
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    clearInterval(this.timer);
+  }
+
+  private fire(what: string): void {
+    this.stop();
+    const where = new URL(this.url);
+    // Only origin and path: a CDN URL's query is a signature that does not belong in logs.
+    this.stalled = new DownloadError(
+      `${where.origin}${where.pathname} ${what} in ${this.ms} ms (the stall timeout: the stallTimeoutMs option, ` +
+        `else ${this.env} in seconds, default ${STALL_TIMEOUT_DEFAULT_S} s).`,
+    );
+    this.abort.abort(this.stalled);
   }
 }
 
@@ -362,11 +438,6 @@ function headers(ctx: HubContext, url: string, extra: Record<string, string>): R
   if (ctx.token && new URL(url).origin === new URL(ctx.endpoint).origin)
     h.Authorization = `Bearer ${ctx.token}`;
   return h;
-}
-
-function withTimeout(signal: AbortSignal | undefined, ms: number): AbortSignal {
-  const t = AbortSignal.timeout(ms);
-  return signal ? AbortSignal.any([signal, t]) : t;
 }
 
 function throwIfAborted(signal?: AbortSignal): void {

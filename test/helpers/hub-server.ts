@@ -11,6 +11,9 @@
  *
  * Knobs: cut(file, afterBytes, times) drops the connection mid-body; corrupt(file) flips served bytes;
  * throttle slows bodies so concurrent downloads overlap; `requests` logs what clients asked.
+ * Hostile knobs: setHeaders(file, headers) makes the Hub's answers for a file (or '*') carry other
+ * headers (a lying ETag, X-Linked-Etag, X-Repo-Commit); stall(file, method, mode) makes a request for
+ * it never answer ('silent'), send its headers a byte at a time ('headers') or its body ('body').
  */
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -40,6 +43,8 @@ export interface LoggedRequest {
   authorization?: string;
 }
 
+export type StallMode = 'silent' | 'headers' | 'body';
+
 export interface HubServer {
   url: string;
   cdnUrl: string;
@@ -47,6 +52,9 @@ export interface HubServer {
   cut(file: string, afterBytes: number, times?: number): void;
   corrupt(file: string, times?: number): void;
   setThrottle(t: HubServerOptions['throttle']): void;
+  setHeaders(file: string, headers: Record<string, string>): void;
+  /** A GET stalls where the bytes come from (the CDN for LFS files); a HEAD at the Hub. */
+  stall(file: string, method: 'HEAD' | 'GET', mode: StallMode): void;
   /** Downloads (GET bodies) served per file name. */
   gets(file: string): number;
   close(): Promise<void>;
@@ -66,6 +74,25 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
   const cuts = new Map<string, { after: number; times: number }>();
   const corrupts = new Map<string, number>();
   let throttle = opts.throttle;
+  const overrides = new Map<string, Record<string, string>>();
+  const stalls = new Map<string, StallMode>();
+  const hostile = (file: string, h: Record<string, string>) => ({
+    ...h,
+    ...overrides.get('*'),
+    ...overrides.get(file),
+  });
+  /** Answers the way a stalled server does; true when it took the request. */
+  const stalled = (req: IncomingMessage, res: ServerResponse, file: string): boolean => {
+    const mode = stalls.get(`${req.method} ${file}`);
+    if (!mode || mode === 'body') return false;
+    if (mode === 'headers') {
+      const sock = res.socket;
+      sock?.write('HTTP/1.1 200 OK\r\nX-Slow: ');
+      const t = setInterval(() => (sock?.destroyed ? clearInterval(t) : sock?.write('a')), 100);
+      sock?.on('close', () => clearInterval(t));
+    }
+    return true; // 'silent': never a byte back
+  };
   const lfsBlobs = new Map<string, { file: string; data: Uint8Array }>();
   for (const repo of Object.values(opts.repos)) {
     for (const files of Object.values(repo.commits)) {
@@ -136,11 +163,13 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
       limit = Math.min(limit, Math.max(0, cut.after - start));
     }
     gets.set(file, (gets.get(file) ?? 0) + 1);
-    const step = throttle?.chunk ?? 1 << 16;
+    const trickle = stalls.get(`${req.method} ${file}`) === 'body';
+    const step = trickle ? 1 : (throttle?.chunk ?? 1 << 16);
+    const delayMs = trickle ? 100 : throttle?.delayMs;
     for (let off = 0; off < limit; off += step) {
       if (res.destroyed) return;
       res.write(body.subarray(off, Math.min(off + step, limit)));
-      if (throttle) await new Promise((r) => setTimeout(r, throttle?.delayMs));
+      if (delayMs !== undefined) await new Promise((r) => setTimeout(r, delayMs));
     }
     if (limit < body.byteLength) {
       // Let the bytes written so far leave, then drop the connection mid-body.
@@ -165,6 +194,7 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
       res.writeHead(400, { 'Content-Type': 'text/plain' }).end('Only one auth mechanism allowed');
       return;
     }
+    if (stalled(req, res, blob.file)) return;
     void sendBody(req, res, blob.file, blob.data, { ETag: `"${m?.[1]}"` });
   });
   track(cdn);
@@ -194,21 +224,32 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
     if (!commit || !files) return fail(404, 'RevisionNotFound');
     const data = files[file];
     if (!data) return fail(404, 'EntryNotFound', { 'X-Repo-Commit': commit });
-    if (data.byteLength >= lfsThreshold) {
+    const lfs = data.byteLength >= lfsThreshold;
+    if ((req.method === 'HEAD' || !lfs) && stalled(req, res, file)) return;
+    if (lfs) {
       const sha = sha256(data);
       res
-        .writeHead(302, {
-          Location: `${cdnUrl}/lfs/${sha}?X-Signature=test`,
-          'X-Repo-Commit': commit,
-          'X-Linked-Etag': `"${sha}"`,
-          'X-Linked-Size': String(data.byteLength),
-          ETag: `"${gitBlobSha1(new TextEncoder().encode(`version https://git-lfs.github.com/spec/v1\noid sha256:${sha}\n`))}"`,
-          'Content-Length': '0',
-        })
+        .writeHead(
+          302,
+          hostile(file, {
+            Location: `${cdnUrl}/lfs/${sha}?X-Signature=test`,
+            'X-Repo-Commit': commit,
+            'X-Linked-Etag': `"${sha}"`,
+            'X-Linked-Size': String(data.byteLength),
+            ETag: `"${gitBlobSha1(new TextEncoder().encode(`version https://git-lfs.github.com/spec/v1\noid sha256:${sha}\n`))}"`,
+            'Content-Length': '0',
+          }),
+        )
         .end();
       return;
     }
-    void sendBody(req, res, file, data, { ETag: `"${gitBlobSha1(data)}"`, 'X-Repo-Commit': commit });
+    void sendBody(
+      req,
+      res,
+      file,
+      data,
+      hostile(file, { ETag: `"${gitBlobSha1(data)}"`, 'X-Repo-Commit': commit }),
+    );
   });
   track(hub);
   await new Promise<void>((r) => hub.listen(0, '127.0.0.1', r));
@@ -226,6 +267,12 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
     },
     setThrottle(t) {
       throttle = t;
+    },
+    setHeaders(file, headers) {
+      overrides.set(file, headers);
+    },
+    stall(file, method, mode) {
+      stalls.set(`${method} ${file}`, mode);
     },
     gets(file) {
       return gets.get(file) ?? 0;
