@@ -25,8 +25,10 @@ import {
   MlxRerankError,
   QueueFullError,
 } from './errors';
+import { callSafely } from './listeners';
 import { type BatchMetrics, type CallMetrics, MetricsRecorder, paddingPct, type Stats } from './metrics';
 import type { EngineMemory, ForwardResult } from './native';
+import { checkNumber, int, MAX_TIMER_MS, type Range, real } from './validate';
 
 /** One sequence for the engine: `[CLS] q [SEP] d [SEP]` ids and their type ids. */
 export interface Segment {
@@ -63,14 +65,20 @@ export interface SchedulerLimits {
   pipelineDepth: number;
 }
 
-export const DEFAULT_LIMITS: SchedulerLimits = {
-  maxBatchTokens: 16384,
-  maxBatchSize: 256,
-  maxQueuePairs: 100_000,
-  maxWaitMs: 0,
-  sortWindow: 1024,
-  pipelineDepth: 2,
+/** Each limit's default and accepted range (docs/limits.md lists them). */
+export const LIMITS: { readonly [K in keyof SchedulerLimits]: Range & { default: number } } = {
+  maxBatchTokens: { default: 16384, ...int(1, 2 ** 24) },
+  maxBatchSize: { default: 256, ...int(1, 65536) },
+  maxQueuePairs: { default: 100_000, ...int(1, 100_000_000) },
+  // A longer wait than a minute would hold a batch back for nothing; Node's timers stop at 2^31 - 1 ms.
+  maxWaitMs: { default: 0, ...real(0, Math.min(60_000, MAX_TIMER_MS)) },
+  sortWindow: { default: 1024, ...int(0, 1 << 20) },
+  pipelineDepth: { default: 2, ...int(1, 64) },
 };
+
+export const DEFAULT_LIMITS: SchedulerLimits = Object.fromEntries(
+  Object.entries(LIMITS).map(([k, v]) => [k, v.default]),
+) as unknown as SchedulerLimits;
 
 /**
  * Batch limits for engines on a GPU, where a forward has a fixed cost of ~2 ms (launching some 70
@@ -85,16 +93,8 @@ export const GPU_BATCH_LIMITS: Pick<SchedulerLimits, 'maxBatchTokens' | 'maxBatc
 /** DEFAULT_LIMITS overridden by the defined fields of `opts`; InputError naming a bad one. */
 export function resolveLimits(opts: Partial<SchedulerLimits>): SchedulerLimits {
   const l = { ...DEFAULT_LIMITS };
-  for (const k of Object.keys(DEFAULT_LIMITS) as Array<keyof SchedulerLimits>) {
-    if (opts[k] !== undefined) l[k] = opts[k] as number;
-  }
-  check('maxBatchTokens', l.maxBatchTokens, 1);
-  check('maxBatchSize', l.maxBatchSize, 1);
-  check('maxQueuePairs', l.maxQueuePairs, 1);
-  check('sortWindow', l.sortWindow, 0);
-  check('pipelineDepth', l.pipelineDepth, 1);
-  if (typeof l.maxWaitMs !== 'number' || !(l.maxWaitMs >= 0) || !Number.isFinite(l.maxWaitMs)) {
-    throw new InputError(`maxWaitMs must be a finite number >= 0 (got ${String(l.maxWaitMs)}).`);
+  for (const k of Object.keys(LIMITS) as Array<keyof SchedulerLimits>) {
+    if (opts[k] !== undefined) l[k] = checkNumber(k, opts[k], LIMITS[k]);
   }
   return l;
 }
@@ -116,7 +116,9 @@ export interface CallResult {
 type Pair = readonly [string, string];
 
 interface Call {
+  /** The pairs; the first `count` are read (CrossEncoder hands over its own copy of the caller's). */
   pairs: readonly Pair[];
+  count: number;
   enqueuedAt: number;
   live: boolean;
   /** Next pair to tokenize. */
@@ -163,13 +165,6 @@ interface Batch {
 /** Longest slice of tokenizing per macrotask; the window fills over several when it takes longer. */
 const FILL_BUDGET_MS = 2;
 
-function check(name: string, v: number, min: number): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || !Number.isInteger(v)) {
-    throw new InputError(`${name} must be an integer >= ${min} (got ${String(v)}).`);
-  }
-  return v;
-}
-
 export class Scheduler {
   readonly limits: SchedulerLimits;
   readonly recorder = new MetricsRecorder();
@@ -193,6 +188,8 @@ export class Scheduler {
   private order = 0;
   private batchSeq = 0;
   private readonly inFlight = new Set<Promise<void>>();
+  /** Every call not yet settled, wherever its pairs are (queued, in the engine): dispose settles them all. */
+  private readonly calls = new Set<Call>();
   private pumpScheduled = false;
   private waitTimer: NodeJS.Timeout | undefined;
   private disposed = false;
@@ -257,6 +254,7 @@ export class Scheduler {
       const L = this.numLabels;
       const call: Call = {
         pairs,
+        count: n,
         enqueuedAt: now,
         live: true,
         cursor: 0,
@@ -285,6 +283,7 @@ export class Scheduler {
         signal.addEventListener('abort', call.onAbort, { once: true });
       }
       this.queued += n;
+      this.calls.add(call);
       this.pending.push(call);
       this.schedulePump();
     });
@@ -303,17 +302,15 @@ export class Scheduler {
   }
 
   /**
-   * Rejects every waiting call with DisposedError, lets the batches in the engine settle (their results
-   * are dropped), then releases the engine. Idempotent; never hangs on a healthy engine.
+   * Rejects every unsettled call with DisposedError at once (queued or in the engine: no caller waits
+   * on the engine), lets the batches in the engine settle (their results are dropped), then releases
+   * the engine. Idempotent.
    */
   dispose(): Promise<void> {
     if (this.disposing) return this.disposing;
     this.disposed = true;
     if (this.waitTimer) clearTimeout(this.waitTimer);
-    const live = new Set<Call>();
-    for (let i = this.pendingHead; i < this.pending.length; i++) live.add(this.pending[i] as Call);
-    for (const s of this.ready) live.add(s.call);
-    for (const c of live) this.fail(c, new DisposedError());
+    for (const c of [...this.calls]) this.fail(c, new DisposedError());
     this.pending = [];
     this.pendingHead = 0;
     this.ready = [];
@@ -325,6 +322,7 @@ export class Scheduler {
   private fail(call: Call, err: Error): void {
     if (!call.live) return;
     call.live = false;
+    this.calls.delete(call);
     this.queued -= call.queuedPairs;
     call.queuedPairs = 0;
     this.readyDirty = true;
@@ -338,10 +336,11 @@ export class Scheduler {
 
   private finish(call: Call): void {
     call.live = false;
+    this.calls.delete(call);
     if (call.signal && call.onAbort) call.signal.removeEventListener('abort', call.onAbort);
     const totalMs = performance.now() - call.enqueuedAt;
     const metrics: CallMetrics = {
-      pairs: call.pairs.length,
+      pairs: call.count,
       sequences: call.sequences,
       truncatedPairs: call.truncated,
       tokenizeMs: call.tokenizeMs,
@@ -350,7 +349,7 @@ export class Scheduler {
       totalMs,
     };
     this.recorder.recordCall(metrics);
-    if (this.onCall) safely(this.onCall, metrics);
+    if (this.onCall) callSafely(this.onCall, metrics, 'a call listener');
     call.resolve({ logits: call.logits, metrics });
   }
 
@@ -420,9 +419,11 @@ export class Scheduler {
       const batch = this.formBatch();
       if (batch) this.dispatch(batch);
     }
-    // More to do now: a window still filling, or room for another batch. (When the engine is full and
-    // the window complete, the next batch result schedules the pump.)
-    if (this.queued > 0 && (!complete || this.inFlight.size < pipelineDepth)) this.schedulePump();
+    // More to do now: a window still filling, or room for another batch that the window holds. (When
+    // the engine is full, or the window is empty, a batch result or a new call schedules the pump: no
+    // rescheduling loop while there is nothing to do.)
+    const more = !complete || (this.inFlight.size < pipelineDepth && this.ready.length > 0);
+    if (this.queued > 0 && more) this.schedulePump();
   }
 
   private windowHoldsBatch(): boolean {
@@ -453,15 +454,18 @@ export class Scheduler {
     }
     while (this.ready.length < target && this.pendingHead < this.pending.length) {
       const call = this.pending[this.pendingHead] as Call;
-      if (!call.live || call.cursor >= call.pairs.length) {
+      if (!call.live || call.cursor >= call.count) {
         this.advancePending();
         continue;
       }
       const i = call.cursor++;
-      const [q, d] = call.pairs[i] as Pair;
       const t0 = performance.now();
       let segs: Segment[];
       try {
+        const [q, d] = call.pairs[i] as Pair;
+        if (typeof q !== 'string' || typeof d !== 'string') {
+          throw new InputError(`Pair ${i} is not two strings (it changed after the call).`);
+        }
         segs = this.encode(q, d);
         if (segs.length === 0) throw new InputError(`Pair ${i} produced no sequence to score.`);
       } catch (err) {
@@ -495,14 +499,14 @@ export class Scheduler {
         call.truncated++;
         this.recorder.truncatedPairs++;
       }
-      if (call.cursor >= call.pairs.length) this.advancePending();
+      if (call.cursor >= call.count) this.advancePending();
       if (performance.now() > deadline) break;
     }
     if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {
       this.pending = this.pending.slice(this.pendingHead);
       this.pendingHead = 0;
     }
-    for (let c = this.pending[this.pendingHead]; c && (!c.live || c.cursor >= c.pairs.length); ) {
+    for (let c = this.pending[this.pendingHead]; c && (!c.live || c.cursor >= c.count); ) {
       this.advancePending();
       c = this.pending[this.pendingHead];
     }
@@ -558,26 +562,36 @@ export class Scheduler {
       chosen.sort((a, b) => a.order - b.order);
       this.ready = ready.filter((s) => !taken.has(s));
     }
+    return this.batchOf(chosen);
+  }
+
+  private batchOf(seqs: Seq[]): Batch {
     let tokens = 0;
     let maxLength = 0;
     let tokenizeMs = 0;
-    for (const s of chosen) {
+    for (const s of seqs) {
       tokens += s.ids.length;
       if (s.ids.length > maxLength) maxLength = s.ids.length;
       tokenizeMs += s.tokenizeMs;
     }
-    return {
-      id: ++this.batchSeq,
-      seqs: chosen,
-      tokens,
-      maxLength,
-      // Tokenizing its sequences; packing is added in dispatch().
-      tokenizeMs,
-      startedAt: 0,
-    };
+    // Tokenizing its sequences; packing is added in send().
+    return { id: ++this.batchSeq, seqs, tokens, maxLength, tokenizeMs, startedAt: 0 };
   }
 
+  /** Hands a batch from the window to the engine: its pairs leave the queue. */
   private dispatch(batch: Batch): void {
+    for (const s of batch.seqs) {
+      const c = s.call;
+      if (decrement(c.undispatched, s.pair) === 0) {
+        c.queuedPairs--;
+        this.queued--;
+      }
+    }
+    this.send(batch);
+  }
+
+  /** Packs the batch and runs it on the engine; its result (or failure) comes back to complete/failBatch. */
+  private send(batch: Batch): void {
     const t0 = performance.now();
     const seqs = batch.seqs;
     const tokens = new Int32Array(batch.tokens);
@@ -590,11 +604,6 @@ export class Scheduler {
       typeIds.set(s.typeIds, off);
       off += s.ids.length;
       offsets[i + 1] = off;
-      const c = s.call;
-      if (decrement(c.undispatched, s.pair) === 0) {
-        c.queuedPairs--;
-        this.queued--;
-      }
     }
     batch.tokenizeMs += performance.now() - t0;
     batch.startedAt = performance.now();
@@ -666,7 +675,7 @@ export class Scheduler {
     let pairsInBatch = 0;
     for (const s of batch.seqs) if (s.window === 0) pairsInBatch++;
     this.recorder.pairs += pairsInBatch;
-    if (this.onBatch) safely(this.onBatch, metrics);
+    if (this.onBatch) callSafely(this.onBatch, metrics, 'a batch listener');
     for (const c of pairsDone) {
       if (c.live && c.outstanding === 0) {
         this.finish(c);
@@ -674,9 +683,26 @@ export class Scheduler {
     }
   }
 
+  /**
+   * A batch the engine refused. E_INPUT means something in one call's sequences (e.g. a token id the
+   * model does not have): the batch's calls are tried again each in a batch of its own, so only the
+   * call holding the bad pair fails and the others get the results they would get alone (an engine's
+   * result for a sequence does not depend on its batch). Any other failure fails every call in it.
+   */
   private failBatch(batch: Batch, err: unknown): void {
     const e = fromNativeError(err);
-    for (const s of batch.seqs) this.fail(s.call, e);
+    const byCall = new Map<Call, Seq[]>();
+    for (const s of batch.seqs) {
+      if (!s.call.live) continue;
+      const list = byCall.get(s.call);
+      if (list) list.push(s);
+      else byCall.set(s.call, [s]);
+    }
+    if (e.code !== 'E_INPUT' || byCall.size < 2 || this.disposed) {
+      for (const c of byCall.keys()) this.fail(c, e);
+      return;
+    }
+    for (const seqs of byCall.values()) this.send(this.batchOf(seqs));
   }
 
   private safeMemory(): EngineMemory {
@@ -733,13 +759,4 @@ function decrement(a: Int32Array, i: number): number {
   const v = (a[i] as number) - 1;
   a[i] = v;
   return v;
-}
-
-/** Runs a user callback; an exception in it becomes a process warning instead of breaking the queue. */
-function safely<T>(fn: (v: T) => void, v: T): void {
-  try {
-    fn(v);
-  } catch (err) {
-    process.emitWarning(`mlx-rerank: a metrics listener threw: ${String(err)}`);
-  }
 }
