@@ -12,8 +12,16 @@
  */
 
 import { backends } from './backends';
-import { AbortedError, BackendUnavailableError, DisposedError, InputError } from './errors';
+import {
+  AbortedError,
+  BackendUnavailableError,
+  DisposedError,
+  fromNativeError,
+  InputError,
+  MlxRerankError,
+} from './errors';
 import { resolveModel } from './hub';
+import { callSafely } from './listeners';
 import type { BatchMetrics, CallMetrics, Stats } from './metrics';
 import { loadModelSpec } from './model';
 import { type NativeEngine, native } from './native';
@@ -25,9 +33,21 @@ import {
   Scheduler,
   type SchedulerLimits,
   type Segment,
+  tooManyPairs,
 } from './scheduler';
 import { Tokenizer } from './tokenizer';
 import type { Activation, Backend, DeviceKind, DType, ModelFiles, ModelSpec } from './types';
+import {
+  checkBoolean,
+  checkFunction,
+  checkNumber,
+  checkOneOf,
+  checkSignal,
+  checkString,
+  describe,
+  int,
+  readOptions,
+} from './validate';
 
 type HubOptions = NonNullable<Parameters<typeof resolveModel>[1]>;
 type PairOptions = NonNullable<Parameters<Tokenizer['encodePair']>[2]>;
@@ -121,17 +141,220 @@ export interface CrossEncoderInfo {
   warmupMs: number;
 }
 
+/**
+ * Ranges of the numeric load and call options whose defaults come from the model or the machine
+ * (the scheduler limits' are in src/scheduler.ts, LIMITS). docs/limits.md lists them all.
+ */
+export const OPTION_RANGES = {
+  /** Default: min(tokenizer model_max_length, max_position_embeddings); never above the latter. */
+  maxLength: int(4, 1 << 20),
+  /** Default: maxLength / 4; must also be < (maxLength - 3) / 2 so that windows advance. */
+  chunkStride: int(0, 1 << 20),
+  /** Default: the machine's cores (the cpu engine caps its pool at 256 threads). */
+  threads: int(1, 256),
+  /** Default: MLX's own. */
+  cacheLimitBytes: int(0, Number.MAX_SAFE_INTEGER),
+  /** Default 5 (src/hub.ts). */
+  retries: int(0, 100),
+  /** Default: all documents. */
+  topK: int(0, 2 ** 32 - 1),
+} as const;
+
+const ACTIVATIONS: readonly Activation[] = ['none', 'sigmoid', 'softmax'];
+
+/** Every load option's name: an option not here is refused (a typo gets "did you mean"). */
+const LOAD_KEYS: { readonly [K in keyof LoadOptions]-?: true } = {
+  revision: true,
+  cacheDir: true,
+  offline: true,
+  token: true,
+  endpoint: true,
+  onProgress: true,
+  progress: true,
+  signal: true,
+  verify: true,
+  retries: true,
+  maxBatchTokens: true,
+  maxBatchSize: true,
+  maxQueuePairs: true,
+  maxWaitMs: true,
+  sortWindow: true,
+  backend: true,
+  device: true,
+  dtype: true,
+  maxLength: true,
+  truncation: true,
+  threads: true,
+  cacheLimitBytes: true,
+  compile: true,
+  activation: true,
+  longDocuments: true,
+  chunkStride: true,
+  warmup: true,
+  onBatch: true,
+};
+const PREDICT_KEYS: { readonly [K in keyof PredictOptions]-?: true } = {
+  activation: true,
+  signal: true,
+  onMetrics: true,
+};
+const RANK_KEYS: { readonly [K in keyof RankOptions]-?: true } = {
+  ...PREDICT_KEYS,
+  topK: true,
+  returnDocuments: true,
+  label: true,
+};
+
+/**
+ * Checks every load option's type and range (InputError naming the option) before any work. Options
+ * whose range depends on the model (maxLength, chunkStride) are checked again once it is known.
+ */
+function checkLoadOptions(o: Partial<LoadOptions>): void {
+  for (const k of ['maxLength', 'chunkStride', 'threads', 'cacheLimitBytes', 'retries'] as const) {
+    if (o[k] !== undefined) checkNumber(k, o[k], OPTION_RANGES[k]);
+  }
+  for (const k of ['offline', 'progress', 'verify', 'compile', 'warmup'] as const) {
+    if (o[k] !== undefined) checkBoolean(k, o[k]);
+  }
+  for (const k of ['revision', 'cacheDir', 'token', 'endpoint', 'dtype'] as const) {
+    if (o[k] !== undefined) checkString(k, o[k]);
+  }
+  for (const k of ['onProgress', 'onBatch'] as const) {
+    if (o[k] !== undefined) checkFunction(k, o[k]);
+  }
+  if (o.signal !== undefined) checkSignal('signal', o.signal);
+  if (o.activation !== undefined) checkOneOf('activation', o.activation, ACTIVATIONS);
+  if (o.truncation !== undefined) {
+    checkOneOf('truncation', o.truncation, ['longest_first', 'only_second'] as const);
+  }
+  if (o.longDocuments !== undefined) checkOneOf('longDocuments', o.longDocuments, ['truncate', 'chunk']);
+  if (o.backend !== undefined) checkOneOf('backend', o.backend, ['auto', 'mlx', 'cpu']);
+  if (o.device !== undefined) checkOneOf('device', o.device, ['auto', 'gpu', 'cpu']);
+}
+
+function abortedError(signal: AbortSignal): AbortedError {
+  return new AbortedError(undefined, { cause: signal.reason });
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw abortedError(signal);
+}
+
+/**
+ * `p`, or AbortedError as soon as `signal` fires; what `p` makes after an abort is handed to `release`
+ * (a loaded engine is disposed rather than leaked).
+ */
+function abortable<T>(
+  p: Promise<T>,
+  signal: AbortSignal | undefined,
+  release?: (v: T) => Promise<unknown>,
+): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(abortedError(signal));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        if (!signal.aborted) return resolve(v);
+        release?.(v).catch(() => undefined);
+        onAbort();
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+type Pair = readonly [string, string];
+
+/** Runs `read`, turning anything but our own error it throws (a getter, a Proxy trap) into one. */
+function reading<T>(what: string, read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    if (err instanceof MlxRerankError) throw err;
+    throw new InputError(`${what} could not be read: ${String(err)}`, { cause: err });
+  }
+}
+
+/** An array's length, read once and checked (a Proxy can claim any length). */
+function lengthOf(name: string, a: readonly unknown[], most: number): number {
+  const n = a.length;
+  if (!Number.isInteger(n) || n < 0) throw new InputError(`${name} has an invalid length (${describe(n)}).`);
+  if (n > most) throw tooManyPairs(n, most);
+  return n;
+}
+
+function pairAt(p: unknown, i: number): Pair {
+  if (!Array.isArray(p)) {
+    throw new InputError(`pairs[${i}] must be a [query, document] pair of two strings (got ${describe(p)}).`);
+  }
+  const len = (p as unknown[]).length;
+  if (len !== 2) {
+    throw new InputError(
+      `pairs[${i}] must be a [query, document] pair of two strings (got an array of length ${String(len)}).`,
+    );
+  }
+  const q = p[0] as unknown;
+  const d = p[1] as unknown;
+  if (typeof q !== 'string' || typeof d !== 'string') {
+    throw new InputError(
+      `pairs[${i}] must be a [query, document] pair of two strings (got [${describe(q)}, ${describe(d)}]).`,
+    );
+  }
+  return [q, d];
+}
+
+/**
+ * Takes the pairs from the caller: each element and string is read ONCE, now, into a new array the
+ * library owns; nothing the caller does to its array afterwards (change, shrink, a getter or Proxy that
+ * answers differently or throws later) reaches the queue. A single `[query, document]` is one pair.
+ */
+function readPairs(pairs: unknown, most: number): { list: Pair[]; single: boolean } {
+  return reading('pairs', () => {
+    if (!Array.isArray(pairs)) {
+      throw new InputError(
+        `pairs must be an array of [query, document] string pairs (got ${describe(pairs)}).`,
+      );
+    }
+    const n = lengthOf('pairs', pairs, most);
+    const first = n === 2 ? [pairs[0] as unknown, pairs[1] as unknown] : [];
+    if (typeof first[0] === 'string' && typeof first[1] === 'string') {
+      return { list: [[first[0], first[1]]], single: true };
+    }
+    const list = new Array<Pair>(n);
+    for (let i = 0; i < n; i++) list[i] = pairAt(i < first.length ? first[i] : (pairs[i] as unknown), i);
+    return { list, single: false };
+  });
+}
+
+/** Takes the documents from the caller, each read once, as readPairs does. */
+function readDocuments(documents: unknown, most: number): string[] {
+  return reading('documents', () => {
+    if (!Array.isArray(documents)) {
+      throw new InputError(`documents must be an array of strings (got ${describe(documents)}).`);
+    }
+    const n = lengthOf('documents', documents, most);
+    const out = new Array<string>(n);
+    for (let i = 0; i < n; i++) {
+      const d = documents[i] as unknown;
+      if (typeof d !== 'string')
+        throw new InputError(`documents[${i}] must be a string (got ${describe(d)}).`);
+      out[i] = d;
+    }
+    return out;
+  });
+}
+
 type Events = { batch: BatchMetrics; call: CallMetrics };
 type Listener<K extends keyof Events> = (v: Events[K]) => void;
 
 function pickBackend(want: 'auto' | Backend, device: DeviceKind): Backend {
   const b = backends();
-  if (want !== 'auto' && want !== 'mlx' && want !== 'cpu') {
-    throw new InputError(`backend must be 'auto', 'mlx' or 'cpu' (got ${String(want)}).`);
-  }
-  if (device !== 'auto' && device !== 'gpu' && device !== 'cpu') {
-    throw new InputError(`device must be 'auto', 'gpu' or 'cpu' (got ${String(device)}).`);
-  }
   const mlxGpu = b.mlx.available && (b.mlx.devices ?? []).includes('gpu');
   if (want === 'auto') {
     if (device === 'gpu' && !mlxGpu) {
@@ -154,20 +377,6 @@ function pickBackend(want: 'auto' | Backend, device: DeviceKind): Backend {
   return want;
 }
 
-function positiveInt(name: string, v: unknown, min = 1): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-    throw new InputError(`${name} must be an integer >= ${min} (got ${String(v)}).`);
-  }
-  return v;
-}
-
-function checkActivation(a: unknown): Activation {
-  if (a !== 'none' && a !== 'sigmoid' && a !== 'softmax') {
-    throw new InputError(`activation must be 'none', 'sigmoid' or 'softmax' (got ${String(a)}).`);
-  }
-  return a;
-}
-
 /**
  * Applies the activation to row-major logits in float32 (a new array). 'softmax' normalises each row
  * over the labels (max-subtracted); 'sigmoid' is element-wise.
@@ -188,32 +397,6 @@ export function activate(logits: Float32Array, numLabels: number, activation: Ac
     }
   }
   return out;
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return `an array of length ${v.length}`;
-  return typeof v;
-}
-
-/** Checks pairs; returns them as a list and whether a single pair was given. */
-function validatePairs(pairs: unknown): { list: ReadonlyArray<readonly [string, string]>; single: boolean } {
-  if (!Array.isArray(pairs)) {
-    throw new InputError(
-      `pairs must be an array of [query, document] string pairs (got ${describe(pairs)}).`,
-    );
-  }
-  if (pairs.length === 2 && typeof pairs[0] === 'string' && typeof pairs[1] === 'string') {
-    return { list: [pairs as unknown as readonly [string, string]], single: true };
-  }
-  for (let i = 0; i < pairs.length; i++) {
-    const p = pairs[i] as unknown;
-    if (!Array.isArray(p) || p.length !== 2 || typeof p[0] !== 'string' || typeof p[1] !== 'string') {
-      const got = Array.isArray(p) ? `[${p.map(describe).join(', ')}]` : describe(p);
-      throw new InputError(`pairs[${i}] must be a [query, document] pair of two strings (got ${got}).`);
-    }
-  }
-  return { list: pairs as ReadonlyArray<readonly [string, string]>, single: false };
 }
 
 export class CrossEncoder {
@@ -242,9 +425,21 @@ export class CrossEncoder {
    * Loads a model: a Hugging Face id (`org/name` or `org/name@revision`), a local folder, or the
    * ModelFiles that `resolveModel` / `synthesizeModel` return. The engine loads off the JS thread.
    */
-  static async load(model: string | ModelFiles, options: LoadOptions = {}): Promise<CrossEncoder> {
+  static async load(model: string | ModelFiles, options?: LoadOptions): Promise<CrossEncoder> {
+    try {
+      return await CrossEncoder.loadUnwrapped(model, options);
+    } catch (err) {
+      // Whatever a step let through untyped (a file-system error, say) still reaches the caller typed.
+      throw fromNativeError(err);
+    }
+  }
+
+  private static async loadUnwrapped(model: string | ModelFiles, options: unknown): Promise<CrossEncoder> {
     const t0 = performance.now();
-    const o = options;
+    const o = readOptions<LoadOptions>('CrossEncoder.load', options, LOAD_KEYS);
+    checkLoadOptions(o);
+    const signal = o.signal;
+    throwIfAborted(signal);
     if (typeof model !== 'string' && (typeof model !== 'object' || model === null || !('config' in model))) {
       throw new InputError(
         `model must be a Hugging Face id, a local folder, or ModelFiles from resolveModel() (got ${describe(model)}).`,
@@ -253,23 +448,19 @@ export class CrossEncoder {
     const device: DeviceKind = o.device ?? 'auto';
     const backend = pickBackend(o.backend ?? 'auto', device);
     const longDocuments = o.longDocuments ?? 'truncate';
-    if (longDocuments !== 'truncate' && longDocuments !== 'chunk') {
-      throw new InputError(`longDocuments must be 'truncate' or 'chunk' (got ${String(longDocuments)}).`);
-    }
     const limits = resolveLimits({ ...o, pipelineDepth: DEFAULT_LIMITS.pipelineDepth });
-    const files = typeof model === 'string' ? await resolveModel(model, o) : model;
-    const spec = await loadModelSpec(files);
-    const tokenizer = await Tokenizer.fromFiles(files);
+    const files = typeof model === 'string' ? await abortable(resolveModel(model, o), signal) : model;
+    const spec = await abortable(loadModelSpec(files), signal);
+    const tokenizer = await abortable(Tokenizer.fromFiles(files), signal);
     const limit = Math.min(tokenizer.modelMaxLength || spec.maxPositions, spec.maxPositions);
-    const maxLength = o.maxLength === undefined ? limit : positiveInt('maxLength', o.maxLength, 4);
+    const maxLength = o.maxLength ?? limit;
     if (maxLength > spec.maxPositions) {
       throw new InputError(
         `maxLength ${maxLength} is more than this model's max_position_embeddings (${spec.maxPositions}).`,
       );
     }
-    const activation = checkActivation(o.activation ?? spec.activation);
-    const stride =
-      o.chunkStride === undefined ? Math.floor(maxLength / 4) : positiveInt('chunkStride', o.chunkStride, 0);
+    const activation = o.activation ?? spec.activation;
+    const stride = o.chunkStride ?? Math.floor(maxLength / 4);
     // Every window has at least (maxLength - 3) / 2 document tokens (the query is cut to half when longer).
     if (longDocuments === 'chunk' && stride >= Math.floor((maxLength - 3) / 2)) {
       throw new InputError(
@@ -277,29 +468,34 @@ export class CrossEncoder {
       );
     }
     const encode = makeEncoder(tokenizer, longDocuments, maxLength, o.truncation, stride);
-    const engine = await native().loadEngine({
-      backend,
-      device: backend === 'cpu' ? 'cpu' : device,
-      ...(o.dtype !== undefined && { dtype: o.dtype }),
-      weights: files.weights,
-      spec,
-      ...(o.threads !== undefined && { threads: o.threads }),
-      ...(o.cacheLimitBytes !== undefined && { cacheLimitBytes: o.cacheLimitBytes }),
-      ...(o.compile !== undefined && { compile: o.compile }),
-    });
-    let warmupMs = 0;
-    let scheduler: Scheduler;
+    throwIfAborted(signal);
+    const engine = await abortable(
+      native().loadEngine({
+        backend,
+        device: backend === 'cpu' ? 'cpu' : device,
+        ...(o.dtype !== undefined && { dtype: o.dtype }),
+        weights: files.weights,
+        spec,
+        ...(o.threads !== undefined && { threads: o.threads }),
+        ...(o.cacheLimitBytes !== undefined && { cacheLimitBytes: o.cacheLimitBytes }),
+        ...(o.compile !== undefined && { compile: o.compile }),
+      }),
+      signal,
+      (e) => e.dispose(),
+    );
     try {
-      if (o.warmup ?? true) warmupMs = await engine.warmup();
+      const warmupMs = (o.warmup ?? true) ? await abortable(engine.warmup(), signal) : 0;
+      throwIfAborted(signal);
       let self: CrossEncoder | undefined;
-      scheduler = new Scheduler({
+      const onBatch = o.onBatch;
+      const scheduler = new Scheduler({
         ...limits,
         ...(engine.info().device === 'gpu' && gpuBatchDefaults(o)),
         engine,
         encode,
         numLabels: spec.numLabels,
         onBatch: (b) => {
-          o.onBatch?.(b);
+          if (onBatch) callSafely(onBatch, b, 'onBatch');
           self?.emit('batch', b);
         },
         onCall: (c) => self?.emit('call', c),
@@ -339,11 +535,12 @@ export class CrossEncoder {
   predict(pair: readonly [string, string], options?: PredictOptions): Promise<number>;
   async predict(
     pairs: ReadonlyArray<readonly [string, string]> | readonly [string, string],
-    options: PredictOptions = {},
+    options?: PredictOptions,
   ): Promise<Float32Array | number> {
-    const activation = checkActivation(options.activation ?? this.info.activation);
-    const { list, single } = validatePairs(pairs);
-    const scores = await this.score(list, activation, options);
+    // Everything the call needs is read from the caller's arguments now, before the first await.
+    const o = readOptions<PredictOptions>('predict', options, PREDICT_KEYS);
+    const { list, single } = readPairs(pairs, this.scheduler.limits.maxQueuePairs);
+    const scores = await this.score(list, o);
     if (single && this.info.spec.numLabels === 1) return scores[0] as number;
     return scores;
   }
@@ -352,30 +549,18 @@ export class CrossEncoder {
    * Scores every document against the query and returns them best first (ties: lower index first).
    * Multi-label models rank by `label` (default 0).
    */
-  async rank(query: string, documents: readonly string[], options: RankOptions = {}): Promise<RankResult[]> {
-    if (typeof query !== 'string') throw new InputError(`query must be a string (got ${describe(query)}).`);
-    if (!Array.isArray(documents)) {
-      throw new InputError(`documents must be an array of strings (got ${describe(documents)}).`);
-    }
+  async rank(query: string, documents: readonly string[], options?: RankOptions): Promise<RankResult[]> {
+    const o = readOptions<RankOptions>('rank', options, RANK_KEYS);
+    checkString('query', query);
     const L = this.info.spec.numLabels;
-    const label = options.label ?? 0;
-    if (!Number.isInteger(label) || label < 0 || label >= L) {
-      throw new InputError(
-        `label must be an integer in [0, ${L - 1}] for this model (got ${String(label)}).`,
-      );
-    }
-    const topK = options.topK ?? documents.length;
-    positiveInt('topK', topK, 0);
-    const pairs = new Array<readonly [string, string]>(documents.length);
-    for (let i = 0; i < documents.length; i++) {
-      const d = documents[i] as unknown;
-      if (typeof d !== 'string')
-        throw new InputError(`documents[${i}] must be a string (got ${describe(d)}).`);
-      pairs[i] = [query, d];
-    }
-    const activation = checkActivation(options.activation ?? this.info.activation);
-    const scores = await this.score(pairs, activation, options);
-    const order = Array.from({ length: documents.length }, (_, i) => i);
+    const label = o.label === undefined ? 0 : checkNumber('label', o.label, int(0, L - 1));
+    const docs = readDocuments(documents, this.scheduler.limits.maxQueuePairs);
+    const topK = o.topK === undefined ? docs.length : checkNumber('topK', o.topK, OPTION_RANGES.topK);
+    const returnDocuments =
+      o.returnDocuments === undefined ? false : checkBoolean('returnDocuments', o.returnDocuments);
+    const pairs = docs.map((d) => [query, d] as const);
+    const scores = await this.score(pairs, o);
+    const order = Array.from({ length: docs.length }, (_, i) => i);
     const key = (i: number) => {
       const s = scores[i * L + label] as number;
       return Number.isNaN(s) ? Number.NEGATIVE_INFINITY : s;
@@ -383,7 +568,7 @@ export class CrossEncoder {
     order.sort((a, b) => key(b) - key(a) || a - b);
     return order.slice(0, topK).map((index) => {
       const r: RankResult = { index, score: scores[index * L + label] as number };
-      if (options.returnDocuments) r.document = documents[index] as string;
+      if (returnDocuments) r.document = docs[index] as string;
       return r;
     });
   }
@@ -406,7 +591,7 @@ export class CrossEncoder {
 
   /** `batch`: after every engine batch (BatchMetrics); `call`: after every resolved call (CallMetrics). */
   on<K extends keyof Events>(event: K, fn: Listener<K>): this {
-    this.listenerSet(event).add(fn);
+    this.listenerSet(event).add(checkFunction<Listener<K>>('listener', fn));
     return this;
   }
 
@@ -433,21 +618,24 @@ export class CrossEncoder {
     return set;
   }
 
+  /** Calls each listener isolated: one that throws is reported (src/listeners.ts), the rest still run. */
   private emit<K extends keyof Events>(event: K, v: Events[K]): void {
-    for (const fn of this.listeners[event] as Set<Listener<K>>) fn(v);
+    for (const fn of [...(this.listeners[event] as Set<Listener<K>>)])
+      callSafely(fn, v, `a '${event}' listener`);
   }
 
-  private async score(
-    pairs: ReadonlyArray<readonly [string, string]>,
-    activation: Activation,
-    options: PredictOptions,
-  ): Promise<Float32Array> {
-    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
-      throw new InputError('signal must be an AbortSignal.');
-    }
-    if (options.signal?.aborted) throw new AbortedError(undefined, { cause: options.signal.reason });
-    const { logits, metrics } = await this.scheduler.submit(pairs, options.signal);
-    options.onMetrics?.(metrics);
+  /** Checks the options every call shares, queues the pairs (our own copy) and applies the activation. */
+  private async score(pairs: readonly Pair[], o: PredictOptions): Promise<Float32Array> {
+    const activation =
+      o.activation === undefined ? this.info.activation : checkOneOf('activation', o.activation, ACTIVATIONS);
+    const signal = o.signal === undefined ? undefined : checkSignal('signal', o.signal);
+    const onMetrics =
+      o.onMetrics === undefined
+        ? undefined
+        : checkFunction<(m: CallMetrics) => void>('onMetrics', o.onMetrics);
+    throwIfAborted(signal);
+    const { logits, metrics } = await this.scheduler.submit(pairs, signal);
+    if (onMetrics) callSafely(onMetrics, metrics, 'onMetrics');
     return activate(logits, this.info.spec.numLabels, activation);
   }
 }

@@ -99,6 +99,13 @@ export function resolveLimits(opts: Partial<SchedulerLimits>): SchedulerLimits {
   return l;
 }
 
+/** A call larger than the whole queue: it could never be taken. */
+export function tooManyPairs(n: number, maxQueuePairs: number): QueueFullError {
+  return new QueueFullError(
+    `This call has ${n} pairs, more than maxQueuePairs (${maxQueuePairs}): split it into smaller calls or raise maxQueuePairs.`,
+  );
+}
+
 export interface SchedulerOptions extends Partial<SchedulerLimits> {
   engine: SchedulerEngine;
   encode: PairEncoder;
@@ -235,11 +242,7 @@ export class Scheduler {
     const { maxQueuePairs } = this.limits;
     if (n > maxQueuePairs) {
       this.recorder.failedCalls++;
-      return Promise.reject(
-        new QueueFullError(
-          `This call has ${n} pairs, more than maxQueuePairs (${maxQueuePairs}): split it into smaller calls or raise maxQueuePairs.`,
-        ),
-      );
+      return Promise.reject(tooManyPairs(n, maxQueuePairs));
     }
     if (this.queued + n > maxQueuePairs) {
       this.recorder.failedCalls++;

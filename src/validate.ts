@@ -44,9 +44,7 @@ export function checkNumber(name: string, v: unknown, r: Range): number {
 
 export function checkOneOf<T extends string>(name: string, v: unknown, allowed: readonly T[]): T {
   if (!allowed.includes(v as T)) {
-    throw new InputError(
-      `${name} must be ${allowed.map((a) => `'${a}'`).join(', ')} (got ${describe(v)}).`,
-    );
+    throw new InputError(`${name} must be ${allowed.map((a) => `'${a}'`).join(', ')} (got ${describe(v)}).`);
   }
   return v as T;
 }
