@@ -281,10 +281,13 @@ function reading<T>(what: string, read: () => T): T {
   }
 }
 
+const MAX_ARRAY_LENGTH = 2 ** 32 - 1;
+
 /** An array's length, read once and checked (a Proxy can claim any length). */
 function lengthOf(name: string, a: readonly unknown[], most: number): number {
   const n = a.length;
-  if (!Number.isInteger(n) || n < 0) throw new InputError(`${name} has an invalid length (${describe(n)}).`);
+  if (!Number.isInteger(n) || n < 0 || n > MAX_ARRAY_LENGTH)
+    throw new InputError(`${name} has an invalid length (${describe(n)}).`);
   if (n > most) throw tooManyPairs(n, most);
   return n;
 }
