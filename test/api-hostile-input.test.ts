@@ -127,14 +127,18 @@ describe('predict reads the pairs once, when called', () => {
     expect(await within(p)).toEqual(honest);
   });
 
-  it('dispose() settles every call it knows of, queued or in the engine, at once', async () => {
+  it('dispose() settles every call it knows of, queued, in the engine or emptied by its caller, at once', async () => {
     const doomed = await CrossEncoder.load(await syntheticModel('tiny', 4), {
       backend: 'cpu',
       maxLength: 64,
       maxBatchSize: 4,
       warmup: false,
     });
-    const calls = Array.from({ length: 12 }, (_, k) => doomed.predict(pool.slice(k, k + 8)));
+    // One caller empties its array after the call: its call is still known, and settled.
+    const shrunk = pool.slice(0, 6);
+    const calls = [doomed.predict(shrunk)];
+    shrunk.length = 0;
+    for (let k = 0; k < 12; k++) calls.push(doomed.predict(pool.slice(k, k + 8)));
     for (const c of calls) c.catch(() => undefined);
     await new Promise((r) => setImmediate(r));
     const disposing = doomed.dispose();
