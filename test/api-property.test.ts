@@ -56,12 +56,17 @@ function inputOf(c: Caller): { pairs: unknown; after: () => void } {
       return {
         pairs,
         after: () => {
+          (pairs[(at + 1) % pairs.length] as unknown[]).splice(0, 2, junk);
           pairs[at] = junk;
-          (pairs[(at + 1) % pairs.length] as unknown[] | undefined)?.splice(0, 2, junk);
         },
       };
     case 'shrink':
-      return { pairs, after: () => void (pairs.length = c.pick % pairs.length) };
+      return {
+        pairs,
+        after: () => {
+          pairs.length = c.pick % pairs.length;
+        },
+      };
     case 'proxy': {
       let reads = 0;
       // The first read of each index is honest; every later one answers junk, or throws.
