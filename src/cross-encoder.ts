@@ -11,15 +11,23 @@
  * computes on its own native thread, so awaiting a call never blocks the event loop.
  */
 
-import { backends } from './backends';
 import {
-  AbortedError,
-  BackendUnavailableError,
-  DisposedError,
-  fromNativeError,
-  InputError,
-  MlxRerankError,
-} from './errors';
+  ACTIVATIONS,
+  checkLoadOptions,
+  LOAD_KEYS,
+  type LoadOptions,
+  OPTION_RANGES,
+  type Pair,
+  type PairOptions,
+  PREDICT_KEYS,
+  type PredictOptions,
+  RANK_KEYS,
+  type RankOptions,
+  readDocuments,
+  readPairs,
+} from './api-input';
+import { backends } from './backends';
+import { AbortedError, BackendUnavailableError, DisposedError, fromNativeError, InputError } from './errors';
 import { resolveModel } from './hub';
 import { callSafely } from './listeners';
 import type { BatchMetrics, CallMetrics, Stats } from './metrics';
@@ -33,7 +41,6 @@ import {
   Scheduler,
   type SchedulerLimits,
   type Segment,
-  tooManyPairs,
 } from './scheduler';
 import { Tokenizer } from './tokenizer';
 import type { Activation, Backend, DeviceKind, DType, ModelFiles, ModelSpec } from './types';
@@ -49,67 +56,12 @@ import {
   readOptions,
 } from './validate';
 
-type HubOptions = NonNullable<Parameters<typeof resolveModel>[1]>;
-type PairOptions = NonNullable<Parameters<Tokenizer['encodePair']>[2]>;
-
 /** GPU_BATCH_LIMITS for the limits the caller left unset. */
 function gpuBatchDefaults(o: Partial<SchedulerLimits>): Partial<SchedulerLimits> {
   return {
     ...(o.maxBatchTokens === undefined && { maxBatchTokens: GPU_BATCH_LIMITS.maxBatchTokens }),
     ...(o.maxBatchSize === undefined && { maxBatchSize: GPU_BATCH_LIMITS.maxBatchSize }),
   };
-}
-
-/** Options of `CrossEncoder.load`. Scheduler limits default to DEFAULT_LIMITS (src/scheduler.ts). */
-export interface LoadOptions extends HubOptions, Partial<Omit<SchedulerLimits, 'pipelineDepth'>> {
-  /** 'auto' (default): mlx when compiled in and it has a GPU, else the cpu engine. */
-  backend?: 'auto' | Backend;
-  /** 'auto' (default), 'gpu' or 'cpu'. The cpu engine runs only on the CPU. */
-  device?: DeviceKind;
-  /** Engine arithmetic: the engine's default for its device when omitted (float16 on GPU, float32 on CPU). */
-  dtype?: DType;
-  /** Tokens per pair at most; default min(tokenizer model_max_length, max_position_embeddings). */
-  maxLength?: number;
-  /** Tokenizer truncation strategy (default 'longest_first', as Hugging Face). */
-  truncation?: PairOptions['truncation'];
-  /** Engine threads (cpu engine); default sized to the machine. */
-  threads?: number;
-  /** mlx: the buffer cache limit in bytes. */
-  cacheLimitBytes?: number;
-  /** mlx: use mx::compile (default true). */
-  compile?: boolean;
-  /** Default activation of predict/rank; default the model's (sigmoid for one label, else none). */
-  activation?: Activation;
-  /**
-   * 'truncate' (default): pairs longer than maxLength are truncated. 'chunk': the document is split into
-   * overlapping windows that each fit with the query; each is scored and the pair keeps its best window
-   * (the one with the highest first logit, before activation; ties: the earlier window).
-   */
-  longDocuments?: 'truncate' | 'chunk';
-  /** 'chunk' mode: tokens shared by consecutive windows (default maxLength / 4, rounded down). */
-  chunkStride?: number;
-  /** Run the engine's warm-up during load (default true). */
-  warmup?: boolean;
-  /** Called after every engine batch (same as `on('batch', fn)`). */
-  onBatch?: (batch: BatchMetrics) => void;
-}
-
-export interface PredictOptions {
-  /** Overrides the default activation for this call. */
-  activation?: Activation;
-  /** Aborting rejects the call with AbortedError at once; other callers are unaffected. */
-  signal?: AbortSignal;
-  /** Receives this call's metrics just before it resolves. */
-  onMetrics?: (metrics: CallMetrics) => void;
-}
-
-export interface RankOptions extends PredictOptions {
-  /** Keep only the best topK results (default: all). */
-  topK?: number;
-  /** Include each document's text in the results (default false). */
-  returnDocuments?: boolean;
-  /** Multi-label models: which label's score ranks (default 0). */
-  label?: number;
 }
 
 export interface RankResult {
@@ -139,97 +91,6 @@ export interface CrossEncoderInfo {
   /** Wall ms of load() and of its warm-up (0 when skipped). */
   loadMs: number;
   warmupMs: number;
-}
-
-/**
- * Ranges of the numeric load and call options whose defaults come from the model or the machine
- * (the scheduler limits' are in src/scheduler.ts, LIMITS). docs/limits.md lists them all.
- */
-export const OPTION_RANGES = {
-  /** Default: min(tokenizer model_max_length, max_position_embeddings); never above the latter. */
-  maxLength: int(4, 1 << 20),
-  /** Default: maxLength / 4; must also be < (maxLength - 3) / 2 so that windows advance. */
-  chunkStride: int(0, 1 << 20),
-  /** Default: the machine's cores (the cpu engine caps its pool at 256 threads). */
-  threads: int(1, 256),
-  /** Default: MLX's own. */
-  cacheLimitBytes: int(0, Number.MAX_SAFE_INTEGER),
-  /** Default 5 (src/hub.ts). */
-  retries: int(0, 100),
-  /** Default: all documents. */
-  topK: int(0, 2 ** 32 - 1),
-} as const;
-
-const ACTIVATIONS: readonly Activation[] = ['none', 'sigmoid', 'softmax'];
-
-/** Every load option's name: an option not here is refused (a typo gets "did you mean"). */
-const LOAD_KEYS: { readonly [K in keyof LoadOptions]-?: true } = {
-  revision: true,
-  cacheDir: true,
-  offline: true,
-  token: true,
-  endpoint: true,
-  onProgress: true,
-  progress: true,
-  signal: true,
-  verify: true,
-  retries: true,
-  maxBatchTokens: true,
-  maxBatchSize: true,
-  maxQueuePairs: true,
-  maxWaitMs: true,
-  sortWindow: true,
-  backend: true,
-  device: true,
-  dtype: true,
-  maxLength: true,
-  truncation: true,
-  threads: true,
-  cacheLimitBytes: true,
-  compile: true,
-  activation: true,
-  longDocuments: true,
-  chunkStride: true,
-  warmup: true,
-  onBatch: true,
-};
-const PREDICT_KEYS: { readonly [K in keyof PredictOptions]-?: true } = {
-  activation: true,
-  signal: true,
-  onMetrics: true,
-};
-const RANK_KEYS: { readonly [K in keyof RankOptions]-?: true } = {
-  ...PREDICT_KEYS,
-  topK: true,
-  returnDocuments: true,
-  label: true,
-};
-
-/**
- * Checks every load option's type and range (InputError naming the option) before any work. Options
- * whose range depends on the model (maxLength, chunkStride) are checked again once it is known.
- */
-function checkLoadOptions(o: Partial<LoadOptions>): void {
-  for (const k of ['maxLength', 'chunkStride', 'threads', 'cacheLimitBytes', 'retries'] as const) {
-    if (o[k] !== undefined) checkNumber(k, o[k], OPTION_RANGES[k]);
-  }
-  for (const k of ['offline', 'progress', 'verify', 'compile', 'warmup'] as const) {
-    if (o[k] !== undefined) checkBoolean(k, o[k]);
-  }
-  for (const k of ['revision', 'cacheDir', 'token', 'endpoint', 'dtype'] as const) {
-    if (o[k] !== undefined) checkString(k, o[k]);
-  }
-  for (const k of ['onProgress', 'onBatch'] as const) {
-    if (o[k] !== undefined) checkFunction(k, o[k]);
-  }
-  if (o.signal !== undefined) checkSignal('signal', o.signal);
-  if (o.activation !== undefined) checkOneOf('activation', o.activation, ACTIVATIONS);
-  if (o.truncation !== undefined) {
-    checkOneOf('truncation', o.truncation, ['longest_first', 'only_second'] as const);
-  }
-  if (o.longDocuments !== undefined) checkOneOf('longDocuments', o.longDocuments, ['truncate', 'chunk']);
-  if (o.backend !== undefined) checkOneOf('backend', o.backend, ['auto', 'mlx', 'cpu']);
-  if (o.device !== undefined) checkOneOf('device', o.device, ['auto', 'gpu', 'cpu']);
 }
 
 function abortedError(signal: AbortSignal): AbortedError {
@@ -269,89 +130,7 @@ function abortable<T>(
   });
 }
 
-type Pair = readonly [string, string];
-
-/** Runs `read`, turning anything but our own error it throws (a getter, a Proxy trap) into one. */
-function reading<T>(what: string, read: () => T): T {
-  try {
-    return read();
-  } catch (err) {
-    if (err instanceof MlxRerankError) throw err;
-    throw new InputError(`${what} could not be read: ${String(err)}`, { cause: err });
-  }
-}
-
-const MAX_ARRAY_LENGTH = 2 ** 32 - 1;
-
-/** An array's length, read once and checked (a Proxy can claim any length). */
-function lengthOf(name: string, a: readonly unknown[], most: number): number {
-  const n = a.length;
-  if (!Number.isInteger(n) || n < 0 || n > MAX_ARRAY_LENGTH)
-    throw new InputError(`${name} has an invalid length (${describe(n)}).`);
-  if (n > most) throw tooManyPairs(n, most);
-  return n;
-}
-
-function pairAt(p: unknown, i: number): Pair {
-  if (!Array.isArray(p)) {
-    throw new InputError(`pairs[${i}] must be a [query, document] pair of two strings (got ${describe(p)}).`);
-  }
-  const len = (p as unknown[]).length;
-  if (len !== 2) {
-    throw new InputError(
-      `pairs[${i}] must be a [query, document] pair of two strings (got an array of length ${String(len)}).`,
-    );
-  }
-  const q = p[0] as unknown;
-  const d = p[1] as unknown;
-  if (typeof q !== 'string' || typeof d !== 'string') {
-    throw new InputError(
-      `pairs[${i}] must be a [query, document] pair of two strings (got [${describe(q)}, ${describe(d)}]).`,
-    );
-  }
-  return [q, d];
-}
-
-/**
- * Takes the pairs from the caller: each element and string is read ONCE, now, into a new array the
- * library owns; nothing the caller does to its array afterwards (change, shrink, a getter or Proxy that
- * answers differently or throws later) reaches the queue. A single `[query, document]` is one pair.
- */
-function readPairs(pairs: unknown, most: number): { list: Pair[]; single: boolean } {
-  return reading('pairs', () => {
-    if (!Array.isArray(pairs)) {
-      throw new InputError(
-        `pairs must be an array of [query, document] string pairs (got ${describe(pairs)}).`,
-      );
-    }
-    const n = lengthOf('pairs', pairs, most);
-    const first = n === 2 ? [pairs[0] as unknown, pairs[1] as unknown] : [];
-    if (typeof first[0] === 'string' && typeof first[1] === 'string') {
-      return { list: [[first[0], first[1]]], single: true };
-    }
-    const list = new Array<Pair>(n);
-    for (let i = 0; i < n; i++) list[i] = pairAt(i < first.length ? first[i] : (pairs[i] as unknown), i);
-    return { list, single: false };
-  });
-}
-
-/** Takes the documents from the caller, each read once, as readPairs does. */
-function readDocuments(documents: unknown, most: number): string[] {
-  return reading('documents', () => {
-    if (!Array.isArray(documents)) {
-      throw new InputError(`documents must be an array of strings (got ${describe(documents)}).`);
-    }
-    const n = lengthOf('documents', documents, most);
-    const out = new Array<string>(n);
-    for (let i = 0; i < n; i++) {
-      const d = documents[i] as unknown;
-      if (typeof d !== 'string')
-        throw new InputError(`documents[${i}] must be a string (got ${describe(d)}).`);
-      out[i] = d;
-    }
-    return out;
-  });
-}
+export type { LoadOptions, PredictOptions, RankOptions } from './api-input';
 
 type Events = { batch: BatchMetrics; call: CallMetrics };
 type Listener<K extends keyof Events> = (v: Events[K]) => void;
