@@ -1,7 +1,7 @@
 /**
  * Checks of what callers pass in (options, arguments), in one place like sharp's lib/is.js: each throws
  * an InputError saying which option was wrong, what it got and what is accepted. Ranges are declared
- * next to each option's default (src/scheduler/limits.ts, src/cross-encoder.ts) and listed in
+ * next to each option's default (src/scheduler/limits.ts, src/api-input.ts) and listed in
  * docs/limits.md.
  */
 import { InputError } from './errors';

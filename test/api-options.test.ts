@@ -3,7 +3,9 @@
  * the closest valid one (issue 13, item 9). Bad options are refused before any work, so each load
  * here costs nothing.
  */
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
+import { LOAD_KEYS, OPTION_RANGES, RANK_KEYS } from '../src/api-input';
 import {
   CrossEncoder,
   DEFAULT_LIMITS,
@@ -131,6 +133,21 @@ describe('per-call options', () => {
   it('on() refuses a listener that is not a function and an unknown event, synchronously', () => {
     expect(() => ce.on('batch', 5 as never)).toThrow(InputError);
     expect(() => ce.on('batches' as never, () => undefined)).toThrow(InputError);
+  });
+});
+
+describe('docs/limits.md', () => {
+  it('lists every option, and every declared range as the code enforces it', () => {
+    const doc = readFileSync(new URL('../docs/limits.md', import.meta.url), 'utf8');
+    for (const name of [...Object.keys(LOAD_KEYS), ...Object.keys(RANK_KEYS), 'pipelineDepth']) {
+      expect(doc, name).toContain(`\`${name}\``);
+    }
+    const ranges = { ...LIMITS, ...OPTION_RANGES };
+    for (const [name, r] of Object.entries(ranges)) {
+      const row = doc.split('\n').find((l) => l.startsWith(`| \`${name}\``) || l.includes(`\`${name}\` (`));
+      const stated = `${r.integer ? 'integer' : 'number'} in [${r.min}, ${r.max}]`;
+      expect(row ?? doc.match(new RegExp(`\`${name}\`[^\\n]*`))?.[0], name).toContain(stated);
+    }
   });
 });
 
