@@ -20,7 +20,7 @@ import {
   int,
 } from './validate';
 
-type HubOptions = NonNullable<Parameters<typeof resolveModel>[1]>;
+export type HubOptions = NonNullable<Parameters<typeof resolveModel>[1]>;
 export type PairOptions = NonNullable<Parameters<Tokenizer['encodePair']>[2]>;
 
 /** Options of `CrossEncoder.load`. Scheduler limits default to DEFAULT_LIMITS (src/scheduler.ts). */
@@ -97,7 +97,8 @@ export const OPTION_RANGES = {
 export const ACTIVATIONS: readonly Activation[] = ['none', 'sigmoid', 'softmax'];
 
 /** Every load option's name: an option not here is refused (a typo gets "did you mean"). */
-export const LOAD_KEYS: { readonly [K in keyof LoadOptions]-?: true } = {
+/** The load options that belong to resolving the model (src/hub.ts); only these are handed to it. */
+export const HUB_KEYS: { readonly [K in keyof HubOptions]-?: true } = {
   revision: true,
   cacheDir: true,
   offline: true,
@@ -108,6 +109,10 @@ export const LOAD_KEYS: { readonly [K in keyof LoadOptions]-?: true } = {
   signal: true,
   verify: true,
   retries: true,
+};
+
+export const LOAD_KEYS: { readonly [K in keyof LoadOptions]-?: true } = {
+  ...HUB_KEYS,
   maxBatchTokens: true,
   maxBatchSize: true,
   maxQueuePairs: true,
@@ -138,6 +143,16 @@ export const RANK_KEYS: { readonly [K in keyof RankOptions]-?: true } = {
   returnDocuments: true,
   label: true,
 };
+
+/** The defined options among `keys` (each layer gets its own slice of the options, not all of them). */
+export function slice<T extends object, K extends keyof T>(
+  o: T,
+  keys: { readonly [P in K]: true },
+): Pick<T, K> {
+  const out: Partial<T> = {};
+  for (const k of Object.keys(keys) as K[]) if (o[k] !== undefined) out[k] = o[k];
+  return out as Pick<T, K>;
+}
 
 /**
  * Checks every load option's type and range (InputError naming the option) before any work. Options

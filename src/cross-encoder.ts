@@ -14,6 +14,7 @@
 import {
   ACTIVATIONS,
   checkLoadOptions,
+  HUB_KEYS,
   LOAD_KEYS,
   type LoadOptions,
   OPTION_RANGES,
@@ -25,6 +26,7 @@ import {
   type RankOptions,
   readDocuments,
   readPairs,
+  slice,
 } from './api-input';
 import { backends } from './backends';
 import { AbortedError, BackendUnavailableError, DisposedError, fromNativeError, InputError } from './errors';
@@ -231,7 +233,8 @@ export class CrossEncoder {
     const backend = pickBackend(o.backend ?? 'auto', device);
     const longDocuments = o.longDocuments ?? 'truncate';
     const limits = resolveLimits({ ...o, pipelineDepth: DEFAULT_LIMITS.pipelineDepth });
-    const files = typeof model === 'string' ? await abortable(resolveModel(model, o), signal) : model;
+    const files =
+      typeof model === 'string' ? await abortable(resolveModel(model, slice(o, HUB_KEYS)), signal) : model;
     const spec = await abortable(loadModelSpec(files), signal);
     const tokenizer = await abortable(Tokenizer.fromFiles(files), signal);
     const limit = Math.min(tokenizer.modelMaxLength || spec.maxPositions, spec.maxPositions);
