@@ -11,9 +11,27 @@
  * computes on its own native thread, so awaiting a call never blocks the event loop.
  */
 
+import {
+  ACTIVATIONS,
+  checkLoadOptions,
+  HUB_KEYS,
+  LOAD_KEYS,
+  type LoadOptions,
+  OPTION_RANGES,
+  type Pair,
+  type PairOptions,
+  PREDICT_KEYS,
+  type PredictOptions,
+  RANK_KEYS,
+  type RankOptions,
+  readDocuments,
+  readPairs,
+  slice,
+} from './api-input';
 import { backends } from './backends';
-import { AbortedError, BackendUnavailableError, DisposedError, InputError } from './errors';
+import { AbortedError, BackendUnavailableError, DisposedError, fromNativeError, InputError } from './errors';
 import { resolveModel } from './hub';
+import { callSafely } from './listeners';
 import type { BatchMetrics, CallMetrics, Stats } from './metrics';
 import { loadModelSpec } from './model';
 import { type NativeEngine, native } from './native';
@@ -28,9 +46,17 @@ import {
 } from './scheduler';
 import { Tokenizer } from './tokenizer';
 import type { Activation, Backend, DeviceKind, DType, ModelFiles, ModelSpec } from './types';
-
-type HubOptions = NonNullable<Parameters<typeof resolveModel>[1]>;
-type PairOptions = NonNullable<Parameters<Tokenizer['encodePair']>[2]>;
+import {
+  checkBoolean,
+  checkFunction,
+  checkNumber,
+  checkOneOf,
+  checkSignal,
+  checkString,
+  describe,
+  int,
+  readOptions,
+} from './validate';
 
 /** GPU_BATCH_LIMITS for the limits the caller left unset. */
 function gpuBatchDefaults(o: Partial<SchedulerLimits>): Partial<SchedulerLimits> {
@@ -38,58 +64,6 @@ function gpuBatchDefaults(o: Partial<SchedulerLimits>): Partial<SchedulerLimits>
     ...(o.maxBatchTokens === undefined && { maxBatchTokens: GPU_BATCH_LIMITS.maxBatchTokens }),
     ...(o.maxBatchSize === undefined && { maxBatchSize: GPU_BATCH_LIMITS.maxBatchSize }),
   };
-}
-
-/** Options of `CrossEncoder.load`. Scheduler limits default to DEFAULT_LIMITS (src/scheduler.ts). */
-export interface LoadOptions extends HubOptions, Partial<Omit<SchedulerLimits, 'pipelineDepth'>> {
-  /** 'auto' (default): mlx when compiled in and it has a GPU, else the cpu engine. */
-  backend?: 'auto' | Backend;
-  /** 'auto' (default), 'gpu' or 'cpu'. The cpu engine runs only on the CPU. */
-  device?: DeviceKind;
-  /** Engine arithmetic: the engine's default for its device when omitted (float16 on GPU, float32 on CPU). */
-  dtype?: DType;
-  /** Tokens per pair at most; default min(tokenizer model_max_length, max_position_embeddings). */
-  maxLength?: number;
-  /** Tokenizer truncation strategy (default 'longest_first', as Hugging Face). */
-  truncation?: PairOptions['truncation'];
-  /** Engine threads (cpu engine); default sized to the machine. */
-  threads?: number;
-  /** mlx: the buffer cache limit in bytes. */
-  cacheLimitBytes?: number;
-  /** mlx: use mx::compile (default true). */
-  compile?: boolean;
-  /** Default activation of predict/rank; default the model's (sigmoid for one label, else none). */
-  activation?: Activation;
-  /**
-   * 'truncate' (default): pairs longer than maxLength are truncated. 'chunk': the document is split into
-   * overlapping windows that each fit with the query; each is scored and the pair keeps its best window
-   * (the one with the highest first logit, before activation; ties: the earlier window).
-   */
-  longDocuments?: 'truncate' | 'chunk';
-  /** 'chunk' mode: tokens shared by consecutive windows (default maxLength / 4, rounded down). */
-  chunkStride?: number;
-  /** Run the engine's warm-up during load (default true). */
-  warmup?: boolean;
-  /** Called after every engine batch (same as `on('batch', fn)`). */
-  onBatch?: (batch: BatchMetrics) => void;
-}
-
-export interface PredictOptions {
-  /** Overrides the default activation for this call. */
-  activation?: Activation;
-  /** Aborting rejects the call with AbortedError at once; other callers are unaffected. */
-  signal?: AbortSignal;
-  /** Receives this call's metrics just before it resolves. */
-  onMetrics?: (metrics: CallMetrics) => void;
-}
-
-export interface RankOptions extends PredictOptions {
-  /** Keep only the best topK results (default: all). */
-  topK?: number;
-  /** Include each document's text in the results (default false). */
-  returnDocuments?: boolean;
-  /** Multi-label models: which label's score ranks (default 0). */
-  label?: number;
 }
 
 export interface RankResult {
@@ -121,17 +95,50 @@ export interface CrossEncoderInfo {
   warmupMs: number;
 }
 
+function abortedError(signal: AbortSignal): AbortedError {
+  return new AbortedError(undefined, { cause: signal.reason });
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw abortedError(signal);
+}
+
+/**
+ * `p`, or AbortedError as soon as `signal` fires; what `p` makes after an abort is handed to `release`
+ * (a loaded engine is disposed rather than leaked).
+ */
+function abortable<T>(
+  p: Promise<T>,
+  signal: AbortSignal | undefined,
+  release?: (v: T) => Promise<unknown>,
+): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(abortedError(signal));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        if (!signal.aborted) return resolve(v);
+        release?.(v).catch(() => undefined);
+        onAbort();
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+export type { LoadOptions, PredictOptions, RankOptions } from './api-input';
+
 type Events = { batch: BatchMetrics; call: CallMetrics };
 type Listener<K extends keyof Events> = (v: Events[K]) => void;
 
 function pickBackend(want: 'auto' | Backend, device: DeviceKind): Backend {
   const b = backends();
-  if (want !== 'auto' && want !== 'mlx' && want !== 'cpu') {
-    throw new InputError(`backend must be 'auto', 'mlx' or 'cpu' (got ${String(want)}).`);
-  }
-  if (device !== 'auto' && device !== 'gpu' && device !== 'cpu') {
-    throw new InputError(`device must be 'auto', 'gpu' or 'cpu' (got ${String(device)}).`);
-  }
   const mlxGpu = b.mlx.available && (b.mlx.devices ?? []).includes('gpu');
   if (want === 'auto') {
     if (device === 'gpu' && !mlxGpu) {
@@ -154,20 +161,6 @@ function pickBackend(want: 'auto' | Backend, device: DeviceKind): Backend {
   return want;
 }
 
-function positiveInt(name: string, v: unknown, min = 1): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-    throw new InputError(`${name} must be an integer >= ${min} (got ${String(v)}).`);
-  }
-  return v;
-}
-
-function checkActivation(a: unknown): Activation {
-  if (a !== 'none' && a !== 'sigmoid' && a !== 'softmax') {
-    throw new InputError(`activation must be 'none', 'sigmoid' or 'softmax' (got ${String(a)}).`);
-  }
-  return a;
-}
-
 /**
  * Applies the activation to row-major logits in float32 (a new array). 'softmax' normalises each row
  * over the labels (max-subtracted); 'sigmoid' is element-wise.
@@ -188,32 +181,6 @@ export function activate(logits: Float32Array, numLabels: number, activation: Ac
     }
   }
   return out;
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return `an array of length ${v.length}`;
-  return typeof v;
-}
-
-/** Checks pairs; returns them as a list and whether a single pair was given. */
-function validatePairs(pairs: unknown): { list: ReadonlyArray<readonly [string, string]>; single: boolean } {
-  if (!Array.isArray(pairs)) {
-    throw new InputError(
-      `pairs must be an array of [query, document] string pairs (got ${describe(pairs)}).`,
-    );
-  }
-  if (pairs.length === 2 && typeof pairs[0] === 'string' && typeof pairs[1] === 'string') {
-    return { list: [pairs as unknown as readonly [string, string]], single: true };
-  }
-  for (let i = 0; i < pairs.length; i++) {
-    const p = pairs[i] as unknown;
-    if (!Array.isArray(p) || p.length !== 2 || typeof p[0] !== 'string' || typeof p[1] !== 'string') {
-      const got = Array.isArray(p) ? `[${p.map(describe).join(', ')}]` : describe(p);
-      throw new InputError(`pairs[${i}] must be a [query, document] pair of two strings (got ${got}).`);
-    }
-  }
-  return { list: pairs as ReadonlyArray<readonly [string, string]>, single: false };
 }
 
 export class CrossEncoder {
@@ -242,9 +209,21 @@ export class CrossEncoder {
    * Loads a model: a Hugging Face id (`org/name` or `org/name@revision`), a local folder, or the
    * ModelFiles that `resolveModel` / `synthesizeModel` return. The engine loads off the JS thread.
    */
-  static async load(model: string | ModelFiles, options: LoadOptions = {}): Promise<CrossEncoder> {
+  static async load(model: string | ModelFiles, options?: LoadOptions): Promise<CrossEncoder> {
+    try {
+      return await CrossEncoder.loadUnwrapped(model, options);
+    } catch (err) {
+      // Whatever a step let through untyped (a file-system error, say) still reaches the caller typed.
+      throw fromNativeError(err);
+    }
+  }
+
+  private static async loadUnwrapped(model: string | ModelFiles, options: unknown): Promise<CrossEncoder> {
     const t0 = performance.now();
-    const o = options;
+    const o = readOptions<LoadOptions>('CrossEncoder.load', options, LOAD_KEYS);
+    checkLoadOptions(o);
+    const signal = o.signal;
+    throwIfAborted(signal);
     if (typeof model !== 'string' && (typeof model !== 'object' || model === null || !('config' in model))) {
       throw new InputError(
         `model must be a Hugging Face id, a local folder, or ModelFiles from resolveModel() (got ${describe(model)}).`,
@@ -253,23 +232,20 @@ export class CrossEncoder {
     const device: DeviceKind = o.device ?? 'auto';
     const backend = pickBackend(o.backend ?? 'auto', device);
     const longDocuments = o.longDocuments ?? 'truncate';
-    if (longDocuments !== 'truncate' && longDocuments !== 'chunk') {
-      throw new InputError(`longDocuments must be 'truncate' or 'chunk' (got ${String(longDocuments)}).`);
-    }
     const limits = resolveLimits({ ...o, pipelineDepth: DEFAULT_LIMITS.pipelineDepth });
-    const files = typeof model === 'string' ? await resolveModel(model, o) : model;
-    const spec = await loadModelSpec(files);
-    const tokenizer = await Tokenizer.fromFiles(files);
+    const files =
+      typeof model === 'string' ? await abortable(resolveModel(model, slice(o, HUB_KEYS)), signal) : model;
+    const spec = await abortable(loadModelSpec(files), signal);
+    const tokenizer = await abortable(Tokenizer.fromFiles(files), signal);
     const limit = Math.min(tokenizer.modelMaxLength || spec.maxPositions, spec.maxPositions);
-    const maxLength = o.maxLength === undefined ? limit : positiveInt('maxLength', o.maxLength, 4);
+    const maxLength = o.maxLength ?? limit;
     if (maxLength > spec.maxPositions) {
       throw new InputError(
         `maxLength ${maxLength} is more than this model's max_position_embeddings (${spec.maxPositions}).`,
       );
     }
-    const activation = checkActivation(o.activation ?? spec.activation);
-    const stride =
-      o.chunkStride === undefined ? Math.floor(maxLength / 4) : positiveInt('chunkStride', o.chunkStride, 0);
+    const activation = o.activation ?? spec.activation;
+    const stride = o.chunkStride ?? Math.floor(maxLength / 4);
     // Every window has at least (maxLength - 3) / 2 document tokens (the query is cut to half when longer).
     if (longDocuments === 'chunk' && stride >= Math.floor((maxLength - 3) / 2)) {
       throw new InputError(
@@ -277,29 +253,34 @@ export class CrossEncoder {
       );
     }
     const encode = makeEncoder(tokenizer, longDocuments, maxLength, o.truncation, stride);
-    const engine = await native().loadEngine({
-      backend,
-      device: backend === 'cpu' ? 'cpu' : device,
-      ...(o.dtype !== undefined && { dtype: o.dtype }),
-      weights: files.weights,
-      spec,
-      ...(o.threads !== undefined && { threads: o.threads }),
-      ...(o.cacheLimitBytes !== undefined && { cacheLimitBytes: o.cacheLimitBytes }),
-      ...(o.compile !== undefined && { compile: o.compile }),
-    });
-    let warmupMs = 0;
-    let scheduler: Scheduler;
+    throwIfAborted(signal);
+    const engine = await abortable(
+      native().loadEngine({
+        backend,
+        device: backend === 'cpu' ? 'cpu' : device,
+        ...(o.dtype !== undefined && { dtype: o.dtype }),
+        weights: files.weights,
+        spec,
+        ...(o.threads !== undefined && { threads: o.threads }),
+        ...(o.cacheLimitBytes !== undefined && { cacheLimitBytes: o.cacheLimitBytes }),
+        ...(o.compile !== undefined && { compile: o.compile }),
+      }),
+      signal,
+      (e) => e.dispose(),
+    );
     try {
-      if (o.warmup ?? true) warmupMs = await engine.warmup();
+      const warmupMs = (o.warmup ?? true) ? await abortable(engine.warmup(), signal) : 0;
+      throwIfAborted(signal);
       let self: CrossEncoder | undefined;
-      scheduler = new Scheduler({
+      const onBatch = o.onBatch;
+      const scheduler = new Scheduler({
         ...limits,
         ...(engine.info().device === 'gpu' && gpuBatchDefaults(o)),
         engine,
         encode,
         numLabels: spec.numLabels,
         onBatch: (b) => {
-          o.onBatch?.(b);
+          if (onBatch) callSafely(onBatch, b, 'onBatch');
           self?.emit('batch', b);
         },
         onCall: (c) => self?.emit('call', c),
@@ -339,11 +320,12 @@ export class CrossEncoder {
   predict(pair: readonly [string, string], options?: PredictOptions): Promise<number>;
   async predict(
     pairs: ReadonlyArray<readonly [string, string]> | readonly [string, string],
-    options: PredictOptions = {},
+    options?: PredictOptions,
   ): Promise<Float32Array | number> {
-    const activation = checkActivation(options.activation ?? this.info.activation);
-    const { list, single } = validatePairs(pairs);
-    const scores = await this.score(list, activation, options);
+    // Everything the call needs is read from the caller's arguments now, before the first await.
+    const o = readOptions<PredictOptions>('predict', options, PREDICT_KEYS);
+    const { list, single } = readPairs(pairs, this.scheduler.limits.maxQueuePairs);
+    const scores = await this.score(list, o);
     if (single && this.info.spec.numLabels === 1) return scores[0] as number;
     return scores;
   }
@@ -352,30 +334,18 @@ export class CrossEncoder {
    * Scores every document against the query and returns them best first (ties: lower index first).
    * Multi-label models rank by `label` (default 0).
    */
-  async rank(query: string, documents: readonly string[], options: RankOptions = {}): Promise<RankResult[]> {
-    if (typeof query !== 'string') throw new InputError(`query must be a string (got ${describe(query)}).`);
-    if (!Array.isArray(documents)) {
-      throw new InputError(`documents must be an array of strings (got ${describe(documents)}).`);
-    }
+  async rank(query: string, documents: readonly string[], options?: RankOptions): Promise<RankResult[]> {
+    const o = readOptions<RankOptions>('rank', options, RANK_KEYS);
+    checkString('query', query);
     const L = this.info.spec.numLabels;
-    const label = options.label ?? 0;
-    if (!Number.isInteger(label) || label < 0 || label >= L) {
-      throw new InputError(
-        `label must be an integer in [0, ${L - 1}] for this model (got ${String(label)}).`,
-      );
-    }
-    const topK = options.topK ?? documents.length;
-    positiveInt('topK', topK, 0);
-    const pairs = new Array<readonly [string, string]>(documents.length);
-    for (let i = 0; i < documents.length; i++) {
-      const d = documents[i] as unknown;
-      if (typeof d !== 'string')
-        throw new InputError(`documents[${i}] must be a string (got ${describe(d)}).`);
-      pairs[i] = [query, d];
-    }
-    const activation = checkActivation(options.activation ?? this.info.activation);
-    const scores = await this.score(pairs, activation, options);
-    const order = Array.from({ length: documents.length }, (_, i) => i);
+    const label = o.label === undefined ? 0 : checkNumber('label', o.label, int(0, L - 1));
+    const docs = readDocuments(documents, this.scheduler.limits.maxQueuePairs);
+    const topK = o.topK === undefined ? docs.length : checkNumber('topK', o.topK, OPTION_RANGES.topK);
+    const returnDocuments =
+      o.returnDocuments === undefined ? false : checkBoolean('returnDocuments', o.returnDocuments);
+    const pairs = docs.map((d) => [query, d] as const);
+    const scores = await this.score(pairs, o);
+    const order = Array.from({ length: docs.length }, (_, i) => i);
     const key = (i: number) => {
       const s = scores[i * L + label] as number;
       return Number.isNaN(s) ? Number.NEGATIVE_INFINITY : s;
@@ -383,7 +353,7 @@ export class CrossEncoder {
     order.sort((a, b) => key(b) - key(a) || a - b);
     return order.slice(0, topK).map((index) => {
       const r: RankResult = { index, score: scores[index * L + label] as number };
-      if (options.returnDocuments) r.document = documents[index] as string;
+      if (returnDocuments) r.document = docs[index] as string;
       return r;
     });
   }
@@ -406,7 +376,7 @@ export class CrossEncoder {
 
   /** `batch`: after every engine batch (BatchMetrics); `call`: after every resolved call (CallMetrics). */
   on<K extends keyof Events>(event: K, fn: Listener<K>): this {
-    this.listenerSet(event).add(fn);
+    this.listenerSet(event).add(checkFunction<Listener<K>>('listener', fn));
     return this;
   }
 
@@ -433,21 +403,24 @@ export class CrossEncoder {
     return set;
   }
 
+  /** Calls each listener isolated: one that throws is reported (src/listeners.ts), the rest still run. */
   private emit<K extends keyof Events>(event: K, v: Events[K]): void {
-    for (const fn of this.listeners[event] as Set<Listener<K>>) fn(v);
+    for (const fn of [...(this.listeners[event] as Set<Listener<K>>)])
+      callSafely(fn, v, `a '${event}' listener`);
   }
 
-  private async score(
-    pairs: ReadonlyArray<readonly [string, string]>,
-    activation: Activation,
-    options: PredictOptions,
-  ): Promise<Float32Array> {
-    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
-      throw new InputError('signal must be an AbortSignal.');
-    }
-    if (options.signal?.aborted) throw new AbortedError(undefined, { cause: options.signal.reason });
-    const { logits, metrics } = await this.scheduler.submit(pairs, options.signal);
-    options.onMetrics?.(metrics);
+  /** Checks the options every call shares, queues the pairs (our own copy) and applies the activation. */
+  private async score(pairs: readonly Pair[], o: PredictOptions): Promise<Float32Array> {
+    const activation =
+      o.activation === undefined ? this.info.activation : checkOneOf('activation', o.activation, ACTIVATIONS);
+    const signal = o.signal === undefined ? undefined : checkSignal('signal', o.signal);
+    const onMetrics =
+      o.onMetrics === undefined
+        ? undefined
+        : checkFunction<(m: CallMetrics) => void>('onMetrics', o.onMetrics);
+    throwIfAborted(signal);
+    const { logits, metrics } = await this.scheduler.submit(pairs, signal);
+    if (onMetrics) callSafely(onMetrics, metrics, 'onMetrics');
     return activate(logits, this.info.spec.numLabels, activation);
   }
 }

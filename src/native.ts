@@ -1,12 +1,14 @@
 /**
  * The native addon (native/addon.cpp), loaded by node-gyp-build from the package root: a prebuild in
- * prebuilds/<platform>-<arch>/ when one matches, else build/Release. This file only types it.
+ * prebuilds/<platform>-<arch>/ when one matches, else build/Release. This file types it, and is the one
+ * place where native errors enter TypeScript: everything the addon rejects or throws is mapped to an
+ * MlxRerankError subclass here (fromNativeError), so no plain Error reaches a caller.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BackendUnavailableError } from './errors';
+import { BackendUnavailableError, fromNativeError } from './errors';
 import type { DType, ModelSpec } from './types';
 
 export interface NativeBackendInfo {
@@ -120,17 +122,55 @@ export function packageRoot(): string {
 
 let addon: NativeAddon | undefined;
 
+/** Runs `fn`, turning a synchronous native throw into a typed error. */
+function mapped<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw fromNativeError(err);
+  }
+}
+
+/** Calls an async native method; a synchronous throw or a rejection becomes a typed rejection. */
+function mappedAsync<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return fn().catch((err: unknown) => Promise.reject(fromNativeError(err)));
+  } catch (err) {
+    return Promise.reject(fromNativeError(err));
+  }
+}
+
+function wrapEngine(e: NativeEngine): NativeEngine {
+  return {
+    forward: (tokens, typeIds, offsets) => mappedAsync(() => e.forward(tokens, typeIds, offsets)),
+    warmup: () => mappedAsync(() => e.warmup()),
+    info: () => mapped(() => e.info()),
+    memory: () => mapped(() => e.memory()),
+    dispose: () => mappedAsync(() => e.dispose()),
+  };
+}
+
+/** The raw addon with its error-raising entry points wrapped (other exports, e.g. bench natives, kept). */
+function wrapAddon(raw: NativeAddon): NativeAddon {
+  return {
+    ...raw,
+    backends: () => mapped(() => raw.backends()),
+    loadEngine: (options) => mappedAsync(() => raw.loadEngine(options)).then(wrapEngine),
+  };
+}
+
 export function native(): NativeAddon {
   if (addon) return addon;
   const require = createRequire(import.meta.url);
   const load = require('node-gyp-build') as (dir: string) => NativeAddon;
   try {
-    addon = load(packageRoot());
+    addon = wrapAddon(load(packageRoot()));
   } catch (err) {
     throw new BackendUnavailableError(
       `The mlx-rerank native addon could not be loaded (${(err as Error).message}). ` +
         'Reinstall the package so that it builds (needs python3, make and a C++17 compiler), ' +
         'or install a release that ships a prebuild for this platform.',
+      { cause: err },
     );
   }
   return addon;

@@ -1,7 +1,9 @@
 /**
  * Download progress: an `onProgress` callback for services, and a one-line bar on a TTY (stderr) for
- * people. Off a TTY nothing is printed, so logs and pipes stay clean.
+ * people. Off a TTY nothing is printed, so logs and pipes stay clean. A callback that throws is
+ * reported as a warning (src/listeners.ts) and does not stop the download.
  */
+import { callSafely } from './listeners';
 
 export interface ProgressEvent {
   file: string;
@@ -22,7 +24,7 @@ export function createProgressReporter(
   const tty = bar ? new ProgressBar(stream) : undefined;
   return {
     update(file, loaded, total) {
-      onProgress?.({ file, loaded, total });
+      if (onProgress) callSafely(onProgress, { file, loaded, total }, 'onProgress');
       tty?.update(file, loaded, total);
     },
     finish() {

@@ -1,102 +1,53 @@
 /**
  * The batching scheduler (DESIGN.md, "schedule"): every pair of every call joins ONE queue; a dispatcher
- * forms engine batches from the queue front so that concurrent callers share batches.
+ * forms engine batches from the queue front so that concurrent callers share batches. This file is the
+ * dispatcher (admission, the pump, the engine round trip, settling calls); batch formation is in
+ * scheduler/queue.ts, per-call bookkeeping in scheduler/calls.ts, chunk mode's best-window policy in
+ * scheduler/best-window.ts, the limits and their ranges in scheduler/limits.ts.
  *
- * - Pairs are tokenized lazily by the dispatcher, a window at a time (never a whole huge call at once),
- *   so the event loop stays free and tokenizing batch N+1 overlaps the engine computing batch N.
- * - The window (the first `max(sortWindow, maxBatchSize)` sequences of the queue) is sorted by length
- *   and cut into as few contiguous runs as `maxBatchTokens` (real tokens) and `maxBatchSize` (sequences)
- *   allow, with about equal tokens each (balancedCuts); the next batch is the run holding the OLDEST
- *   waiting sequence, so nothing starves and each batch holds pairs of similar length (what padding
- *   engines pad to stays close to what they hold). `sortWindow: 0` forms batches in arrival order.
  * - While batches are in the engine the window keeps filling (in slices of FILL_BUDGET_MS); an idle
  *   engine gets a batch as soon as the window holds one.
  * - At most `pipelineDepth` batches are in the engine at once (default 2: one computing, one queued on
  *   the engine thread), so latency stays low and memory bounded.
  * - Backpressure: more than `maxQueuePairs` pairs waiting -> QueueFullError at once.
  * - Abort: the call leaves the queue at once; its sequences already in the engine finish, results
- *   dropped. Dispose: queued calls reject DisposedError, in-flight batches settle, then engine.dispose().
+ *   dropped. Dispose: every unsettled call rejects DisposedError at once, in-flight batches settle,
+ *   then engine.dispose().
+ * - A batch the engine refuses with E_INPUT (one call's bad sequence) is retried a call at a time, so
+ *   only that call fails.
  */
-import {
-  AbortedError,
-  DisposedError,
-  fromNativeError,
-  InputError,
-  MlxRerankError,
-  QueueFullError,
-} from './errors';
+import { AbortedError, DisposedError, fromNativeError, QueueFullError } from './errors';
+import { callSafely } from './listeners';
 import { type BatchMetrics, type CallMetrics, MetricsRecorder, paddingPct, type Stats } from './metrics';
 import type { EngineMemory, ForwardResult } from './native';
+import {
+  type Call,
+  type CallResult,
+  callMetrics,
+  detach,
+  newCall,
+  type Pair,
+  type PairEncoder,
+  windowScored,
+} from './scheduler/calls';
+import { resolveLimits, type SchedulerLimits } from './scheduler/limits';
+import { type Batch, BatchQueue, type Seq } from './scheduler/queue';
 
-/** One sequence for the engine: `[CLS] q [SEP] d [SEP]` ids and their type ids. */
-export interface Segment {
-  ids: Int32Array;
-  typeIds: Int32Array;
-  truncated: boolean;
-}
-
-/**
- * Turns a pair into one sequence (truncation) or several (overlapping windows of a long document).
- * May throw (e.g. InputError); only the call holding that pair fails.
- */
-export type PairEncoder = (query: string, document: string) => Segment[];
+export type { CallResult, PairEncoder, Segment } from './scheduler/calls';
+export {
+  DEFAULT_LIMITS,
+  GPU_BATCH_LIMITS,
+  LIMITS,
+  resolveLimits,
+  type SchedulerLimits,
+} from './scheduler/limits';
+export { balancedCuts } from './scheduler/queue';
 
 /** The part of NativeEngine the scheduler uses. */
 export interface SchedulerEngine {
   forward(tokens: Int32Array, typeIds: Int32Array, offsets: Int32Array): Promise<ForwardResult>;
   memory(): EngineMemory;
   dispose(): Promise<void>;
-}
-
-export interface SchedulerLimits {
-  /** Real tokens per batch (default 16384). A single sequence longer than this goes alone. */
-  maxBatchTokens: number;
-  /** Sequences per batch (default 256). */
-  maxBatchSize: number;
-  /** Pairs waiting at most; more -> QueueFullError (default 100000). */
-  maxQueuePairs: number;
-  /** How long the oldest pair may wait for a fuller batch (default 0: dispatch at once). */
-  maxWaitMs: number;
-  /** Sequences from the queue front sorted by length when forming a batch (default 1024; 0 = arrival order). */
-  sortWindow: number;
-  /** Batches in the engine at once (default 2). */
-  pipelineDepth: number;
-}
-
-export const DEFAULT_LIMITS: SchedulerLimits = {
-  maxBatchTokens: 16384,
-  maxBatchSize: 256,
-  maxQueuePairs: 100_000,
-  maxWaitMs: 0,
-  sortWindow: 1024,
-  pipelineDepth: 2,
-};
-
-/**
- * Batch limits for engines on a GPU, where a forward has a fixed cost of ~2 ms (launching some 70
- * kernels) whatever its size: larger batches amortise it. 65536 rows is also how far the mlx engine's
- * warm-up visits its shapes.
- */
-export const GPU_BATCH_LIMITS: Pick<SchedulerLimits, 'maxBatchTokens' | 'maxBatchSize'> = {
-  maxBatchTokens: 65536,
-  maxBatchSize: 1024,
-};
-
-/** DEFAULT_LIMITS overridden by the defined fields of `opts`; InputError naming a bad one. */
-export function resolveLimits(opts: Partial<SchedulerLimits>): SchedulerLimits {
-  const l = { ...DEFAULT_LIMITS };
-  for (const k of Object.keys(DEFAULT_LIMITS) as Array<keyof SchedulerLimits>) {
-    if (opts[k] !== undefined) l[k] = opts[k] as number;
-  }
-  check('maxBatchTokens', l.maxBatchTokens, 1);
-  check('maxBatchSize', l.maxBatchSize, 1);
-  check('maxQueuePairs', l.maxQueuePairs, 1);
-  check('sortWindow', l.sortWindow, 0);
-  check('pipelineDepth', l.pipelineDepth, 1);
-  if (typeof l.maxWaitMs !== 'number' || !(l.maxWaitMs >= 0) || !Number.isFinite(l.maxWaitMs)) {
-    throw new InputError(`maxWaitMs must be a finite number >= 0 (got ${String(l.maxWaitMs)}).`);
-  }
-  return l;
 }
 
 export interface SchedulerOptions extends Partial<SchedulerLimits> {
@@ -107,110 +58,47 @@ export interface SchedulerOptions extends Partial<SchedulerLimits> {
   onCall?: (call: CallMetrics) => void;
 }
 
-/** What a call resolves with: for each pair the logits row of its best window (row-major). */
-export interface CallResult {
-  logits: Float32Array;
-  metrics: CallMetrics;
-}
-
-type Pair = readonly [string, string];
-
-interface Call {
-  pairs: readonly Pair[];
-  enqueuedAt: number;
-  live: boolean;
-  /** Next pair to tokenize. */
-  cursor: number;
-  /** Pairs not yet wholly handed to the engine. */
-  queuedPairs: number;
-  /** Pairs not yet wholly scored. */
-  outstanding: number;
-  logits: Float32Array;
-  /** Per pair: windows not yet handed to the engine / not yet scored; the best window so far. */
-  undispatched: Int32Array;
-  unscored: Int32Array;
-  bestWindow: Int32Array;
-  sequences: number;
-  truncated: number;
-  tokenizeMs: number;
-  inferenceMs: number;
-  lastBatch: number;
-  resolve: (r: CallResult) => void;
-  reject: (e: Error) => void;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
-}
-
-interface Seq {
-  call: Call;
-  pair: number;
-  window: number;
-  order: number;
-  ids: Int32Array;
-  typeIds: Int32Array;
-  tokenizeMs: number;
-}
-
-interface Batch {
-  id: number;
-  seqs: Seq[];
-  tokens: number;
-  maxLength: number;
-  tokenizeMs: number;
-  startedAt: number;
+/** A call larger than the whole queue: it could never be taken. */
+export function tooManyPairs(n: number, maxQueuePairs: number): QueueFullError {
+  return new QueueFullError(
+    `This call has ${n} pairs, more than maxQueuePairs (${maxQueuePairs}): split it into smaller calls or raise maxQueuePairs.`,
+  );
 }
 
 /** Longest slice of tokenizing per macrotask; the window fills over several when it takes longer. */
 const FILL_BUDGET_MS = 2;
 
-function check(name: string, v: number, min: number): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || !Number.isInteger(v)) {
-    throw new InputError(`${name} must be an integer >= ${min} (got ${String(v)}).`);
-  }
-  return v;
-}
-
 export class Scheduler {
   readonly limits: SchedulerLimits;
   readonly recorder = new MetricsRecorder();
   private readonly engine: SchedulerEngine;
-  private readonly encode: PairEncoder;
   private readonly numLabels: number;
   private readonly onBatch: ((b: BatchMetrics) => void) | undefined;
   private readonly onCall: ((c: CallMetrics) => void) | undefined;
-  /**
-   * Calls with pairs still to tokenize, in arrival order (dead ones skipped lazily), from pendingHead on.
-   * Slots before the head are cleared as it passes them (advancePending): a finished call must not stay
-   * reachable from here, or every call outlives a few scavenges, is promoted, and the old generation
-   * fills with them (a mark-compact pause every few hundred calls).
-   */
-  private pending: (Call | undefined)[] = [];
-  private pendingHead = 0;
-  /** Tokenized sequences waiting for a batch, in arrival order. */
-  private ready: Seq[] = [];
-  private readyDirty = false;
-  private queued = 0;
-  private order = 0;
-  private batchSeq = 0;
+  private readonly queue: BatchQueue;
   private readonly inFlight = new Set<Promise<void>>();
+  /** Every call not yet settled, wherever its pairs are (queued, in the engine): dispose settles them all. */
+  private readonly calls = new Set<Call>();
   private pumpScheduled = false;
   private waitTimer: NodeJS.Timeout | undefined;
   private disposed = false;
   private disposing: Promise<void> | undefined;
 
   constructor(opts: SchedulerOptions) {
-    const l = resolveLimits(opts);
-    this.limits = l;
+    this.limits = resolveLimits(opts);
     this.engine = opts.engine;
-    this.encode = opts.encode;
     this.numLabels = opts.numLabels;
     this.onBatch = opts.onBatch;
     this.onCall = opts.onCall;
+    this.queue = new BatchQueue(this.limits, opts.encode, {
+      tokenizeFailed: (call, err) => this.fail(call, err),
+      truncated: () => this.recorder.truncatedPairs++,
+    });
   }
 
   /** Pairs waiting (not yet wholly handed to the engine). */
   get queueDepth(): number {
-    return this.queued;
+    return this.queue.depth;
   }
 
   get inFlightBatches(): number {
@@ -222,61 +110,19 @@ export class Scheduler {
   }
 
   /**
-   * Queues the pairs (already validated as [string, string]) and resolves with their logits, or rejects
+   * Queues the pairs (already validated as [string, string]; the scheduler reads the first
+   * `pairs.length` of them, later, as it tokenizes) and resolves with their logits, or rejects
    * QueueFullError / AbortedError / DisposedError / the engine's or tokenizer's error.
    */
   submit(pairs: readonly Pair[], signal?: AbortSignal): Promise<CallResult> {
-    if (this.disposed) {
+    const refused = this.admit(pairs.length, signal);
+    if (refused) {
       this.recorder.failedCalls++;
-      return Promise.reject(new DisposedError());
+      return Promise.reject(refused);
     }
-    if (signal?.aborted) {
-      this.recorder.failedCalls++;
-      return Promise.reject(new AbortedError(undefined, { cause: signal.reason }));
-    }
-    const n = pairs.length;
-    const { maxQueuePairs } = this.limits;
-    if (n > maxQueuePairs) {
-      this.recorder.failedCalls++;
-      return Promise.reject(
-        new QueueFullError(
-          `This call has ${n} pairs, more than maxQueuePairs (${maxQueuePairs}): split it into smaller calls or raise maxQueuePairs.`,
-        ),
-      );
-    }
-    if (this.queued + n > maxQueuePairs) {
-      this.recorder.failedCalls++;
-      return Promise.reject(
-        new QueueFullError(
-          `The queue holds ${this.queued} pairs and this call adds ${n}, over maxQueuePairs (${maxQueuePairs}): retry later (back off) or raise maxQueuePairs.`,
-        ),
-      );
-    }
-    const now = performance.now();
     return new Promise<CallResult>((resolve, reject) => {
-      const L = this.numLabels;
-      const call: Call = {
-        pairs,
-        enqueuedAt: now,
-        live: true,
-        cursor: 0,
-        queuedPairs: n,
-        outstanding: n,
-        logits: new Float32Array(n * L),
-        undispatched: new Int32Array(n),
-        unscored: new Int32Array(n),
-        bestWindow: new Int32Array(n).fill(-1),
-        sequences: 0,
-        truncated: 0,
-        tokenizeMs: 0,
-        inferenceMs: 0,
-        lastBatch: 0,
-        resolve,
-        reject,
-        signal,
-        onAbort: undefined,
-      };
-      if (n === 0) {
+      const call = newCall(pairs, this.numLabels, resolve, reject, signal);
+      if (call.count === 0) {
         this.finish(call);
         return;
       }
@@ -284,92 +130,66 @@ export class Scheduler {
         call.onAbort = () => this.fail(call, new AbortedError(undefined, { cause: signal.reason }));
         signal.addEventListener('abort', call.onAbort, { once: true });
       }
-      this.queued += n;
-      this.pending.push(call);
+      this.calls.add(call);
+      this.queue.add(call);
       this.schedulePump();
     });
   }
 
   stats(): Stats {
-    let memory: EngineMemory = { activeBytes: 0, peakBytes: 0, cacheBytes: 0 };
-    if (!this.disposed) {
-      try {
-        memory = this.engine.memory();
-      } catch {
-        // A failing memory() must not break stats(); zeros say "unknown".
-      }
-    }
-    return this.recorder.snapshot(performance.now(), this.queued, this.inFlight.size, memory);
+    const memory = this.disposed ? { activeBytes: 0, peakBytes: 0, cacheBytes: 0 } : this.safeMemory();
+    return this.recorder.snapshot(performance.now(), this.queue.depth, this.inFlight.size, memory);
   }
 
   /**
-   * Rejects every waiting call with DisposedError, lets the batches in the engine settle (their results
-   * are dropped), then releases the engine. Idempotent; never hangs on a healthy engine.
+   * Rejects every unsettled call with DisposedError at once (queued or in the engine: no caller waits
+   * on the engine), lets the batches in the engine settle (their results are dropped), then releases
+   * the engine. Idempotent.
    */
   dispose(): Promise<void> {
     if (this.disposing) return this.disposing;
     this.disposed = true;
     if (this.waitTimer) clearTimeout(this.waitTimer);
-    const live = new Set<Call>();
-    for (let i = this.pendingHead; i < this.pending.length; i++) live.add(this.pending[i] as Call);
-    for (const s of this.ready) live.add(s.call);
-    for (const c of live) this.fail(c, new DisposedError());
-    this.pending = [];
-    this.pendingHead = 0;
-    this.ready = [];
+    for (const c of [...this.calls]) this.fail(c, new DisposedError());
+    this.queue.clear();
     const inFlight = [...this.inFlight];
     this.disposing = Promise.allSettled(inFlight).then(() => this.engine.dispose());
     return this.disposing;
   }
 
+  /** Why a call of `n` pairs cannot join the queue now, if it cannot. */
+  private admit(n: number, signal: AbortSignal | undefined): Error | undefined {
+    if (this.disposed) return new DisposedError();
+    if (signal?.aborted) return new AbortedError(undefined, { cause: signal.reason });
+    const { maxQueuePairs } = this.limits;
+    if (n > maxQueuePairs) return tooManyPairs(n, maxQueuePairs);
+    const depth = this.queue.depth;
+    if (depth + n > maxQueuePairs) {
+      return new QueueFullError(
+        `The queue holds ${depth} pairs and this call adds ${n}, over maxQueuePairs (${maxQueuePairs}): retry later (back off) or raise maxQueuePairs.`,
+      );
+    }
+    return undefined;
+  }
+
   private fail(call: Call, err: Error): void {
     if (!call.live) return;
-    call.live = false;
-    this.queued -= call.queuedPairs;
-    call.queuedPairs = 0;
-    this.readyDirty = true;
-    if (call.signal && call.onAbort) call.signal.removeEventListener('abort', call.onAbort);
+    detach(call);
+    this.calls.delete(call);
+    this.queue.drop(call);
     this.recorder.failedCalls++;
     call.reject(err);
-    this.compactPending();
     // Room in the queue or a dead call at the front may unblock the dispatcher.
     this.schedulePump();
   }
 
   private finish(call: Call): void {
-    call.live = false;
-    if (call.signal && call.onAbort) call.signal.removeEventListener('abort', call.onAbort);
-    const totalMs = performance.now() - call.enqueuedAt;
-    const metrics: CallMetrics = {
-      pairs: call.pairs.length,
-      sequences: call.sequences,
-      truncatedPairs: call.truncated,
-      tokenizeMs: call.tokenizeMs,
-      inferenceMs: call.inferenceMs,
-      queueWaitMs: Math.max(0, totalMs - call.tokenizeMs - call.inferenceMs),
-      totalMs,
-    };
+    detach(call);
+    this.calls.delete(call);
+    const metrics = callMetrics(call, performance.now());
     this.recorder.recordCall(metrics);
-    if (this.onCall) safely(this.onCall, metrics);
+    if (this.onCall) callSafely(this.onCall, metrics, 'a call listener');
     call.resolve({ logits: call.logits, metrics });
-  }
-
-  /** Drops dead calls from the pending list once they dominate it (keeps memory bounded under aborts). */
-  private compactPending(): void {
-    const size = this.pending.length - this.pendingHead;
-    if (size < 64 || this.pendingHead > size) {
-      if (this.pendingHead > 1024 && this.pendingHead > size) {
-        this.pending = this.pending.slice(this.pendingHead);
-        this.pendingHead = 0;
-      }
-      if (size < 64) return;
-    }
-    let live = 0;
-    for (let i = this.pendingHead; i < this.pending.length; i++) if ((this.pending[i] as Call).live) live++;
-    if (live * 2 < size) {
-      this.pending = this.pending.slice(this.pendingHead).filter((c) => c?.live === true);
-      this.pendingHead = 0;
-    }
   }
 
   private schedulePump(): void {
@@ -389,10 +209,10 @@ export class Scheduler {
    * and either the window is complete or the engine would otherwise sit idle.
    */
   private pump(): void {
-    if (this.disposed || this.queued === 0) return;
+    if (this.disposed || this.queue.depth === 0) return;
     const { maxWaitMs, maxBatchSize, sortWindow, pipelineDepth } = this.limits;
-    if (maxWaitMs > 0 && this.queued < maxBatchSize) {
-      const due = this.oldestEnqueuedAt() + maxWaitMs;
+    if (maxWaitMs > 0 && this.queue.depth < maxBatchSize) {
+      const due = this.queue.oldestEnqueuedAt() + maxWaitMs;
       const now = performance.now();
       if (now < due) {
         if (!this.waitTimer) {
@@ -412,172 +232,29 @@ export class Scheduler {
       this.waitTimer = undefined;
     }
     const target = sortWindow > 0 ? Math.max(sortWindow, maxBatchSize) : maxBatchSize;
-    const complete = this.fillWindow(target, performance.now() + FILL_BUDGET_MS);
+    const complete = this.queue.fill(target, performance.now() + FILL_BUDGET_MS);
     const room = this.inFlight.size < pipelineDepth;
     // While the engine works, let the window fill (better length sorting, no cost); an idle engine
     // gets a batch as soon as the window holds one.
-    if (room && (complete || (this.inFlight.size === 0 && this.windowHoldsBatch()))) {
-      const batch = this.formBatch();
+    if (room && (complete || (this.inFlight.size === 0 && this.queue.holdsBatch()))) {
+      const batch = this.queue.form();
       if (batch) this.dispatch(batch);
     }
-    // More to do now: a window still filling, or room for another batch. (When the engine is full and
-    // the window complete, the next batch result schedules the pump.)
-    if (this.queued > 0 && (!complete || this.inFlight.size < pipelineDepth)) this.schedulePump();
+    // More to do now: a window still filling, or room for another batch that the window holds. (When
+    // the engine is full, or the window is empty, a batch result or a new call schedules the pump: no
+    // rescheduling loop while there is nothing to do.)
+    const more = !complete || (this.inFlight.size < pipelineDepth && this.queue.windowSize > 0);
+    if (this.queue.depth > 0 && more) this.schedulePump();
   }
 
-  private windowHoldsBatch(): boolean {
-    const { maxBatchSize, maxBatchTokens } = this.limits;
-    if (this.ready.length >= maxBatchSize) return true;
-    let tokens = 0;
-    for (const s of this.ready) tokens += s.ids.length;
-    return tokens >= maxBatchTokens;
-  }
-
-  private oldestEnqueuedAt(): number {
-    for (const s of this.ready) if (s.call.live) return s.call.enqueuedAt;
-    for (let i = this.pendingHead; i < this.pending.length; i++) {
-      const c = this.pending[i] as Call;
-      if (c.live) return c.enqueuedAt;
-    }
-    return performance.now();
-  }
-
-  /**
-   * Tokenizes from the queue front until the window holds `target` sequences, the queue is drained, or
-   * the deadline passed. Returns true when the window is complete (full or nothing left to tokenize).
-   */
-  private fillWindow(target: number, deadline: number): boolean {
-    if (this.readyDirty) {
-      this.ready = this.ready.filter((s) => s.call.live);
-      this.readyDirty = false;
-    }
-    while (this.ready.length < target && this.pendingHead < this.pending.length) {
-      const call = this.pending[this.pendingHead] as Call;
-      if (!call.live || call.cursor >= call.pairs.length) {
-        this.advancePending();
-        continue;
-      }
-      const i = call.cursor++;
-      const [q, d] = call.pairs[i] as Pair;
-      const t0 = performance.now();
-      let segs: Segment[];
-      try {
-        segs = this.encode(q, d);
-        if (segs.length === 0) throw new InputError(`Pair ${i} produced no sequence to score.`);
-      } catch (err) {
-        this.fail(call, err instanceof MlxRerankError ? err : new InputError(`Pair ${i}: ${String(err)}`));
-        if (this.readyDirty) {
-          this.ready = this.ready.filter((s) => s.call.live);
-          this.readyDirty = false;
-        }
-        continue;
-      }
-      const ms = performance.now() - t0;
-      call.tokenizeMs += ms;
-      call.sequences += segs.length;
-      call.undispatched[i] = segs.length;
-      call.unscored[i] = segs.length;
-      let truncated = false;
-      for (let w = 0; w < segs.length; w++) {
-        const s = segs[w] as Segment;
-        truncated ||= s.truncated;
-        this.ready.push({
-          call,
-          pair: i,
-          window: w,
-          order: this.order++,
-          ids: s.ids,
-          typeIds: s.typeIds,
-          tokenizeMs: ms / segs.length,
-        });
-      }
-      if (truncated) {
-        call.truncated++;
-        this.recorder.truncatedPairs++;
-      }
-      if (call.cursor >= call.pairs.length) this.advancePending();
-      if (performance.now() > deadline) break;
-    }
-    if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {
-      this.pending = this.pending.slice(this.pendingHead);
-      this.pendingHead = 0;
-    }
-    for (let c = this.pending[this.pendingHead]; c && (!c.live || c.cursor >= c.pairs.length); ) {
-      this.advancePending();
-      c = this.pending[this.pendingHead];
-    }
-    return this.ready.length >= target || this.pendingHead >= this.pending.length;
-  }
-
-  /** Moves past the call at the head, letting go of it; an empty queue starts again at slot 0. */
-  private advancePending(): void {
-    this.pending[this.pendingHead++] = undefined;
-    if (this.pendingHead === this.pending.length) {
-      this.pending.length = 0;
-      this.pendingHead = 0;
-    }
-  }
-
-  /** Picks the next batch: the balanced run of the length-sorted window that holds the oldest sequence. */
-  private formBatch(): Batch | undefined {
-    const { maxBatchTokens, maxBatchSize, sortWindow } = this.limits;
-    if (this.readyDirty) {
-      this.ready = this.ready.filter((s) => s.call.live);
-      this.readyDirty = false;
-    }
-    const ready = this.ready;
-    if (ready.length === 0) return undefined;
-    let chosen: Seq[];
-    if (sortWindow === 0 || ready.length === 1) {
-      chosen = [];
-      let tokens = 0;
-      for (const s of ready) {
-        const len = s.ids.length;
-        if (chosen.length > 0 && (chosen.length >= maxBatchSize || tokens + len > maxBatchTokens)) break;
-        chosen.push(s);
-        tokens += len;
-      }
-      this.ready = ready.slice(chosen.length);
-    } else {
-      const sorted = ready.slice(0, Math.max(sortWindow, maxBatchSize));
-      const oldest = sorted[0] as Seq;
-      sorted.sort((a, b) => a.ids.length - b.ids.length || a.order - b.order);
-      const at = sorted.indexOf(oldest);
-      const cuts = balancedCuts(
-        sorted.map((x) => x.ids.length),
-        maxBatchTokens,
-        maxBatchSize,
-      );
-      let g = 0;
-      while ((cuts[g + 1] as number) <= at) g++;
-      const lo = cuts[g] as number;
-      const hi = (cuts[g + 1] as number) - 1;
-      chosen = sorted.slice(lo, hi + 1);
-      const taken = new Set(chosen);
-      // Keep arrival order in the batch (the engine does not care; results are scattered by pair).
-      chosen.sort((a, b) => a.order - b.order);
-      this.ready = ready.filter((s) => !taken.has(s));
-    }
-    let tokens = 0;
-    let maxLength = 0;
-    let tokenizeMs = 0;
-    for (const s of chosen) {
-      tokens += s.ids.length;
-      if (s.ids.length > maxLength) maxLength = s.ids.length;
-      tokenizeMs += s.tokenizeMs;
-    }
-    return {
-      id: ++this.batchSeq,
-      seqs: chosen,
-      tokens,
-      maxLength,
-      // Tokenizing its sequences; packing is added in dispatch().
-      tokenizeMs,
-      startedAt: 0,
-    };
-  }
-
+  /** Hands a batch from the window to the engine: its pairs leave the queue. */
   private dispatch(batch: Batch): void {
+    this.queue.dispatched(batch);
+    this.send(batch);
+  }
+
+  /** Packs the batch and runs it on the engine; its result (or failure) comes back to complete/failBatch. */
+  private send(batch: Batch): void {
     const t0 = performance.now();
     const seqs = batch.seqs;
     const tokens = new Int32Array(batch.tokens);
@@ -590,11 +267,6 @@ export class Scheduler {
       typeIds.set(s.typeIds, off);
       off += s.ids.length;
       offsets[i + 1] = off;
-      const c = s.call;
-      if (decrement(c.undispatched, s.pair) === 0) {
-        c.queuedPairs--;
-        this.queued--;
-      }
     }
     batch.tokenizeMs += performance.now() - t0;
     batch.startedAt = performance.now();
@@ -626,26 +298,7 @@ export class Scheduler {
       const c = s.call;
       wait += Math.max(0, engineStart - c.enqueuedAt - s.tokenizeMs);
       if (!c.live) continue;
-      if (c.lastBatch !== batch.id) {
-        c.lastBatch = batch.id;
-        c.inferenceMs += r.inferenceMs;
-      }
-      const best = c.bestWindow[s.pair] as number;
-      const first = r.logits[i * L] as number;
-      // Chunk mode keeps the window with the highest first logit; ties go to the earlier window, so
-      // the choice never depends on which batch a window rode in.
-      const better =
-        best < 0 ||
-        first > (c.logits[s.pair * L] as number) ||
-        (first === c.logits[s.pair * L] && s.window < best);
-      if (better) {
-        for (let k = 0; k < L; k++) c.logits[s.pair * L + k] = r.logits[i * L + k] as number;
-        c.bestWindow[s.pair] = s.window;
-      }
-      if (decrement(c.unscored, s.pair) === 0) {
-        c.outstanding--;
-        pairsDone.add(c);
-      }
+      if (windowScored(c, s.pair, s.window, r.logits, i * L, L, batch.id, r.inferenceMs)) pairsDone.add(c);
     }
     const metrics: BatchMetrics = {
       id: batch.id,
@@ -666,80 +319,40 @@ export class Scheduler {
     let pairsInBatch = 0;
     for (const s of batch.seqs) if (s.window === 0) pairsInBatch++;
     this.recorder.pairs += pairsInBatch;
-    if (this.onBatch) safely(this.onBatch, metrics);
+    if (this.onBatch) callSafely(this.onBatch, metrics, 'a batch listener');
     for (const c of pairsDone) {
-      if (c.live && c.outstanding === 0) {
-        this.finish(c);
-      }
+      if (c.live && c.outstanding === 0) this.finish(c);
     }
   }
 
+  /**
+   * A batch the engine refused. E_INPUT means something in one call's sequences (e.g. a token id the
+   * model does not have): the batch's calls are tried again each in a batch of its own, so only the
+   * call holding the bad pair fails and the others get the results they would get alone (an engine's
+   * result for a sequence does not depend on its batch). Any other failure fails every call in it.
+   */
   private failBatch(batch: Batch, err: unknown): void {
     const e = fromNativeError(err);
-    for (const s of batch.seqs) this.fail(s.call, e);
+    const byCall = new Map<Call, Seq[]>();
+    for (const s of batch.seqs) {
+      if (!s.call.live) continue;
+      const list = byCall.get(s.call);
+      if (list) list.push(s);
+      else byCall.set(s.call, [s]);
+    }
+    if (e.code !== 'E_INPUT' || byCall.size < 2 || this.disposed) {
+      for (const c of byCall.keys()) this.fail(c, e);
+      return;
+    }
+    for (const seqs of byCall.values()) this.send(this.queue.batchOf(seqs));
   }
 
   private safeMemory(): EngineMemory {
     try {
       return this.engine.memory();
     } catch {
+      // A failing memory() must not break stats() or a batch's metrics; zeros say "unknown".
       return { activeBytes: 0, peakBytes: 0, cacheBytes: 0 };
     }
-  }
-}
-
-/**
- * Splits lengths sorted ascending into as few contiguous batches as the limits allow, with about the
- * same number of tokens in each (rather than full batches and a small remainder): contiguous runs of
- * similar lengths pad least. Returns the cut points: batch g is [cuts[g], cuts[g + 1]).
- */
-export function balancedCuts(lengths: readonly number[], maxTokens: number, maxSize: number): number[] {
-  let groups = 1;
-  let tokens = 0;
-  let count = 0;
-  let total = 0;
-  for (const l of lengths) {
-    if (count > 0 && (count >= maxSize || tokens + l > maxTokens)) {
-      groups++;
-      tokens = 0;
-      count = 0;
-    }
-    tokens += l;
-    count++;
-    total += l;
-  }
-  const share = total / groups;
-  const cuts = [0];
-  tokens = 0;
-  count = 0;
-  let cum = 0;
-  for (let i = 0; i < lengths.length; i++) {
-    const l = lengths[i] as number;
-    const full = count >= maxSize || tokens + l > maxTokens;
-    if (count > 0 && (full || cum >= share * cuts.length)) {
-      cuts.push(i);
-      tokens = 0;
-      count = 0;
-    }
-    tokens += l;
-    count++;
-    cum += l;
-  }
-  cuts.push(lengths.length);
-  return cuts;
-}
-
-function decrement(a: Int32Array, i: number): number {
-  const v = (a[i] as number) - 1;
-  a[i] = v;
-  return v;
-}
-
-/** Runs a user callback; an exception in it becomes a process warning instead of breaking the queue. */
-function safely<T>(fn: (v: T) => void, v: T): void {
-  try {
-    fn(v);
-  } catch (err) {
-    process.emitWarning(`mlx-rerank: a metrics listener threw: ${String(err)}`);
   }
 }

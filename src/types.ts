@@ -40,10 +40,3 @@ export interface ModelFiles {
   specialTokensMap?: string;
   sentenceTransformersConfig?: string; // config_sentence_transformers.json, when present
 }
-
-/** The packed batch of DESIGN.md: no padding crosses into native code. */
-export interface PackedBatch {
-  tokens: Int32Array; // all pairs' ids, concatenated
-  typeIds: Int32Array; // 0 = query segment, 1 = document segment
-  offsets: Int32Array; // pair i is tokens[offsets[i] .. offsets[i+1])
-}
