@@ -4,7 +4,7 @@
  * synchronously, into arrays the library owns. Bad input is an InputError naming what was wrong.
  */
 import { InputError, MlxRerankError } from './errors';
-import type { resolveModel } from './hub';
+import { HUB_RANGES, type resolveModel } from './hub';
 import type { BatchMetrics, CallMetrics } from './metrics';
 import { type SchedulerLimits, tooManyPairs } from './scheduler';
 import type { Tokenizer } from './tokenizer';
@@ -88,8 +88,7 @@ export const OPTION_RANGES = {
   threads: int(1, 256),
   /** Default: MLX's own. */
   cacheLimitBytes: int(0, Number.MAX_SAFE_INTEGER),
-  /** Default 5 (src/hub.ts). */
-  retries: int(0, 100),
+  ...HUB_RANGES,
   /** Default: all documents. */
   topK: int(0, 2 ** 32 - 1),
 } as const;
@@ -109,6 +108,7 @@ export const HUB_KEYS: { readonly [K in keyof HubOptions]-?: true } = {
   signal: true,
   verify: true,
   retries: true,
+  stallTimeoutMs: true,
 };
 
 export const LOAD_KEYS: { readonly [K in keyof LoadOptions]-?: true } = {
@@ -159,7 +159,14 @@ export function slice<T extends object, K extends keyof T>(
  * whose range depends on the model (maxLength, chunkStride) are checked again once it is known.
  */
 export function checkLoadOptions(o: Partial<LoadOptions>): void {
-  for (const k of ['maxLength', 'chunkStride', 'threads', 'cacheLimitBytes', 'retries'] as const) {
+  for (const k of [
+    'maxLength',
+    'chunkStride',
+    'threads',
+    'cacheLimitBytes',
+    'retries',
+    'stallTimeoutMs',
+  ] as const) {
     if (o[k] !== undefined) checkNumber(k, o[k], OPTION_RANGES[k]);
   }
   for (const k of ['offline', 'progress', 'verify', 'compile', 'warmup'] as const) {

@@ -52,6 +52,15 @@ import {
 import { COMMIT_RE, etagHashKind, isRepoId, isRevision, isShardName, quote } from './hub/names';
 import { createProgressReporter } from './progress';
 import type { ModelFiles } from './types';
+import { checkNumber, int, type Range, real } from './validate';
+
+/** Ranges of the numeric hub options (docs/limits.md lists them with the others). */
+export const HUB_RANGES = {
+  /** Default 5. */
+  retries: int(0, 100),
+  /** Default: HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT seconds, else STALL_TIMEOUT_DEFAULT_S. */
+  stallTimeoutMs: real(1, MAX_TIMEOUT_MS),
+} as const;
 
 export interface ResolveOptions {
   /** Branch, tag or commit; `org/name@rev` in the id wins. Default "main". */
@@ -116,8 +125,8 @@ async function resolveUnwrapped(idOrPath: string, opts: ResolveOptions): Promise
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw new InputError('signal must be an AbortSignal.');
   }
-  const stallTimeoutMs = checkNumber('stallTimeoutMs', opts.stallTimeoutMs, 1, MAX_TIMEOUT_MS);
-  const retries = checkNumber('retries', opts.retries, 0, 100, true) ?? 5;
+  const stallTimeoutMs = optional('stallTimeoutMs', opts.stallTimeoutMs, HUB_RANGES.stallTimeoutMs);
+  const retries = optional('retries', opts.retries, HUB_RANGES.retries) ?? 5;
   throwIfAborted(signal); // before anything is read or written
   const local = await localFolder(idOrPath);
   if (local) return filesInFolder(local, idOrPath, undefined, undefined, signal);
@@ -217,20 +226,8 @@ function envSeconds(name: string, fallback: number): number {
 }
 
 /** An optional numeric option within [min, max] (an integer when asked), else E_INPUT naming it. */
-function checkNumber(
-  name: string,
-  v: unknown,
-  min: number,
-  max: number,
-  integer = false,
-): number | undefined {
-  if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !(v >= min && v <= max) || (integer && !Number.isInteger(v))) {
-    throw new InputError(
-      `${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max} (got ${quote(v)}).`,
-    );
-  }
-  return v;
+function optional(name: string, v: unknown, range: Range): number | undefined {
+  return v === undefined ? undefined : checkNumber(name, v, range);
 }
 
 function throwIfAborted(signal?: AbortSignal): void {
