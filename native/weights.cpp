@@ -74,9 +74,10 @@ class WeightFile {
     if (::fstat(fd_, &now) != 0)
       badWeights(path_, std::string("cannot stat it (") + std::strerror(errno) + ")");
     if (!shortRead && now.st_size == opened_.st_size && sameTime(mtimeOf(now), mtimeOf(opened_))) return;
-    badWeights(path_, "it changed while loading (" + std::to_string(size_) + " bytes when opened, " +
-                          std::to_string(now.st_size) +
-                          " now); load again once whatever writes the file has finished");
+    throw EngineError(ErrorCode::BadWeights, "Weights file " + path_ + " changed while it was loading (" +
+                                                 std::to_string(size_) + " bytes when opened, " +
+                                                 std::to_string(now.st_size) +
+                                                 " now). Load again once whatever writes it has finished.");
   }
 #ifdef __APPLE__
   static const struct timespec& mtimeOf(const struct stat& st) { return st.st_mtimespec; }
