@@ -19,6 +19,9 @@ namespace mlxrerank {
 namespace {
 
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // safetensors' own limit is 100 MB
+// Each file stays open while the engine reads it; BERT checkpoints come in one file, the largest
+// published models in a few hundred shards.
+constexpr size_t kMaxFiles = 256;
 
 [[noreturn]] void badWeights(const std::string& file, const std::string& what) {
   throw EngineError(ErrorCode::BadWeights, "Invalid safetensors file " + file + ": " + what +
@@ -297,6 +300,9 @@ class SafetensorsStore final : public WeightStore {
   SafetensorsStore(const std::vector<std::string>& files, const ModelSpec& spec) {
     checkSpec(spec);
     if (files.empty()) badConfig("no weight files given");
+    if (files.size() > kMaxFiles)
+      badWeights(files.front(), "the model names " + std::to_string(files.size()) +
+                                    " weight files, more than " + std::to_string(kMaxFiles));
     for (const auto& path : files) {
       files_.push_back(std::make_unique<WeightFile>(path));
       const WeightFile& f = *files_.back();
