@@ -368,7 +368,8 @@ class SafetensorsStore final : public WeightStore {
       toFloat(t.view.dtype, t.view.data, n, out.data());
     } else if (t.view.dtype == DType::F32) {
       t.file->read(t.offset, out.data(), n * 4);  // straight into place: no second copy
-    } else {                                      // 16-bit: a bounded staging buffer, converted as it goes
+    } else {
+      // 16-bit: read through a bounded staging buffer and converted as it goes.
       constexpr size_t kChunk = size_t(1) << 16;
       std::vector<uint8_t> staging(std::min(n, kChunk) * 2);
       for (size_t i = 0; i < n; i += kChunk) {
