@@ -4,6 +4,7 @@
  * MLX_RERANK_FUZZ_CASES raises the mutation count (e.g. 1e6 under AddressSanitizer, see
  * scripts/test-native.mjs).
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -237,6 +238,17 @@ describe('bad files give typed errors naming the problem', () => {
     await expectRejects([write(Buffer.alloc(0))], 'E_BAD_WEIGHTS', /shorter than the 8-byte/);
     await expectRejects([write(Buffer.from([1, 2, 3]))], 'E_BAD_WEIGHTS', /shorter than the 8-byte/);
   });
+
+  it.skipIf(spawnSync('mkfifo', ['--version']).status !== 0)(
+    'a folder or a FIFO is refused, the FIFO without waiting for a writer',
+    async () => {
+      await expectRejects([dir], 'E_BAD_WEIGHTS', /not a regular file/);
+      const fifo = join(dir, 'fifo.safetensors');
+      expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+      await expectRejects([fifo], 'E_BAD_WEIGHTS', /not a regular file/);
+    },
+    10_000,
+  );
 
   it('truncated data and header length larger than the file', async () => {
     const full = safetensorsBytes(tensors, 'F32');
