@@ -1,6 +1,7 @@
 // A small strict JSON parser for safetensors headers (RFC 8259): UTF-8 validated (no overlongs, no
-// surrogates), bounded nesting, duplicate keys refused, integers kept exact. Throws JsonError with the
-// byte offset of the problem. Written here so the addon has no dependency beyond node-addon-api.
+// surrogates), bounded nesting and value count, duplicate keys refused (in linear time), integers kept
+// exact. Throws JsonError with the byte offset of the problem. Written here so the addon has no
+// dependency beyond node-addon-api.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -51,9 +53,13 @@ class Parser {
 
  private:
   static constexpr int kMaxDepth = 64;
+  // Bounds the memory a parse may build (~150 bytes a value) before anything is checked: a BERT
+  // header holds a few thousand values, a 1024-layer one ~130k.
+  static constexpr size_t kMaxValues = size_t(1) << 20;
   const char* p_;
   size_t n_;
   size_t i_ = 0;
+  size_t values_ = 0;
 
   [[noreturn]] void fail(const std::string& what) const { throw JsonError(what, i_); }
   bool eof() const { return i_ >= n_; }
@@ -70,6 +76,7 @@ class Parser {
 
   Value parseValue(int depth) {
     if (depth > kMaxDepth) fail("nesting deeper than 64 levels");
+    if (++values_ > kMaxValues) fail("more than 1048576 values, this parser's limit");
     if (eof()) fail("unexpected end of JSON");
     Value v;
     switch (peek()) {
@@ -116,11 +123,12 @@ class Parser {
       ++i_;
       return;
     }
+    std::unordered_set<std::string> keys;  // find() per key would make the check quadratic
     for (;;) {
       skipWs();
       if (eof() || peek() != '"') fail("expected a string key");
       std::string key = parseString();
-      if (v.find(key)) fail("duplicate key \"" + key + "\"");
+      if (!keys.insert(key).second) fail("duplicate key \"" + key + "\"");
       skipWs();
       expect(':');
       skipWs();

@@ -1,8 +1,8 @@
-// safetensors loading: mmap (RAII), strict header validation, name canonicalisation, f16/bf16 -> f32.
+// safetensors loading: pread into owned memory (no mapping), strict header validation, name
+// canonicalisation, f16/bf16 -> f32.
 #include "weights.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +19,9 @@ namespace mlxrerank {
 namespace {
 
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // safetensors' own limit is 100 MB
+// Each file stays open while the engine reads it; BERT checkpoints come in one file, the largest
+// published models in a few hundred shards.
+constexpr size_t kMaxFiles = 256;
 
 [[noreturn]] void badWeights(const std::string& file, const std::string& what) {
   throw EngineError(ErrorCode::BadWeights, "Invalid safetensors file " + file + ": " + what +
@@ -27,41 +30,71 @@ constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // safetensors' own limit is
 
 [[noreturn]] void badConfig(const std::string& what) { throw EngineError(ErrorCode::BadConfig, what); }
 
-// A read-only mapping of a whole file, unmapped on destruction.
-class MappedFile {
+// A weights file read with pread() into memory we own. Nothing is mapped: a file that another process
+// truncates while we read it gives a short read and E_BAD_WEIGHTS, where a mapping would fault
+// (SIGBUS kills the process). The descriptor pins the inode we validated, so a file renamed over the
+// path is not seen at all; a file changed in place (size or modification time differs from the one
+// we opened) is refused after any read that may have seen the change, so a load is of one consistent
+// file or fails.
+class WeightFile {
  public:
-  explicit MappedFile(const std::string& path) : path_(path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) badWeights(path, std::string("cannot open it (") + std::strerror(errno) + ")");
-    struct stat st;
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd);
+  explicit WeightFile(const std::string& path) : path_(path) {
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd_ < 0) badWeights(path, std::string("cannot open it (") + std::strerror(errno) + ")");
+    if (::fstat(fd_, &opened_) != 0 || !S_ISREG(opened_.st_mode)) {
+      ::close(fd_);
       badWeights(path, "not a regular file");
     }
-    size_ = static_cast<size_t>(st.st_size);
-    if (size_ < 8) {
-      ::close(fd);
-      badWeights(path, "file is " + std::to_string(size_) + " bytes, shorter than the 8-byte header length");
-    }
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    ::close(fd);
-    if (p == MAP_FAILED) badWeights(path, std::string("cannot map it (") + std::strerror(errno) + ")");
-    data_ = static_cast<const uint8_t*>(p);
+    size_ = static_cast<uint64_t>(opened_.st_size);
   }
-  ~MappedFile() {
-    if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
-  }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
+  ~WeightFile() { ::close(fd_); }
+  WeightFile(const WeightFile&) = delete;
+  WeightFile& operator=(const WeightFile&) = delete;
 
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
+  // Reads exactly `bytes` at `offset` (the caller checked the range against size()), then checks the
+  // file is still the one opened.
+  void read(uint64_t offset, void* dst, size_t bytes) const {
+    auto* out = static_cast<uint8_t*>(dst);
+    size_t done = 0;
+    while (done < bytes) {
+      const size_t want = std::min<size_t>(bytes - done, size_t(1) << 30);
+      const ssize_t got = ::pread(fd_, out + done, want, static_cast<off_t>(offset + done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) badWeights(path_, std::string("reading it failed (") + std::strerror(errno) + ")");
+      if (got == 0) break;  // end of file: it shrank since it was opened
+      done += static_cast<size_t>(got);
+    }
+    checkUnchanged(done < bytes);
+  }
+
+  uint64_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
  private:
+  void checkUnchanged(bool shortRead) const {
+    struct stat now;
+    if (::fstat(fd_, &now) != 0)
+      badWeights(path_, std::string("cannot stat it (") + std::strerror(errno) + ")");
+    if (!shortRead && now.st_size == opened_.st_size && sameTime(mtimeOf(now), mtimeOf(opened_))) return;
+    throw EngineError(ErrorCode::BadWeights, "Weights file " + path_ + " changed while it was loading (" +
+                                                 std::to_string(size_) + " bytes when opened, " +
+                                                 std::to_string(now.st_size) +
+                                                 " now). Load again once whatever writes it has finished.");
+  }
+#ifdef __APPLE__
+  static const struct timespec& mtimeOf(const struct stat& st) { return st.st_mtimespec; }
+#else
+  static const struct timespec& mtimeOf(const struct stat& st) { return st.st_mtim; }
+#endif
+  static bool sameTime(const struct timespec& a, const struct timespec& b) {
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+  }
+
   std::string path_;
-  const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
+  int fd_ = -1;
+  struct stat opened_ {};
+  uint64_t size_ = 0;
 };
 
 // Element size of every dtype the safetensors format defines; 0 = unknown.
@@ -98,10 +131,15 @@ struct Entry {
   uint64_t begin = 0, end = 0;
 };
 
-std::vector<Entry> parseHeader(const MappedFile& file, uint64_t& dataStart) {
+std::vector<Entry> parseHeader(const WeightFile& file, uint64_t& dataStart) {
   const std::string& path = file.path();
+  if (file.size() < 8)
+    badWeights(path,
+               "file is " + std::to_string(file.size()) + " bytes, shorter than the 8-byte header length");
+  uint8_t prefix[8];
+  file.read(0, prefix, 8);
   uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | file.data()[i];
+  for (int i = 7; i >= 0; --i) n = (n << 8) | prefix[i];
   if (n > kMaxHeaderBytes)
     badWeights(path, "header length " + std::to_string(n) + " exceeds the 100 MB limit");
   if (n > file.size() - 8)
@@ -110,10 +148,13 @@ std::vector<Entry> parseHeader(const MappedFile& file, uint64_t& dataStart) {
   if (n < 2) badWeights(path, "header is empty");
   dataStart = 8 + n;
   const uint64_t dataSize = file.size() - dataStart;
+  // Parsed from our own copy: bytes that change on disk meanwhile cannot change under the parser.
+  std::string header(static_cast<size_t>(n), '\0');
+  file.read(8, &header[0], header.size());
 
   json::Value root;
   try {
-    root = json::parse(reinterpret_cast<const char*>(file.data()) + 8, n);
+    root = json::parse(header.data(), header.size());
   } catch (const json::JsonError& e) {
     badWeights(path, std::string("header is not valid JSON (") + e.what() + ")");
   }
@@ -230,14 +271,41 @@ inline float f16ToF32(uint16_t h) {
   return f;
 }
 
+// Stored values -> float32 (the bytes may come from any offset in the file: copied, never cast).
+void toFloat(DType dtype, const uint8_t* src, size_t n, float* out) {
+  switch (dtype) {
+    case DType::F32:
+      std::memcpy(out, src, n * 4);
+      break;
+    case DType::F16:
+      for (size_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        out[i] = f16ToF32(h);
+      }
+      break;
+    case DType::BF16:
+      for (size_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        const uint32_t bits = uint32_t(h) << 16;
+        std::memcpy(&out[i], &bits, 4);
+      }
+      break;
+  }
+}
+
 class SafetensorsStore final : public WeightStore {
  public:
   SafetensorsStore(const std::vector<std::string>& files, const ModelSpec& spec) {
     checkSpec(spec);
     if (files.empty()) badConfig("no weight files given");
+    if (files.size() > kMaxFiles)
+      badWeights(files.front(), "the model names " + std::to_string(files.size()) +
+                                    " weight files, more than " + std::to_string(kMaxFiles));
     for (const auto& path : files) {
-      files_.push_back(std::make_unique<MappedFile>(path));
-      const MappedFile& f = *files_.back();
+      files_.push_back(std::make_unique<WeightFile>(path));
+      const WeightFile& f = *files_.back();
       uint64_t dataStart = 0;
       for (auto& e : parseHeader(f, dataStart)) {
         const std::string canon = canonicalName(e.name);
@@ -245,10 +313,10 @@ class SafetensorsStore final : public WeightStore {
           badWeights(path, "tensor \"" + e.name +
                                "\" appears twice (with and without the bert. prefix, or in two shards)");
         Located t;
-        t.file = path;
+        t.file = &f;
+        t.offset = dataStart + e.begin;
         t.dtypeName = e.dtype;
         t.view.shape = e.shape;
-        t.view.data = f.data() + dataStart + e.begin;
         t.view.bytes = e.end - e.begin;
         tensors_.emplace(canon, std::move(t));
       }
@@ -269,11 +337,11 @@ class SafetensorsStore final : public WeightStore {
       else if (t.dtypeName == "BF16")
         t.view.dtype = DType::BF16;
       else
-        badWeights(t.file, "tensor \"" + want.first + "\" has dtype " + t.dtypeName +
-                               "; only F32, F16 and BF16 are supported");
+        badWeights(t.file->path(), "tensor \"" + want.first + "\" has dtype " + t.dtypeName +
+                                       "; only F32, F16 and BF16 are supported");
       if (t.view.shape != want.second)
-        badConfig("config.json does not match the weights: tensor \"" + want.first + "\" in " + t.file +
-                  " has shape " + shapeString(t.view.shape) + " but the config implies " +
+        badConfig("config.json does not match the weights: tensor \"" + want.first + "\" in " +
+                  t.file->path() + " has shape " + shapeString(t.view.shape) + " but the config implies " +
                   shapeString(want.second) + ". Use the config.json that came with these weights.");
       t.checked = true;
     }
@@ -283,26 +351,55 @@ class SafetensorsStore final : public WeightStore {
   }
 
   const TensorView& get(const std::string& canonicalName) const override {
-    auto it = tensors_.find(canonicalName);
-    if (it == tensors_.end() || !it->second.checked)
-      throw EngineError(ErrorCode::Engine, "internal: tensor " + canonicalName + " was not validated");
-    return it->second.view;
+    const Located& t = find(canonicalName);
+    if (!t.view.data) {  // first use: read it (at least one byte, so data is never null)
+      t.owned.resize(std::max<size_t>(t.view.bytes, 1));
+      t.file->read(t.offset, t.owned.data(), t.view.bytes);
+      t.view.data = t.owned.data();
+    }
+    return t.view;
   }
 
-  int64_t mappedBytes() const override {
-    int64_t total = 0;
-    for (const auto& f : files_) total += static_cast<int64_t>(f->size());
-    return total;
+  std::vector<float> toFloat32(const std::string& canonicalName) const override {
+    const Located& t = find(canonicalName);
+    const size_t n = static_cast<size_t>(t.view.numel());
+    std::vector<float> out(n);
+    if (t.view.data) {
+      toFloat(t.view.dtype, t.view.data, n, out.data());
+    } else if (t.view.dtype == DType::F32) {
+      t.file->read(t.offset, out.data(), n * 4);  // straight into place: no second copy
+    } else {
+      // 16-bit: read through a bounded staging buffer and converted as it goes.
+      constexpr size_t kChunk = size_t(1) << 16;
+      std::vector<uint8_t> staging(std::min(n, kChunk) * 2);
+      for (size_t i = 0; i < n; i += kChunk) {
+        const size_t m = std::min(kChunk, n - i);
+        t.file->read(t.offset + 2 * i, staging.data(), 2 * m);
+        toFloat(t.view.dtype, staging.data(), m, out.data() + i);
+      }
+    }
+    return out;
   }
 
  private:
   struct Located {
-    std::string file;
+    const WeightFile* file = nullptr;
+    uint64_t offset = 0;  // of the first byte, from the start of the file
     std::string dtypeName;
-    TensorView view;
     bool checked = false;
+    // Filled by get() on first use; the engines load on one thread, so no lock.
+    mutable TensorView view;
+    mutable std::vector<uint8_t> owned;
   };
-  std::vector<std::unique_ptr<MappedFile>> files_;
+
+  const Located& find(const std::string& canonicalName) const {
+    auto it = tensors_.find(canonicalName);
+    if (it == tensors_.end() || !it->second.checked)
+      throw EngineError(ErrorCode::Engine, "internal: tensor " + canonicalName + " was not validated");
+    return it->second;
+  }
+
+  std::vector<std::unique_ptr<WeightFile>> files_;
   std::unordered_map<std::string, Located> tensors_;
 };
 
@@ -328,33 +425,6 @@ int64_t TensorView::numel() const {
 
 std::unique_ptr<WeightStore> WeightStore::open(const std::vector<std::string>& files, const ModelSpec& spec) {
   return std::make_unique<SafetensorsStore>(files, spec);
-}
-
-std::vector<float> WeightStore::toFloat32(const std::string& canonicalName) const {
-  const TensorView& t = get(canonicalName);
-  const size_t n = static_cast<size_t>(t.numel());
-  std::vector<float> out(n);
-  switch (t.dtype) {
-    case DType::F32:
-      std::memcpy(out.data(), t.data, n * 4);  // the mapping may be unaligned: copy bytes
-      break;
-    case DType::F16:
-      for (size_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, t.data + 2 * i, 2);
-        out[i] = f16ToF32(h);
-      }
-      break;
-    case DType::BF16:
-      for (size_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, t.data + 2 * i, 2);
-        const uint32_t bits = uint32_t(h) << 16;
-        std::memcpy(&out[i], &bits, 4);
-      }
-      break;
-  }
-  return out;
 }
 
 std::map<std::string, std::vector<int64_t>> expectedTensors(const ModelSpec& s) {
