@@ -124,7 +124,7 @@ export interface CrossEncoderInfo {
 type Events = { batch: BatchMetrics; call: CallMetrics };
 type Listener<K extends keyof Events> = (v: Events[K]) => void;
 
-function pickBackend(want: 'auto' | Backend, device: DeviceKind): Backend {
+export function pickBackend(want: 'auto' | Backend, device: DeviceKind): Backend {
   const b = backends();
   if (want !== 'auto' && want !== 'mlx' && want !== 'cpu') {
     throw new InputError(`backend must be 'auto', 'mlx' or 'cpu' (got ${String(want)}).`);
