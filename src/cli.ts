@@ -204,7 +204,8 @@ async function serveCommand(argv: string[]): Promise<number> {
   }
   // Loaded only for `serve`: the other commands do not pay for the HTTP stack.
   const { runServe } = await import('./server/index');
-  return runServe(options);
+  const code = await runServe(options);
+  process.exit(code); // drained and released: nothing left worth waiting for (e.g. a stray socket)
 }
 
 async function main(argv: string[]): Promise<number> {

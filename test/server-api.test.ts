@@ -156,7 +156,7 @@ describe('Cohere / Jina routes', () => {
     const v2 = new CohereClientV2({ token: KEY, environment: locked.url });
     const r2 = await v2.rerank({ model: 'any', query, documents: docs, topN: 2 });
     expect(r2.results.map((r) => r.index)).toEqual(want.slice(0, 2).map((r) => r.index));
-    expect(r2.results[0]?.document).toBeUndefined();
+    expect(r2.results[0]).not.toHaveProperty('document');
     expect(typeof r2.id).toBe('string');
   });
 
@@ -214,7 +214,7 @@ describe('errors, limits and auth', () => {
     expect((await fetch(`${locked.url}/nope`)).status).toBe(401);
     const missing = await fetch(`${locked.url}/nope`, { headers: auth });
     expect(missing.status).toBe(404);
-    expect((await missing.json()).error_type).toBe('NotFound');
+    expect(JSON.parse(await missing.text()).error_type).toBe('NotFound');
   });
 
   it('429 with Retry-After when the queue is full; the rest succeed and the server keeps serving', async () => {
@@ -248,7 +248,7 @@ describe('errors, limits and auth', () => {
     try {
       const health = await fetch(`${url}/health`);
       expect(health.status).toBe(503);
-      expect((await health.json()).error_type).toBe('Unhealthy');
+      expect(JSON.parse(await health.text()).error_type).toBe('Unhealthy');
       const early = await post(url, '/rerank', { query, texts: ['a'] });
       expect(early.status).toBe(503);
       expect(early.headers.get('retry-after')).toBe('1');
@@ -303,7 +303,7 @@ describe('plumbing', () => {
   });
 
   it('GET /openapi.json is built from the schemas that validate', async () => {
-    const doc = await (await fetch(`${locked.url}/openapi.json`)).json();
+    const doc = JSON.parse(await (await fetch(`${locked.url}/openapi.json`)).text());
     const s = schemas({ maxDocuments: 8 });
     const body = (path: string) => doc.paths[path].post.requestBody.content['application/json'].schema;
     expect(body('/rerank')).toEqual(JSON.parse(JSON.stringify(s.teiRerank)));

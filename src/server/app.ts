@@ -125,6 +125,11 @@ export function buildServer(o: HttpOptions, hooks: ServerHooks = {}): Server {
     }
   });
 
+  // While draining, every answer closes its connection: keep-alive sockets would hold the process open.
+  app.addHook('onSend', async (_req, reply) => {
+    if (draining) reply.header('connection', 'close');
+  });
+
   app.addHook('onResponse', async (req, reply) => {
     const t0 = started.get(req) ?? performance.now();
     metrics.response(

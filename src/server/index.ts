@@ -96,6 +96,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     // app.close() stops accepting, closes idle keep-alive connections and waits for requests in flight.
     const drained = await Promise.race([app.close().then(() => true as const), deadline]);
     clearTimeout(timer);
+    if (!drained) app.server.closeAllConnections(); // the deadline passed: cut what is left
     metrics.stop();
     metrics.detach();
     await server.encoder?.dispose();
