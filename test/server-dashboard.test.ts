@@ -71,7 +71,7 @@ it('shows the model and machine, and its charts follow a load as it runs', async
   expect(await page.textContent('#model')).toContain('synthetic');
   expect(await page.textContent('#machine')).toMatch(/cores/);
   expect(await page.locator('.chart canvas').count()).toBe(7);
-  const pointsAt = () => page.$eval('#chart-throughput', (e) => Number((e as HTMLElement).dataset.points));
+  const pointsAt = () => page.$eval('#chart-throughput', (e) => Number(e.getAttribute('data-points')));
   const before = await pointsAt();
 
   let running = true;
@@ -95,8 +95,8 @@ it('shows the model and machine, and its charts follow a load as it runs', async
     });
     // Three more seconds of samples: the lines are drawn through the load, not one point.
     await page.waitForFunction(
-      (n) => Number((document.querySelector('#chart-throughput') as HTMLElement).dataset.points) >= n,
-      before + 3,
+      `Number(document.querySelector('#chart-throughput').dataset.points) >= ${before + 3}`,
+      undefined,
       { timeout: 15_000 },
     );
   } finally {

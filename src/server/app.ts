@@ -132,11 +132,12 @@ export function buildServer(o: HttpOptions, hooks: ServerHooks = {}): Server {
 
   app.addHook('onResponse', async (req, reply) => {
     const t0 = started.get(req) ?? performance.now();
-    metrics.response(
-      req.routeOptions.url ?? 'unmatched',
-      req.method,
-      reply.statusCode,
-      (performance.now() - t0) / 1000,
+    const ms = performance.now() - t0;
+    const route = req.routeOptions.url ?? 'unmatched';
+    metrics.response(route, req.method, reply.statusCode, ms / 1000);
+    req.log.info(
+      { method: req.method, route, status: reply.statusCode, ms: Math.round(ms * 1000) / 1000 },
+      'request',
     );
   });
 
