@@ -15,7 +15,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
@@ -135,6 +135,7 @@ function cannon(url: string, opts: Partial<autocannon.Options>): Promise<autocan
 }
 
 async function main(): Promise<void> {
+  const loadStart = loadavg()[0] as number;
   const picked = await pickModel({ model: v.model, offline: true });
   const model = picked.source;
   process.stderr.write(`library in-process, ${concurrency} callers, ${seconds} s...\n`);
@@ -187,6 +188,7 @@ async function main(): Promise<void> {
     `**Machine:** ${m.cpu}, ${m.cores} cores (${cpus().length} visible), ${f(m.memoryGiB, 0)} GiB RAM, ${m.os} | Node ${process.version}`,
     `**Model:** ${picked.id}${picked.synthetic ? ' (synthetic: random weights)' : ''} | **Engine:** ${engineFlags.join(' ')} | **Request:** 1 query x ${DOCS} MS MARCO-like passages (POST /rerank)`,
     `**Load generator:** autocannon on loopback, in the bench process; the server is a child process (log level info, JSON to a pipe).`,
+    `**1-minute load average, start/end:** ${f(loadStart, 2)} / ${f(loadavg()[0] as number, 2)} on ${m.cores} cores${Math.max(loadStart, loadavg()[0] as number) > m.cores ? ' — other processes competed for the CPU: read the ratios, not the absolute figures' : ''}`,
     '',
     '## Throughput: library in-process vs the server',
     '',

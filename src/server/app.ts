@@ -94,8 +94,9 @@ export function buildServer(o: HttpOptions, hooks: ServerHooks = {}): Server {
   const started = new WeakMap<FastifyRequest, number>();
 
   const retryAfter = () => {
+    // From the last second's sample: stats() summarises thousands of samples, too dear per rejection.
     const rate = metrics.recentPairsPerSecond();
-    const depth = ce?.stats().queueDepth ?? 0;
+    const depth = metrics.history.at(-1)?.queueDepth ?? 0;
     return rate > 0 ? Math.max(1, Math.ceil(depth / rate)) : 1;
   };
 
