@@ -150,7 +150,7 @@ async function main(): Promise<void> {
   const overhead = 100 * (1 - serverPairs / lib.pairsPerSec);
 
   const queuePairs = Math.max(64, Math.round(serverPairs * 0.25));
-  const offered = (2 * serverPairs) / DOCS;
+  const offered = Math.max(1, (2 * serverPairs) / DOCS);
   process.stderr.write(
     `overload: ${offered.toFixed(0)} req/s offered (2x), --max-queue-pairs ${queuePairs}...\n`,
   );

@@ -236,6 +236,10 @@ describe('errors, limits and auth', () => {
         expect(r.body.error_type).toBe('Overloaded');
       }
       expect((await post(small.url, '/rerank', { query, texts })).status).toBe(200);
+      // More pairs than the whole queue holds: no retry could help, so not a 429.
+      const huge = await post(small.url, '/v1/rerank', { query, documents: Array(17).fill('a') });
+      expect(huge.status).toBe(422);
+      expect(huge.body.error).toMatch(/--max-queue-pairs/);
     } finally {
       await small.close();
     }

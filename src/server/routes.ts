@@ -61,6 +61,17 @@ function timing(reply: FastifyReply, ce: CrossEncoder, characters: number) {
   };
 }
 
+/** A request larger than the whole queue would get 429s forever: it is the client's error. */
+function checkQueueFits(ce: CrossEncoder, n: number): void {
+  if (n > ce.limits.maxQueuePairs) {
+    throw new HttpError(
+      422,
+      'Validation',
+      `This request has ${n} pairs and the server queues at most ${ce.limits.maxQueuePairs} (--max-queue-pairs): send fewer per request.`,
+    );
+  }
+}
+
 /** With truncation off, a pair longer than the model takes is the client's error (as TEI: 422). */
 function checkLengths(
   ce: CrossEncoder,
@@ -112,6 +123,7 @@ export function registerScoringRoutes(app: FastifyInstance, s: Schemas, ctx: Sco
   app.post('/rerank', { schema: { body: s.teiRerank, response: replies } }, async (req, reply) => {
     const b = req.body as TeiRerankBody;
     const ce = ctx.encoder();
+    checkQueueFits(ce, b.texts.length);
     checkLengths(
       ce,
       b.texts.map((t) => [b.query, t] as const),
@@ -136,6 +148,7 @@ export function registerScoringRoutes(app: FastifyInstance, s: Schemas, ctx: Sco
     const ce = ctx.encoder();
     const single = typeof b.inputs[0] === 'string';
     const pairs = (single ? [b.inputs] : b.inputs) as Array<[string, string]>;
+    checkQueueFits(ce, pairs.length);
     checkLengths(ce, pairs, truncation(ctx, b));
     const chars = pairs.reduce((a, [q, d]) => a + q.length + d.length, 0);
     const scores = await ce.predict(pairs, {
@@ -156,6 +169,7 @@ export function registerScoringRoutes(app: FastifyInstance, s: Schemas, ctx: Sco
   const cohere = (version: 'v1' | 'v2') => async (req: FastifyRequest, reply: FastifyReply) => {
     const b = req.body as CohereBody;
     const ce = ctx.encoder();
+    checkQueueFits(ce, b.documents.length);
     const docs = b.documents.map((d) => (typeof d === 'string' ? d : d.text));
     const cut = docs.map((d) => cutToTokens(ce.tokenizer, d, b.max_tokens_per_doc));
     const chars = cut.reduce((a, t) => a + t.length + b.query.length, 0);
