@@ -2,15 +2,16 @@
  * `npm run bench:serve`: what the HTTP server costs and how it holds under overload, measured side by
  * side in one run on one engine.
  *
- *   1. The library in-process: C concurrent callers `rank(query, 32 documents)` for D seconds.
+ *   1. The library in-process: C concurrent callers `rank(query, 32 documents)`.
  *   2. `mlx-rerank serve` (a child process) under autocannon on loopback, C connections, the same
- *      request as `POST /rerank`, D seconds: throughput vs (1) is the HTTP overhead; p50/p99.
+ *      request as `POST /rerank`: throughput vs (1) is the HTTP overhead; p50/p99. (1) and (2) take
+ *      turns in 5 rounds of D/5 seconds each (both see the same background load) and report medians.
  *   3. The same server with `--max-queue-pairs` sized to one second of (2), offered twice its
  *      capacity (autocannon's overallRate) by 64 connections: 429s with Retry-After, no 5xx, no crash,
  *      RSS sampled each second.
  *
  * Options: --model (default synthetic:tiny) --backend (cpu) --threads --seconds D (10) --concurrency C (8)
- * --out FILE (results/serve.md). Writes Markdown and prints it.
+ * (3 D seconds of overload) --out FILE (results/serve.md). Writes Markdown and prints it.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -39,21 +40,18 @@ const { values: v } = parseArgs({
 const seconds = Number(v.seconds);
 const concurrency = Number(v.concurrency);
 const DOCS = 32;
+const ROUNDS = 5;
 const pairs = msMarcoPairs(DOCS, 7);
 const query = pairs[0]?.[0] as string;
 const texts = pairs.map((p) => p[1]);
 const body = JSON.stringify({ query, texts });
 const engineFlags = ['--backend', v.backend as string, ...(v.threads ? ['--threads', v.threads] : [])];
 
-async function library(model: string): Promise<{ pairsPerSec: number; p50: number; p99: number }> {
-  const ce = await CrossEncoder.load(model, {
-    backend: v.backend as 'cpu',
-    ...(v.threads && { threads: Number(v.threads) }),
-  });
+/** `concurrency` callers ranking for `ms`; pairs/s and the call latencies. */
+async function librarySlice(ce: CrossEncoder, ms: number): Promise<{ pairsPerSec: number; lat: number[] }> {
   const lat: number[] = [];
-  for (let i = 0; i < 20; i++) await ce.rank(query, texts); // warm, as the server is before it is ready
-  const end = performance.now() + seconds * 1000;
   const t0 = performance.now();
+  const end = t0 + ms;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (performance.now() < end) {
@@ -63,15 +61,10 @@ async function library(model: string): Promise<{ pairsPerSec: number; p50: numbe
       }
     }),
   );
-  const wall = (performance.now() - t0) / 1000;
-  await ce.dispose();
-  const sorted = Float64Array.from(lat).sort();
-  return {
-    pairsPerSec: (lat.length * DOCS) / wall,
-    p50: percentile(sorted, 0.5),
-    p99: percentile(sorted, 0.99),
-  };
+  return { pairsPerSec: (lat.length * DOCS * 1000) / (performance.now() - t0), lat };
 }
+
+const median = (xs: number[]) => percentile(Float64Array.from(xs).sort(), 0.5);
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -138,16 +131,42 @@ async function main(): Promise<void> {
   const loadStart = loadavg()[0] as number;
   const picked = await pickModel({ model: v.model, offline: true });
   const model = picked.source;
-  process.stderr.write(`library in-process, ${concurrency} callers, ${seconds} s...\n`);
-  const lib = await library(model);
-
-  process.stderr.write(`server under autocannon, ${concurrency} connections, ${seconds} s...\n`);
+  // The library and the server take turns, ROUNDS times: on a busy machine the background load drifts,
+  // and alternating slices exposes both to the same drift; the figures are medians over the rounds.
+  const ce = await CrossEncoder.load(model, {
+    backend: v.backend as 'cpu',
+    ...(v.threads && { threads: Number(v.threads) }),
+  });
+  for (let i = 0; i < 20; i++) await ce.rank(query, texts); // warm, as the server is before it is ready
   const a = await startServer(model, ['--log-level', 'info']);
   await cannon(a.url, { duration: 2, connections: concurrency }); // warm the connections and JIT
-  const served = await cannon(a.url, { connections: concurrency });
+  const slice = Math.max(2, Math.round(seconds / ROUNDS));
+  const rounds: Array<{ lib: number; server: number; p50: number; p99: number; non2xx: number }> = [];
+  const libLat: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    process.stderr.write(`round ${r + 1}/${ROUNDS}: library ${slice} s, server ${slice} s...\n`);
+    const l = await librarySlice(ce, slice * 1000);
+    libLat.push(...l.lat);
+    const s = await cannon(a.url, { connections: concurrency, duration: slice });
+    rounds.push({
+      lib: l.pairsPerSec,
+      server: s.requests.average * DOCS,
+      p50: s.latency.p50,
+      p99: s.latency.p99,
+      non2xx: s.non2xx + s.errors,
+    });
+  }
+  await ce.dispose();
   const codeA = await stop(a.proc);
-  const serverPairs = served.requests.average * DOCS;
-  const overhead = 100 * (1 - serverPairs / lib.pairsPerSec);
+  const sortedLib = Float64Array.from(libLat).sort();
+  const lib = {
+    pairsPerSec: median(rounds.map((r) => r.lib)),
+    p50: percentile(sortedLib, 0.5),
+    p99: percentile(sortedLib, 0.99),
+  };
+  const serverPairs = median(rounds.map((r) => r.server));
+  const overheads = rounds.map((r) => 100 * (1 - r.server / r.lib));
+  const overhead = median(overheads);
 
   // One second of work: autocannon's overallRate sends each connection's share in step, so arrivals come
   // in bursts; a queue shorter than the burst period would leave the engine idle between them.
@@ -197,9 +216,9 @@ async function main(): Promise<void> {
     '| | clients | pairs/s | requests/s | p50 ms | p99 ms |',
     '|---|---:|---:|---:|---:|---:|',
     `| library \`rank()\` in-process | ${concurrency} | ${f(lib.pairsPerSec, 0)} | ${f(lib.pairsPerSec / DOCS)} | ${f(lib.p50, 2)} | ${f(lib.p99, 2)} |`,
-    `| \`mlx-rerank serve\` over HTTP | ${concurrency} | ${f(serverPairs, 0)} | ${f(served.requests.average)} | ${f(served.latency.p50, 2)} | ${f(served.latency.p99, 2)} |`,
+    `| \`mlx-rerank serve\` over HTTP | ${concurrency} | ${f(serverPairs, 0)} | ${f(serverPairs / DOCS)} | ${f(median(rounds.map((r) => r.p50)), 2)} | ${f(median(rounds.map((r) => r.p99)), 2)} |`,
     '',
-    `**HTTP overhead: ${f(overhead)}%** of the library's throughput (server non-2xx: ${served.non2xx}, errors: ${served.errors}, exit code after SIGTERM: ${codeA}).`,
+    `**HTTP overhead: ${f(overhead)}%** of the library's throughput: the median of ${ROUNDS} alternating rounds of ${slice} s each (per round: ${overheads.map((o) => `${f(o)}%`).join(', ')}). Library: pairs/s the median of the rounds, p50/p99 over all its calls; server: medians of the rounds' autocannon figures. Server non-2xx or errors: ${rounds.reduce((x, r) => x + r.non2xx, 0)}; exit code after SIGTERM: ${codeA}.`,
     '',
     '## Overload: twice the capacity',
     '',
