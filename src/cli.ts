@@ -1,23 +1,34 @@
 #!/usr/bin/env node
 /**
- * The `mlx-rerank` command line: `bench` measures this machine (src/bench), `synth` writes a synthetic
- * model (src/synth.ts). Bad arguments print what was wrong and exit 2; failures exit 1.
+ * The `mlx-rerank` command line: `bench` measures this machine (src/bench), `serve` answers over HTTP
+ * (src/server), `synth` writes a synthetic model (src/synth.ts). A bare `mlx-rerank` prints the usage
+ * (exit 0: asking for it is not an error); bad arguments print what was wrong and exit 2; failures exit 1.
  */
 import { parseArgs } from 'node:util';
-import { type BenchOptions, runScenarios } from './bench/bench';
+import { type BenchOptions, packageVersion, runScenarios } from './bench/bench';
 import { customScenario, type EngineSpec, type ScenarioSpec, STANDARD_SCENARIOS } from './bench/scenarios';
+import { pickBackend } from './cross-encoder';
 import { InputError, MlxRerankError } from './errors';
-import { native } from './native';
+import { parseServe, SERVE_USAGE } from './server/args';
 import { synthCli } from './synth';
-import type { DType } from './types';
+import type { Backend, DeviceKind, DType } from './types';
 
 const USAGE = `Usage: mlx-rerank <command> [options]
 
 Commands:
   bench     measure latency, throughput and padding; write results/NN_<scenario>.md/.json/.svg
-  synth     write a synthetic model folder (mlx-rerank synth --help)
+  serve     serve a model over HTTP (TEI- and Cohere-compatible APIs, metrics, live dashboard)
+  synth     write a synthetic model folder
 
-bench options:
+Run "mlx-rerank <command> --help" for a command's options.
+  --version   print the version       --help   print this
+`;
+
+const BENCH_USAGE = `Usage: mlx-rerank bench [options]
+
+Measures latency, throughput and padding; writes results/NN_<scenario>.md/.json/.svg.
+
+Options:
   --model ID|DIR|synthetic[:tiny]  model (default: cross-encoder/ms-marco-MiniLM-L-6-v2 if it can be
                                    loaded, else a synthetic model of the same shape; the report says so)
   --backend LIST       cpu, mlx or auto (default auto: mlx on a GPU when available, else cpu); a list
@@ -71,12 +82,15 @@ function oneOf<T extends string>(flag: string, v: string, allowed: readonly T[])
   return v as T;
 }
 
-function autoBackend(): 'cpu' | 'mlx' {
+/**
+ * 'auto' as CrossEncoder.load resolves it. When the device asks for an engine this install lacks (gpu
+ * without mlx), the bench still runs that engine so that its report says why it could not.
+ */
+function autoBackend(device: DeviceKind): Backend {
   try {
-    const mlx = native().backends().mlx;
-    return mlx.available && mlx.devices?.includes('gpu') ? 'mlx' : 'cpu';
+    return pickBackend('auto', device);
   } catch {
-    return 'cpu';
+    return 'mlx';
   }
 }
 
@@ -128,7 +142,7 @@ export function parseBench(argv: string[]): { specs: ScenarioSpec[]; options: Be
     const device = oneOf('device', v.device ?? 'auto', ['auto', 'gpu', 'cpu'] as const);
     const backends = (v.backend ?? 'auto').split(',').map((b) => {
       const name = oneOf('backend', b.trim(), ['auto', 'cpu', 'mlx'] as const);
-      return name === 'auto' ? autoBackend() : name;
+      return name === 'auto' ? autoBackend(device) : name;
     });
     const dtypes: Array<DType | undefined> = v.dtype
       ? v.dtype.split(',').map((d) => oneOf('dtype', d.trim(), ['float32', 'float16', 'bfloat16'] as const))
@@ -178,19 +192,44 @@ export function parseBench(argv: string[]): { specs: ScenarioSpec[]; options: Be
   return { specs, options };
 }
 
+async function serveCommand(argv: string[]): Promise<number> {
+  let options: ReturnType<typeof parseServe>;
+  try {
+    options = parseServe(argv);
+  } catch (err) {
+    process.stderr.write(
+      `mlx-rerank serve: ${(err as Error).message}\n\nRun "mlx-rerank serve --help" for the options.\n`,
+    );
+    return 2;
+  }
+  // Loaded only for `serve`: the other commands do not pay for the HTTP stack.
+  const { runServe } = await import('./server/index');
+  const code = await runServe(options);
+  process.exit(code); // drained and released: nothing left worth waiting for (e.g. a stray socket)
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
     process.stdout.write(USAGE);
-    return command === undefined ? 2 : 0;
+    return 0;
   }
+  if (command === '--version' || command === '-v' || command === 'version') {
+    process.stdout.write(`${packageVersion()}\n`);
+    return 0;
+  }
+  const help = rest.includes('--help') || rest.includes('-h');
   if (command === 'synth') return (await synthCli(rest)) ?? 0;
+  if (command === 'serve') {
+    if (help) process.stdout.write(SERVE_USAGE);
+    return help ? 0 : serveCommand(rest);
+  }
   if (command !== 'bench') {
     process.stderr.write(`mlx-rerank: unknown command "${command}".\n\n${USAGE}`);
     return 2;
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(USAGE);
+  if (help) {
+    process.stdout.write(BENCH_USAGE);
     return 0;
   }
   let parsed: ReturnType<typeof parseBench>;

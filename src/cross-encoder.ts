@@ -137,7 +137,7 @@ export type { LoadOptions, PredictOptions, RankOptions } from './api-input';
 type Events = { batch: BatchMetrics; call: CallMetrics };
 type Listener<K extends keyof Events> = (v: Events[K]) => void;
 
-function pickBackend(want: 'auto' | Backend, device: DeviceKind): Backend {
+export function pickBackend(want: 'auto' | Backend, device: DeviceKind): Backend {
   const b = backends();
   const mlxGpu = b.mlx.available && (b.mlx.devices ?? []).includes('gpu');
   if (want === 'auto') {

@@ -55,7 +55,7 @@ function engineLabel(e: EngineSpec, info?: EngineRun['info']): string {
   return `${e.backend}/${e.device}${e.dtype ? `/${e.dtype}` : ''}`;
 }
 
-function packageVersion(): string {
+export function packageVersion(): string {
   try {
     return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string })
       .version;
@@ -82,7 +82,7 @@ function gpuName(): string {
   return 'none detected';
 }
 
-function machine(): ScenarioResult['machine'] {
+export function machine(): ScenarioResult['machine'] {
   const c = cpus();
   return {
     cpu: c[0]?.model.trim() ?? 'unknown CPU',

@@ -1,0 +1,123 @@
+/** `mlx-rerank serve` flags -> ServeOptions, with the defaults documented in docs/server.md. */
+import { parseArgs } from 'node:util';
+import type { LoadOptions } from '../cross-encoder';
+import { InputError } from '../errors';
+import type { ServeOptions } from './index';
+
+export const SERVE_USAGE = `Usage: mlx-rerank serve --model ID|DIR|synthetic[:tiny] [options]
+
+Serves one model over HTTP: Text Embeddings Inference (POST /rerank, /predict, GET /info, /health),
+Cohere/Jina (POST /v1/rerank, /v2/rerank), GET /metrics (Prometheus), GET /openapi.json, and a live
+dashboard at GET /. See docs/server.md.
+
+Model and engine (as mlx-rerank bench):
+  --model ID|DIR|synthetic[:tiny]   the model (required)
+  --backend auto|cpu|mlx   (default auto)     --device auto|gpu|cpu (default auto)
+  --dtype float32|float16|bfloat16            --threads N (cpu engine; default: cores / workers)
+  --max-batch-tokens N --max-batch-size N --max-wait-ms N   scheduler limits (library defaults)
+  --max-queue-pairs N   pairs waiting at most; beyond: 429 with Retry-After (default 100000)
+  --max-length N        tokens per pair at most (default: the model's)
+  --offline             never touch the network
+
+HTTP:
+  --host H              address to listen on (default 127.0.0.1; 0.0.0.0 in a container)
+  --port N              (default 8080; 0 picks a free port, printed on stdout)
+  --api-key KEY         require "Authorization: Bearer KEY" (repeatable; or env MLX_RERANK_API_KEY)
+  --max-body-bytes N    request body limit, 413 beyond (default 2000000)
+  --max-documents N     documents or pairs per request, 422 beyond (default 1000)
+  --no-auto-truncate    a pair longer than the model takes is a 422 unless the request says truncate
+  --cors-origin ORIGIN  allow browser calls from ORIGIN ('*' for any; repeatable; default: CORS off)
+  --workers N           N engines (processes) behind one port (default 1)
+  --shutdown-timeout S  on SIGTERM/SIGINT, seconds to finish queued work before giving up (default 30)
+  --log-level L         fatal|error|warn|info|debug|trace|silent (default info; JSON lines on stdout)
+`;
+
+function int(flag: string, v: string | undefined, min: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min)
+    throw new InputError(`--${flag} takes an integer >= ${min}, got "${v}".`);
+  return n;
+}
+
+function oneOf<T extends string>(flag: string, v: string | undefined, allowed: readonly T[]): T | undefined {
+  if (v === undefined) return undefined;
+  if (!(allowed as readonly string[]).includes(v)) {
+    throw new InputError(`--${flag} takes one of ${allowed.join(', ')}, got "${v}".`);
+  }
+  return v as T;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export function parseServe(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeOptions {
+  const { values: v } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      model: { type: 'string' },
+      backend: { type: 'string' },
+      device: { type: 'string' },
+      dtype: { type: 'string' },
+      threads: { type: 'string' },
+      'max-batch-tokens': { type: 'string' },
+      'max-batch-size': { type: 'string' },
+      'max-wait-ms': { type: 'string' },
+      'max-queue-pairs': { type: 'string' },
+      'max-length': { type: 'string' },
+      offline: { type: 'boolean' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'api-key': { type: 'string', multiple: true },
+      'max-body-bytes': { type: 'string' },
+      'max-documents': { type: 'string' },
+      'no-auto-truncate': { type: 'boolean' },
+      'cors-origin': { type: 'string', multiple: true },
+      workers: { type: 'string' },
+      'shutdown-timeout': { type: 'string' },
+      'log-level': { type: 'string' },
+    },
+  });
+  if (!v.model) throw new InputError('--model is required (a Hugging Face id, a folder, or synthetic:tiny).');
+  const port = int('port', v.port, 0) ?? 8080;
+  if (port > 65535) throw new InputError(`--port takes 0..65535, got "${v.port}".`);
+  const apiKeys = [...(v['api-key'] ?? []), ...(env.MLX_RERANK_API_KEY ? [env.MLX_RERANK_API_KEY] : [])];
+  if (apiKeys.some((k) => k.length < 8)) throw new InputError('An API key must have at least 8 characters.');
+  const threads = int('threads', v.threads, 1);
+  const maxBatchTokens = int('max-batch-tokens', v['max-batch-tokens'], 1);
+  const maxBatchSize = int('max-batch-size', v['max-batch-size'], 1);
+  const maxWaitMs = int('max-wait-ms', v['max-wait-ms'], 0);
+  const maxQueuePairs = int('max-queue-pairs', v['max-queue-pairs'], 1);
+  const maxLength = int('max-length', v['max-length'], 4);
+  const backend = oneOf('backend', v.backend, ['auto', 'cpu', 'mlx'] as const);
+  const device = oneOf('device', v.device, ['auto', 'gpu', 'cpu'] as const);
+  const dtype = oneOf('dtype', v.dtype, ['float32', 'float16', 'bfloat16'] as const);
+  const load: LoadOptions = {
+    ...(backend && { backend }),
+    ...(device && { device }),
+    ...(dtype && { dtype }),
+    ...(threads !== undefined && { threads }),
+    ...(maxBatchTokens !== undefined && { maxBatchTokens }),
+    ...(maxBatchSize !== undefined && { maxBatchSize }),
+    ...(maxWaitMs !== undefined && { maxWaitMs }),
+    ...(maxQueuePairs !== undefined && { maxQueuePairs }),
+    ...(maxLength !== undefined && { maxLength }),
+    ...(v.offline && { offline: true }),
+  };
+  return {
+    model: v.model,
+    load,
+    offline: v.offline ?? false,
+    host: v.host ?? '127.0.0.1',
+    port,
+    apiKeys,
+    maxBodyBytes: int('max-body-bytes', v['max-body-bytes'], 1) ?? 2_000_000,
+    maxDocuments: int('max-documents', v['max-documents'], 1) ?? 1000,
+    autoTruncate: !v['no-auto-truncate'],
+    corsOrigins: v['cors-origin'] ?? [],
+    workers: int('workers', v.workers, 1) ?? 1,
+    shutdownTimeoutMs: (int('shutdown-timeout', v['shutdown-timeout'], 0) ?? 30) * 1000,
+    logLevel: oneOf('log-level', v['log-level'], LOG_LEVELS) ?? 'info',
+  };
+}
