@@ -352,16 +352,20 @@ describe('CPU steadiness (the background of latency tails)', () => {
     expect(summarizeUnits([])).toEqual({ units: 0, slowPct: 0, p99Ratio: 1 });
   });
 
-  it('times units on this machine for about the time asked', () => {
+  it('times units on this machine for about the time asked, and reads steal time on Linux', () => {
     const t0 = performance.now();
     const j = measureJitter(200);
     const took = performance.now() - t0;
-    expect(took).toBeGreaterThanOrEqual(200);
+    // Stops when the time is up (calibration and one last unit on top; generous for a loaded machine).
+    expect(took).toBeLessThan(200 + 2000);
     // 0.5 ms sleeps + 0.1 ms units: a few hundred units, not one and not thousands.
     expect(j.units).toBeGreaterThan(20);
     expect(j.units).toBeLessThan(400);
-    expect(j.p99Ratio).toBeGreaterThanOrEqual(1);
-    if (process.platform === 'linux') expect(j.stealPct).toBeGreaterThanOrEqual(0);
+    // /proc/stat was read before and after: a share of all CPU time, present on Linux.
+    if (process.platform === 'linux') {
+      expect(j.stealPct).toBeDefined();
+      expect(j.stealPct).toBeLessThanOrEqual(100);
+    }
   });
 
   const withJitter = (start: number, end: number): ScenarioResult => {
