@@ -95,7 +95,7 @@ export class EngineError extends MlxRerankError {
   }
 }
 
-/** Native errors carry a `code` string set by native/addon.cpp; map them onto our classes. */
+/** Native errors carry a `code` string set by native/addon/; map them onto our classes. */
 export function fromNativeError(err: unknown): MlxRerankError {
   if (err instanceof MlxRerankError) return err;
   const e = err as { code?: unknown; message?: unknown };

@@ -1,5 +1,5 @@
 /**
- * The native addon (native/addon.cpp), loaded by node-gyp-build from the package root: a prebuild in
+ * The native addon (native/addon/), loaded by node-gyp-build from the package root: a prebuild in
  * prebuilds/<platform>-<arch>/ when one matches, else build/Release. This file only types it.
  */
 import { existsSync } from 'node:fs';
