@@ -17,7 +17,7 @@ import { dirname, join, resolve } from 'node:path';
 import { InputError } from './errors';
 import { bertTokenizerJson } from './tokenizer/tokenizer-json';
 import type { ModelFiles } from './types';
-import { bertUncasedVocab } from './workload';
+import { bertUncasedVocab, Xoshiro128 } from './workload';
 
 export { bertUncasedVocab };
 
@@ -240,69 +240,42 @@ function numel(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** xoshiro128** seeded by splitmix32: 32-bit integer arithmetic only, identical on every platform. */
-export class Xoshiro128 {
-  private s0: number;
-  private s1: number;
-  private s2: number;
-  private s3: number;
-
-  constructor(seed: number) {
-    let x = (seed >>> 0) ^ Math.floor(seed / 2 ** 32);
-    const next = () => {
-      x = (x + 0x9e3779b9) | 0;
-      let z = x;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.s0 = next();
-    this.s1 = next();
-    this.s2 = next();
-    this.s3 = next();
-  }
-
-  nextU32(): number {
-    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
-    const t = this.s1 << 9;
-    this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
-    this.s1 ^= this.s2;
-    this.s0 ^= this.s3;
-    this.s2 ^= t;
-    this.s3 = rotl(this.s3, 11);
-    return result;
-  }
-
-  /** Uniform in [0, 1) with 32 random bits (exact in a double). */
-  nextFloat(): number {
-    return this.nextU32() / 4294967296;
-  }
-
-  /** Irwin-Hall(4), scaled to mean 0 and the given std. */
-  fillNormal(n: number, std: number): Float32Array {
-    const out = new Float32Array(n);
-    const k = Math.sqrt(3) * std;
-    for (let i = 0; i < n; i++) {
-      out[i] = (this.nextFloat() + this.nextFloat() + this.nextFloat() + this.nextFloat() - 2) * k;
-    }
-    return out;
-  }
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
-}
-
 // ---------------------------------------------------------------------------------------------------
 // safetensors: u64 little-endian header length, the JSON header (padded with spaces to 8 bytes, as the
 // reference writer does), then the tensors' bytes, little-endian, at the header's data_offsets.
 
-export async function writeSafetensors(path: string, tensors: Record<string, TensorData>): Promise<void> {
+/** One tensor as stored: its safetensors dtype tag, shape and little-endian bytes. */
+export interface StoredTensor {
+  dtype: string;
+  shape: number[];
+  bytes: Uint8Array;
+}
+
+/**
+ * The one safetensors layout writer: the 8-byte header length, the JSON header (with `format: pt`
+ * metadata, padded with spaces so the data starts 8-byte aligned), then each tensor's bytes in order.
+ * Returns the chunks to write or concatenate.
+ */
+export function safetensorsChunks(tensors: Iterable<[string, StoredTensor]>): Uint8Array[] {
   const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+  const chunks: Uint8Array[] = [];
   let offset = 0;
-  const entries = Object.entries(tensors);
-  for (const [name, t] of entries) {
+  for (const [name, t] of tensors) {
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.bytes.length] };
+    chunks.push(t.bytes);
+    offset += t.bytes.length;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
+  const head = Buffer.alloc(8 + Buffer.byteLength(json));
+  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)), 0);
+  head.write(json, 8, 'utf8');
+  return [head, ...chunks];
+}
+
+/** Checks float tensors (an InputError names what is wrong) and encodes them in their dtypes. */
+function storedTensors(tensors: Record<string, TensorData>): [string, StoredTensor][] {
+  return Object.entries(tensors).map(([name, t]) => {
     if (!name || name === '__metadata__')
       throw new InputError(`Invalid tensor name ${JSON.stringify(name)}.`);
     if (!(t.dtype === 'F32' || t.dtype === 'F16' || t.dtype === 'BF16')) {
@@ -318,22 +291,23 @@ export async function writeSafetensors(path: string, tensors: Record<string, Ten
         `Tensor ${name}: data holds ${t.data?.length} values, its shape needs ${numel(t.shape)}.`,
       );
     }
-    const bytes = t.data.length * (t.dtype === 'F32' ? 4 : 2);
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
-  const head = Buffer.alloc(8 + Buffer.byteLength(json));
-  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)), 0);
-  head.write(json, 8, 'utf8');
+    return [name, { dtype: t.dtype, shape: t.shape, bytes: encode(t) }];
+  });
+}
 
+/** A safetensors file's bytes for float tensors, each stored in its own dtype. */
+export function safetensorsBytes(tensors: Record<string, TensorData>): Buffer {
+  return Buffer.concat(safetensorsChunks(storedTensors(tensors)));
+}
+
+/** Writes a safetensors file atomically (a temporary name, then rename). */
+export async function writeSafetensors(path: string, tensors: Record<string, TensorData>): Promise<void> {
+  const chunks = safetensorsChunks(storedTensors(tensors));
   await mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.incomplete`;
   const fh = await open(tmp, 'w');
   try {
-    await fh.write(head);
-    for (const [, t] of entries) await fh.write(encode(t));
+    for (const chunk of chunks) await fh.write(chunk);
     await fh.close();
     await rename(tmp, path);
   } catch (err) {
@@ -393,6 +367,12 @@ export function f32ToF16(v: number): number {
   if (rest > 0x1000 || (rest === 0x1000 && h & 1)) h++; // may carry into the exponent: still correct
   e = h >>> 10;
   return sign | (e >= 0x1f ? 0x7c00 : h);
+}
+
+/** bfloat16 bits -> number (exact: the upper half of a float32). */
+export function bf16ToF32(h: number): number {
+  u32[0] = (h & 0xffff) << 16;
+  return f32[0] as number;
 }
 
 /** IEEE half bits -> number (for tests and readers). */

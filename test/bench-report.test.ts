@@ -342,13 +342,14 @@ describe('NVML GPU utilisation', () => {
 });
 
 describe('CPU steadiness (the background of latency tails)', () => {
-  it('counts the units over 1.5x the fastest and takes p99 by rank', () => {
+  it('counts the units over 1.5x the fastest and interpolates p99 as the bench does', () => {
     // 100 units: fastest 0.1; 0.15 is exactly 1.5x (not slow); three are slower.
     const times = [...Array.from({ length: 96 }, (_, i) => 0.1 + i * 1e-4), 0.15, 0.16, 0.3, 1.0];
     const j = summarizeUnits(times);
     expect(j.units).toBe(100);
     expect(j.slowPct).toBeCloseTo(3, 10);
-    expect(j.p99Ratio).toBeCloseTo(0.3 / 0.1, 10); // sorted[floor(99 * 0.99)] = sorted[98]
+    // The bench's percentile: rank 99 * 0.99 = 98.01, between sorted[98] = 0.3 and sorted[99] = 1.0.
+    expect(j.p99Ratio).toBeCloseTo((0.3 + 0.01 * (1.0 - 0.3)) / 0.1, 10);
     expect(summarizeUnits([])).toEqual({ units: 0, slowPct: 0, p99Ratio: 1 });
   });
 

@@ -9,15 +9,16 @@ import { MlxRerankError } from '../src/errors';
 import { loadModelSpec } from '../src/model';
 import { type NativeAddon, native } from '../src/native';
 import {
+  bf16ToF32,
   f16ToF32,
   f32ToBf16,
   f32ToF16,
   synthCli,
   synthesizeModel,
   writeSafetensors,
-  Xoshiro128,
 } from '../src/synth';
 import type { ModelSpec } from '../src/types';
+import { Xoshiro128 } from '../src/workload';
 import { referenceLogits as reference } from './helpers/cpu-model';
 
 let work: string;
@@ -63,11 +64,7 @@ async function readSafetensors(
       const at = base + data_offsets[0] + i * width;
       if (dtype === 'F32') values[i] = buf.readFloatLE(at);
       else if (dtype === 'F16') values[i] = f16ToF32(buf.readUInt16LE(at));
-      else {
-        const b = Buffer.alloc(4);
-        b.writeUInt32LE((buf.readUInt16LE(at) << 16) >>> 0);
-        values[i] = b.readFloatLE(0);
-      }
+      else values[i] = bf16ToF32(buf.readUInt16LE(at));
     }
     out.set(name, { dtype, shape, values });
   }
