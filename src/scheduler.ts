@@ -1,5 +1,5 @@
 /**
- * The batching scheduler (DESIGN.md, "schedule"): every pair of every call joins ONE queue; a dispatcher
+ * The batching scheduler (docs/architecture.md, "schedule"): every pair of every call joins ONE queue; a dispatcher
  * forms engine batches from the queue front so that concurrent callers share batches.
  *
  * - Pairs are tokenized lazily by the dispatcher, a window at a time (never a whole huge call at once),

@@ -1,4 +1,4 @@
-/** Shapes shared by the TypeScript modules (see DESIGN.md). */
+/** Shapes shared by the TypeScript modules (see docs/architecture.md). */
 
 export type Backend = 'mlx' | 'cpu';
 export type DeviceKind = 'auto' | 'gpu' | 'cpu';
@@ -41,7 +41,7 @@ export interface ModelFiles {
   sentenceTransformersConfig?: string; // config_sentence_transformers.json, when present
 }
 
-/** The packed batch of DESIGN.md: no padding crosses into native code. */
+/** The packed batch of docs/architecture.md: no padding crosses into native code. */
 export interface PackedBatch {
   tokens: Int32Array; // all pairs' ids, concatenated
   typeIds: Int32Array; // 0 = query segment, 1 = document segment
