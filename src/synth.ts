@@ -17,7 +17,7 @@ import { dirname, join, resolve } from 'node:path';
 import { InputError } from './errors';
 import { bertTokenizerJson } from './tokenizer/tokenizer-json';
 import type { ModelFiles } from './types';
-import { bertUncasedVocab, Xoshiro128 } from './workload';
+import { bertUncasedVocab, seededRandom } from './workload';
 
 export { bertUncasedVocab };
 
@@ -194,13 +194,13 @@ function initStd(hidden: number): number {
 }
 
 function randomWeights(d: Dims, vocabSize: number, std: number, seed: number, dtype: SafetensorsDType) {
-  const rng = new Xoshiro128(seed);
+  const next = seededRandom(seed);
   const t: Record<string, TensorData> = {};
   const H = d.hiddenSize;
   const normal = (shape: number[], s = std): TensorData => ({
     dtype,
     shape,
-    data: rng.fillNormal(numel(shape), s),
+    data: fillNormal(next, numel(shape), s),
   });
   const filled = (shape: number[], v: number): TensorData => ({
     dtype,
@@ -234,6 +234,14 @@ function randomWeights(d: Dims, vocabSize: number, std: number, seed: number, dt
   t['classifier.weight'] = normal([d.numLabels, H], 4 / Math.sqrt(H));
   t['classifier.bias'] = filled([d.numLabels], 0);
   return t;
+}
+
+/** Irwin-Hall(4) draws of `next`, scaled to mean 0 and the given std. */
+function fillNormal(next: () => number, n: number, std: number): Float32Array {
+  const out = new Float32Array(n);
+  const k = Math.sqrt(3) * std;
+  for (let i = 0; i < n; i++) out[i] = (next() + next() + next() + next() - 2) * k;
+  return out;
 }
 
 function numel(shape: number[]): number {

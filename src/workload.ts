@@ -35,64 +35,19 @@ export function bertUncasedVocab(): string[] {
   return cachedVocab;
 }
 
-/** xoshiro128** seeded by splitmix32: 32-bit integer arithmetic only, identical on every platform. */
-export class Xoshiro128 {
-  private s0: number;
-  private s1: number;
-  private s2: number;
-  private s3: number;
-
-  constructor(seed: number) {
-    let x = (seed >>> 0) ^ Math.floor(seed / 2 ** 32);
-    const next = () => {
-      x = (x + 0x9e3779b9) | 0;
-      let z = x;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.s0 = next();
-    this.s1 = next();
-    this.s2 = next();
-    this.s3 = next();
-  }
-
-  nextU32(): number {
-    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
-    const t = this.s1 << 9;
-    this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
-    this.s1 ^= this.s2;
-    this.s0 ^= this.s3;
-    this.s2 ^= t;
-    this.s3 = rotl(this.s3, 11);
-    return result;
-  }
-
-  /** Uniform in [0, 1) with 32 random bits (exact in a double). */
-  nextFloat(): number {
-    return this.nextU32() / 4294967296;
-  }
-
-  /** Irwin-Hall(4), scaled to mean 0 and the given std. */
-  fillNormal(n: number, std: number): Float32Array {
-    const out = new Float32Array(n);
-    const k = Math.sqrt(3) * std;
-    for (let i = 0; i < n; i++) {
-      out[i] = (this.nextFloat() + this.nextFloat() + this.nextFloat() + this.nextFloat() - 2) * k;
-    }
-    return out;
-  }
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
-}
-
-/** Uniform numbers in [0, 1) from the package's one seeded generator (Xoshiro128). */
+/**
+ * The package's one seeded generator (mulberry32): uniform numbers in [0, 1), 32-bit integer arithmetic
+ * only, so the same sequence on every platform. Workloads, synthetic weights and tests draw from it.
+ */
 export function seededRandom(seed: number): () => number {
-  const r = new Xoshiro128(seed);
-  return () => r.nextFloat();
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 interface WordSampler {
