@@ -1,4 +1,5 @@
-// The mlx engine: BERT cross-encoders through MLX's C++ API (mlx::core).
+// The mlx engine: BERT cross-encoders through MLX's C++ API (mlx::core). One concern, the engine's MLX
+// side; its MLX-free batch layout is native/batch_plan.{h,cpp}.
 //
 // Layout of one forward (see docs/architecture.md, "The packed batch"):
 //   embeddings   gather word / position / type rows for the T real tokens, add, layer norm

@@ -8,15 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MlxRerankError } from '../src/errors';
 import { loadModelSpec } from '../src/model';
 import { type NativeAddon, native } from '../src/native';
-import {
-  bf16ToF32,
-  f16ToF32,
-  f32ToBf16,
-  f32ToF16,
-  synthCli,
-  synthesizeModel,
-  writeSafetensors,
-} from '../src/synth';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, writeSafetensors } from '../src/safetensors';
+import { synthCli, synthesizeModel } from '../src/synth';
 import type { ModelSpec } from '../src/types';
 import { seededRandom } from '../src/workload';
 import { referenceLogits as reference } from './helpers/cpu-model';

@@ -20,7 +20,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError, ModelNotFoundError } from '../errors';
 import { resolveModel } from '../hub';
-import { f32ToBf16, f32ToF16, type StoredTensor, safetensorsChunks, synthesizeModel } from '../synth';
+import { f32ToBf16, f32ToF16, type StoredTensor, safetensorsChunks } from '../safetensors';
+import { synthesizeModel } from '../synth';
 import type { DType, ModelFiles } from '../types';
 
 export const DEFAULT_MODEL = 'cross-encoder/ms-marco-MiniLM-L-6-v2';

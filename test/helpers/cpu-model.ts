@@ -7,7 +7,13 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { specFromConfig } from '../../src/model';
 import type { NativeEngineOptions } from '../../src/native';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, safetensorsBytes as writeBytes } from '../../src/synth';
+import {
+  bf16ToF32,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  safetensorsBytes as writeBytes,
+} from '../../src/safetensors';
 import { seededRandom } from '../../src/workload';
 
 export type StDType = 'F32' | 'F16' | 'BF16';
