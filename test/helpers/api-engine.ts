@@ -121,7 +121,7 @@ export class TestEngine {
   }
 }
 
-/** A seeded PRNG (xoshiro128**, src/workload.ts) for workloads. */
+/** A seeded PRNG (mulberry32, src/workload.ts) for workloads. */
 export const rng = seededRandom;
 
 export function randomText(r: () => number, min: number, max: number): string {

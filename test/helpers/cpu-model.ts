@@ -40,7 +40,7 @@ export function safetensorsBytes(tensors: Record<string, Tensor>, dtype: StDType
   );
 }
 
-/** The package's seeded generator (xoshiro128**, src/workload.ts), as a function. */
+/** The package's seeded generator (mulberry32, src/workload.ts). */
 export const rng = seededRandom;
 
 /**
