@@ -1,12 +1,16 @@
 import { defineConfig } from 'tsup';
 
-// One TypeScript source, two module formats: dist/index.js (ESM) and dist/index.cjs (CommonJS),
-// each with its own declaration file. `shims` gives the CJS build import.meta.url and the ESM build
-// __dirname, which src/native.ts uses to find the package root (and so the addon).
+// One implementation, ES modules only: `import('mlx-rerank')` and `require('mlx-rerank')` (Node >= 20.19
+// loads ES modules through require) give the same objects, so `instanceof MlxRerankError` holds across
+// a mixed app. `shims` gives the build __dirname next to the import.meta.url src/native.ts uses.
+//
+// The declarations name `Symbol.asyncDispose` (CrossEncoder is AsyncDisposable). A consumer whose `lib`
+// stops before it (TypeScript 7's default target, or any tsconfig without esnext) would fail inside our
+// declarations (TS2550), so they pull in the one lib file that declares it, as @types/node does.
 export default defineConfig({
   entry: { index: 'src/index.ts', cli: 'src/cli.ts' },
-  format: ['esm', 'cjs'],
-  dts: { entry: { index: 'src/index.ts' } },
+  format: ['esm'],
+  dts: { entry: { index: 'src/index.ts' }, banner: '/// <reference lib="esnext.disposable" />' },
   target: 'node20',
   platform: 'node',
   shims: true,

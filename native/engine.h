@@ -1,5 +1,5 @@
-// The one interface every engine implements (see DESIGN.md, "Engines" and "The packed batch").
-// Engines are plain C++: they may throw EngineError inside native code; the addon layer (addon.cpp)
+// The one interface every engine implements (see docs/architecture.md, "Engines" and "The packed batch").
+// Engines are plain C++: they may throw EngineError inside native code; the addon layer (addon/)
 // catches everything before it reaches N-API and turns it into a rejected promise with a `code`.
 #pragma once
 

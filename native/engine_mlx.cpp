@@ -1,6 +1,7 @@
-// The mlx engine: BERT cross-encoders through MLX's C++ API (mlx::core).
+// The mlx engine: BERT cross-encoders through MLX's C++ API (mlx::core). One concern, the engine's MLX
+// side; its MLX-free batch layout is native/batch_plan.{h,cpp}.
 //
-// Layout of one forward (see DESIGN.md, "The packed batch"):
+// Layout of one forward (see docs/architecture.md, "The packed batch"):
 //   embeddings   gather word / position / type rows for the T real tokens, add, layer norm
 //   per layer    fused QKV matmul on the token rows; attention (one of three layouts, see Attention);
 //                output projection + residual + layer norm; FFN (+ activation) + residual + layer norm
@@ -31,6 +32,7 @@
 #include <optional>
 #include <variant>
 
+#include "batch_plan.h"
 #include "engine.h"
 #include "mlx_varlen_attention.h"
 #include "weights.h"
@@ -140,17 +142,6 @@ constexpr size_t kGpuCacheLimit = size_t{4} << 30;
 // ---------------------------------------------------------------------------------------------------
 // Shapes
 
-// Attention pads each pair to one of these lengths and groups pairs of the same length, so that the
-// number of distinct attention shapes (and of buffer sizes in MLX's cache) stays small while padding
-// stays low: at most 7 slots below 64, ~12% above.
-int bucketLength(int length) {
-  static const int kBuckets[] = {8,   16,  24,  32,  40,  48,  56,  64,  80,  96,
-                                 112, 128, 160, 192, 224, 256, 320, 384, 448, 512};
-  for (int b : kBuckets)
-    if (length <= b) return b;
-  return (length + 127) / 128 * 128;  // models with more than 512 positions
-}
-
 mx::Dtype toMx(DType dtype) {
   switch (dtype) {
     case DType::F32:
@@ -181,7 +172,7 @@ Activation makeActivation(const std::string& name) {
       return mx::multiply(mx::multiply(x, mx::array(0.5f, dt), s), mx::add(e, mx::array(1.0f, dt), s), s);
     };
   }
-  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") {
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh") {
     return [](const mx::array& x, mx::StreamOrDevice s) {
       auto dt = x.dtype();
       auto x3 = mx::multiply(mx::multiply(x, x, s), x, s);
@@ -201,121 +192,7 @@ Activation makeActivation(const std::string& name) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// The batch, laid out for attention
-
-// Host-side index arrays for one batch: how the T real tokens map onto the padded, bucket-grouped
-// layout that attention works on, and back.
-struct AttentionPlan {
-  struct Group {
-    int pairs = 0;
-    int length = 0;                 // bucket length every pair of the group is padded to
-    std::vector<int32_t> gather;    // pairs * length token rows (padding points at the pair's [CLS])
-    std::vector<uint8_t> keyValid;  // pairs * length, 1 for real keys
-    bool padded = false;            // some pair is shorter than the bucket
-  };
-  std::vector<Group> groups;
-  std::vector<int32_t> scatter;  // T: row of each real token in the concatenated group outputs
-  int64_t slots = 0;             // sum of padded lengths
-};
-
-// How the engine lays the batch out for attention.
-//   Varlen (CUDA GPUs, the default there): our kernel on the packed rows (mlx_varlen_attention.h); no
-//     padding, no per-length shapes.
-//   Fine (CPUs): one mx::fast::scaled_dot_product_attention per bucket length, pairs padded to the
-//     bucket (least padding where every op is cheap to issue).
-//   Coarse (other GPUs: Metal): at most two groups per batch, each padded to its longest bucket, with
-//     the pair count rounded up to a power of two. On a GPU every group costs about ten kernel
-//     launches per layer and every new (pairs, length) shape a new attention plan, so fewer, repeating
-//     shapes beat the padding they add.
-enum class Attention { Varlen, Fine, Coarse };
-
-// Rows the dense layers run on for `tokens` real tokens on a GPU: a multiple of the largest power of
-// two (at least 16) that is at most tokens / 32.
-int64_t rowBucket(int64_t tokens) {
-  int64_t step = 16;
-  while (step * 64 <= tokens) step *= 2;
-  return (std::max<int64_t>(tokens, 1) + step - 1) / step * step;
-}
-
-int pairBucket(int pairs) {
-  int n = 1;
-  while (n < pairs) n *= 2;
-  return n;
-}
-
-// Splits the bucket-sorted pairs [0, n) into at most two runs at the cut that pads least.
-std::vector<std::pair<size_t, size_t>> coarseRuns(const std::vector<int>& bucketOf) {
-  const size_t n = bucketOf.size();
-  auto cost = [&](size_t i, size_t j) {  // slots of pairs [i, j) padded to their longest bucket
-    return j > i ? static_cast<int64_t>(pairBucket(static_cast<int>(j - i))) * bucketOf[j - 1] : 0;
-  };
-  size_t best = n;
-  int64_t bestCost = cost(0, n);
-  for (size_t cut = 1; cut < n; ++cut) {
-    if (bucketOf[cut] == bucketOf[cut - 1]) continue;
-    const int64_t c = cost(0, cut) + cost(cut, n);
-    if (c < bestCost) bestCost = c, best = cut;
-  }
-  if (best == n) return {{0, n}};
-  return {{0, best}, {best, n}};
-}
-
-AttentionPlan planAttention(const PackedBatch& batch, Attention layout) {
-  const bool coarse = layout == Attention::Coarse;
-  const size_t pairs = batch.pairs();
-  std::vector<int> order(pairs);
-  std::iota(order.begin(), order.end(), 0);
-  auto length = [&](size_t p) { return batch.offsets[p + 1] - batch.offsets[p]; };
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int a, int b) { return bucketLength(length(a)) < bucketLength(length(b)); });
-  std::vector<int> bucketOf(pairs);
-  for (size_t k = 0; k < pairs; ++k) bucketOf[k] = bucketLength(length(order[k]));
-
-  std::vector<std::pair<size_t, size_t>> runs;
-  if (coarse) {
-    runs = coarseRuns(bucketOf);
-  } else {
-    for (size_t i = 0; i < pairs;) {
-      size_t j = i;
-      while (j < pairs && bucketOf[j] == bucketOf[i]) ++j;
-      runs.emplace_back(i, j);
-      i = j;
-    }
-  }
-
-  AttentionPlan plan;
-  plan.scatter.resize(batch.tokens.size());
-  int64_t base = 0;
-  for (const auto& [i, j] : runs) {
-    const int bucket = bucketOf[j - 1];
-    AttentionPlan::Group group;
-    group.pairs = coarse ? pairBucket(static_cast<int>(j - i)) : static_cast<int>(j - i);
-    group.length = bucket;
-    group.gather.assign(static_cast<size_t>(group.pairs) * bucket, 0);
-    group.keyValid.assign(group.gather.size(), 0);
-    for (size_t k = i; k < j; ++k) {
-      const int p = order[k];
-      const int start = batch.offsets[p], len = length(p);
-      const size_t row = (k - i) * bucket;
-      for (int t = 0; t < bucket; ++t) {
-        const bool real = t < len;
-        group.gather[row + t] = real ? start + t : start;
-        group.keyValid[row + t] = real;
-        if (real) plan.scatter[start + t] = static_cast<int32_t>(base + row + t);
-      }
-      group.padded = group.padded || len < bucket;
-    }
-    // Filler pairs (coarse only) attend to one key, so that no softmax row is empty; nothing reads them.
-    for (size_t row = (j - i) * bucket; row < group.gather.size(); row += bucket) {
-      group.keyValid[row] = 1;
-      group.padded = true;
-    }
-    base += static_cast<int64_t>(group.gather.size());
-    plan.groups.push_back(std::move(group));
-  }
-  plan.slots = base;
-  return plan;
-}
+// The batch, laid out for attention (the plan itself: batch_plan.h)
 
 mx::array int32Array(const std::vector<int32_t>& values) {
   return mx::array(values.data(), mx::Shape{static_cast<int>(values.size())}, mx::int32);

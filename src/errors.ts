@@ -117,7 +117,7 @@ const BY_CODE: { [C in ErrorCode]: (message: string, cause: unknown) => MlxReran
 };
 
 /**
- * Native errors carry a `code` string set by native/addon.cpp; map them onto our classes (anything
+ * Native errors carry a `code` string set by native/addon/; map them onto our classes (anything
  * without a known code becomes an EngineError holding the original as its `cause`). src/native.ts
  * applies this to everything the addon rejects or throws, so no plain Error leaves the package.
  */

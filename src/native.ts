@@ -1,5 +1,5 @@
 /**
- * The native addon (native/addon.cpp), loaded by node-gyp-build from the package root: a prebuild in
+ * The native addon (native/addon/), loaded by node-gyp-build from the package root: a prebuild in
  * prebuilds/<platform>-<arch>/ when one matches, else build/Release. This file types it, and is the one
  * place where native errors enter TypeScript: everything the addon rejects or throws is mapped to an
  * MlxRerankError subclass here (fromNativeError), so no plain Error reaches a caller.

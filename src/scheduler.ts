@@ -1,5 +1,5 @@
 /**
- * The batching scheduler (DESIGN.md, "schedule"): every pair of every call joins ONE queue; a dispatcher
+ * The batching scheduler (docs/architecture.md, "schedule"): every pair of every call joins ONE queue; a dispatcher
  * forms engine batches from the queue front so that concurrent callers share batches. This file is the
  * dispatcher (admission, the pump, the engine round trip, settling calls); batch formation is in
  * scheduler/queue.ts, per-call bookkeeping in scheduler/calls.ts, chunk mode's best-window policy in

@@ -5,21 +5,23 @@
  * "mlx_rerank_synthetic": true so reports can tell.
  *
  * Determinism: the weights depend only on (shape, seed), bit for bit on every machine. The generator is
- * xoshiro128** (Blackman & Vigna) seeded through splitmix32, both pure 32-bit integer arithmetic
- * (Math.imul, shifts); a value is an Irwin-Hall(4) sum, (u1+u2+u3+u4-2)*sqrt(3)*std, which is bell-shaped
- * and bounded at 3.46 std like BERT's truncated-normal init, and uses only exact-order float additions
- * and multiplications (no Math.log/cos whose last bit may differ across platforms). 16-bit storage rounds
- * to nearest even, written out by hand.
+ * the package's seeded one (mulberry32, src/workload.ts), pure 32-bit integer arithmetic (Math.imul,
+ * shifts); a value is an Irwin-Hall(4) sum, (u1+u2+u3+u4-2)*sqrt(3)*std, which is bell-shaped and bounded
+ * at 3.46 std like BERT's truncated-normal init, and uses only exact-order float additions and
+ * multiplications (no Math.log/cos whose last bit may differ across platforms). The files are written by
+ * src/safetensors.ts (16-bit storage rounds to nearest even).
  */
 
-import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { InputError } from './errors';
+import { numel, type SafetensorsDType, type TensorData, writeSafetensors } from './safetensors';
 import { bertTokenizerJson } from './tokenizer/tokenizer-json';
 import type { ModelFiles } from './types';
-import { bertUncasedVocab } from './workload';
+import { bertUncasedVocab, seededRandom } from './workload';
 
-export { bertUncasedVocab };
+// The safetensors writer lives in src/safetensors.ts; re-exported where tests import it from here.
+export { bertUncasedVocab, writeSafetensors };
 
 export type SynthShape =
   | 'minilm-l6'
@@ -39,14 +41,6 @@ export interface SynthOptions {
   dtype?: 'float32' | 'float16' | 'bfloat16';
   seed?: number;
   outDir: string;
-}
-
-export type SafetensorsDType = 'F32' | 'F16' | 'BF16';
-
-export interface TensorData {
-  dtype: SafetensorsDType;
-  shape: number[];
-  data: Float32Array;
 }
 
 interface Dims {
@@ -194,13 +188,13 @@ function initStd(hidden: number): number {
 }
 
 function randomWeights(d: Dims, vocabSize: number, std: number, seed: number, dtype: SafetensorsDType) {
-  const rng = new Xoshiro128(seed);
+  const next = seededRandom(seed);
   const t: Record<string, TensorData> = {};
   const H = d.hiddenSize;
   const normal = (shape: number[], s = std): TensorData => ({
     dtype,
     shape,
-    data: rng.fillNormal(numel(shape), s),
+    data: fillNormal(next, numel(shape), s),
   });
   const filled = (shape: number[], v: number): TensorData => ({
     dtype,
@@ -236,173 +230,12 @@ function randomWeights(d: Dims, vocabSize: number, std: number, seed: number, dt
   return t;
 }
 
-function numel(shape: number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
-
-/** xoshiro128** seeded by splitmix32: 32-bit integer arithmetic only, identical on every platform. */
-export class Xoshiro128 {
-  private s0: number;
-  private s1: number;
-  private s2: number;
-  private s3: number;
-
-  constructor(seed: number) {
-    let x = (seed >>> 0) ^ Math.floor(seed / 2 ** 32);
-    const next = () => {
-      x = (x + 0x9e3779b9) | 0;
-      let z = x;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.s0 = next();
-    this.s1 = next();
-    this.s2 = next();
-    this.s3 = next();
-  }
-
-  nextU32(): number {
-    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
-    const t = this.s1 << 9;
-    this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
-    this.s1 ^= this.s2;
-    this.s0 ^= this.s3;
-    this.s2 ^= t;
-    this.s3 = rotl(this.s3, 11);
-    return result;
-  }
-
-  /** Uniform in [0, 1) with 32 random bits (exact in a double). */
-  nextFloat(): number {
-    return this.nextU32() / 4294967296;
-  }
-
-  /** Irwin-Hall(4), scaled to mean 0 and the given std. */
-  fillNormal(n: number, std: number): Float32Array {
-    const out = new Float32Array(n);
-    const k = Math.sqrt(3) * std;
-    for (let i = 0; i < n; i++) {
-      out[i] = (this.nextFloat() + this.nextFloat() + this.nextFloat() + this.nextFloat() - 2) * k;
-    }
-    return out;
-  }
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
-}
-
-// ---------------------------------------------------------------------------------------------------
-// safetensors: u64 little-endian header length, the JSON header (padded with spaces to 8 bytes, as the
-// reference writer does), then the tensors' bytes, little-endian, at the header's data_offsets.
-
-export async function writeSafetensors(path: string, tensors: Record<string, TensorData>): Promise<void> {
-  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
-  let offset = 0;
-  const entries = Object.entries(tensors);
-  for (const [name, t] of entries) {
-    if (!name || name === '__metadata__')
-      throw new InputError(`Invalid tensor name ${JSON.stringify(name)}.`);
-    if (!(t.dtype === 'F32' || t.dtype === 'F16' || t.dtype === 'BF16')) {
-      throw new InputError(`Tensor ${name}: dtype must be F32, F16 or BF16, not ${JSON.stringify(t.dtype)}.`);
-    }
-    if (!Array.isArray(t.shape) || t.shape.some((s) => !Number.isSafeInteger(s) || s < 0)) {
-      throw new InputError(
-        `Tensor ${name}: shape must be non-negative integers, not ${JSON.stringify(t.shape)}.`,
-      );
-    }
-    if (!(t.data instanceof Float32Array) || t.data.length !== numel(t.shape)) {
-      throw new InputError(
-        `Tensor ${name}: data holds ${t.data?.length} values, its shape needs ${numel(t.shape)}.`,
-      );
-    }
-    const bytes = t.data.length * (t.dtype === 'F32' ? 4 : 2);
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
-    offset += bytes;
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
-  const head = Buffer.alloc(8 + Buffer.byteLength(json));
-  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)), 0);
-  head.write(json, 8, 'utf8');
-
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.incomplete`;
-  const fh = await open(tmp, 'w');
-  try {
-    await fh.write(head);
-    for (const [, t] of entries) await fh.write(encode(t));
-    await fh.close();
-    await rename(tmp, path);
-  } catch (err) {
-    await fh.close().catch(() => {});
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
-
-function encode(t: TensorData): Uint8Array {
-  if (t.dtype === 'F32') {
-    const out = new Uint8Array(t.data.length * 4);
-    const view = new DataView(out.buffer);
-    for (let i = 0; i < t.data.length; i++) view.setFloat32(i * 4, t.data[i] as number, true);
-    return out;
-  }
-  const out = new Uint8Array(t.data.length * 2);
-  const view = new DataView(out.buffer);
-  const conv = t.dtype === 'F16' ? f32ToF16 : f32ToBf16;
-  for (let i = 0; i < t.data.length; i++) view.setUint16(i * 2, conv(t.data[i] as number), true);
+/** Irwin-Hall(4) draws of `next`, scaled to mean 0 and the given std. */
+function fillNormal(next: () => number, n: number, std: number): Float32Array {
+  const out = new Float32Array(n);
+  const k = Math.sqrt(3) * std;
+  for (let i = 0; i < n; i++) out[i] = (next() + next() + next() + next() - 2) * k;
   return out;
-}
-
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-/** float32 -> bfloat16 bits, round to nearest even; NaN stays NaN. */
-export function f32ToBf16(v: number): number {
-  f32[0] = v;
-  const x = u32[0] as number;
-  if ((x & 0x7fffffff) > 0x7f800000) return ((x >>> 16) | 0x40) & 0xffff;
-  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
-/** float32 -> IEEE half bits, round to nearest even, with subnormals, overflow to infinity, NaN kept. */
-export function f32ToF16(v: number): number {
-  f32[0] = v;
-  const x = u32[0] as number;
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign; // rounds to zero
-    mant |= 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    const rest = mant & ((1 << shift) - 1);
-    let h = mant >>> shift;
-    if (rest > half || (rest === half && h & 1)) h++;
-    return sign | h;
-  }
-  let h = (e << 10) | (mant >>> 13);
-  const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && h & 1)) h++; // may carry into the exponent: still correct
-  e = h >>> 10;
-  return sign | (e >= 0x1f ? 0x7c00 : h);
-}
-
-/** IEEE half bits -> number (for tests and readers). */
-export function f16ToF32(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >>> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? Number.NaN : sign * Number.POSITIVE_INFINITY;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-/** Shapes shared by the TypeScript modules (see DESIGN.md). */
+/** Shapes shared by the TypeScript modules (see docs/architecture.md). */
 
 export type Backend = 'mlx' | 'cpu';
 export type DeviceKind = 'auto' | 'gpu' | 'cpu';

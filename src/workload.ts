@@ -35,7 +35,10 @@ export function bertUncasedVocab(): string[] {
   return cachedVocab;
 }
 
-/** mulberry32: small, fast, good enough for workloads; same sequence on every platform. */
+/**
+ * The package's one seeded generator (mulberry32): uniform numbers in [0, 1), 32-bit integer arithmetic
+ * only, so the same sequence on every platform. Workloads, synthetic weights and tests draw from it.
+ */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
   return () => {

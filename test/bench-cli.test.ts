@@ -218,7 +218,8 @@ describe('mlx-rerank bench', () => {
 
 describe('model choice', () => {
   it('makes a float16 copy of a float32 model that scores like it', async () => {
-    const { synthesizeModel, f16ToF32 } = await import('../src/synth');
+    const { synthesizeModel } = await import('../src/synth');
+    const { f16ToF32 } = await import('../src/safetensors');
     const { storedCopy } = await import('../src/bench/model');
     const { CrossEncoder } = await import('../src/cross-encoder');
     const files = await synthesizeModel({

@@ -342,26 +342,31 @@ describe('NVML GPU utilisation', () => {
 });
 
 describe('CPU steadiness (the background of latency tails)', () => {
-  it('counts the units over 1.5x the fastest and takes p99 by rank', () => {
+  it('counts the units over 1.5x the fastest and interpolates p99 as the bench does', () => {
     // 100 units: fastest 0.1; 0.15 is exactly 1.5x (not slow); three are slower.
     const times = [...Array.from({ length: 96 }, (_, i) => 0.1 + i * 1e-4), 0.15, 0.16, 0.3, 1.0];
     const j = summarizeUnits(times);
     expect(j.units).toBe(100);
     expect(j.slowPct).toBeCloseTo(3, 10);
-    expect(j.p99Ratio).toBeCloseTo(0.3 / 0.1, 10); // sorted[floor(99 * 0.99)] = sorted[98]
+    // The bench's percentile: rank 99 * 0.99 = 98.01, between sorted[98] = 0.3 and sorted[99] = 1.0.
+    expect(j.p99Ratio).toBeCloseTo((0.3 + 0.01 * (1.0 - 0.3)) / 0.1, 10);
     expect(summarizeUnits([])).toEqual({ units: 0, slowPct: 0, p99Ratio: 1 });
   });
 
-  it('times units on this machine for about the time asked', () => {
+  it('times units on this machine for about the time asked, and reads steal time on Linux', () => {
     const t0 = performance.now();
     const j = measureJitter(200);
     const took = performance.now() - t0;
-    expect(took).toBeGreaterThanOrEqual(200);
+    // Stops when the time is up (calibration and one last unit on top; generous for a loaded machine).
+    expect(took).toBeLessThan(200 + 2000);
     // 0.5 ms sleeps + 0.1 ms units: a few hundred units, not one and not thousands.
     expect(j.units).toBeGreaterThan(20);
     expect(j.units).toBeLessThan(400);
-    expect(j.p99Ratio).toBeGreaterThanOrEqual(1);
-    if (process.platform === 'linux') expect(j.stealPct).toBeGreaterThanOrEqual(0);
+    // /proc/stat was read before and after: a share of all CPU time, present on Linux.
+    if (process.platform === 'linux') {
+      expect(j.stealPct).toBeDefined();
+      expect(j.stealPct).toBeLessThanOrEqual(100);
+    }
   });
 
   const withJitter = (start: number, end: number): ScenarioResult => {

@@ -3,7 +3,7 @@
  * rounded weights of each storage dtype), agreement with the cpu engine on random batches, batching
  * invariants (bucket padding is masked), bounded memory, errors and lifecycle.
  *
- * Runs only when the addon was built with MLX; otherwise every test is skipped and the suite's name
+ * Runs only when the addon was built with MLX; otherwise every engine test is skipped and one warning
  * says why (what the build tried). The GPU branch (float16) runs only where MLX has a GPU.
  */
 import { spawnSync } from 'node:child_process';
@@ -31,7 +31,9 @@ import {
 
 const mlx = backends().mlx;
 const hasGpu = mlx.available && (mlx.devices ?? []).includes('gpu');
+// Each skip says why once, here, not in every test's name.
 if (!mlx.available) console.warn(`[engine-mlx] skipping the mlx engine tests: ${mlx.reason}`);
+else if (!hasGpu) console.warn('[engine-mlx] skipping the GPU tests: MLX has no GPU here');
 
 function load(
   weights: string[],
@@ -85,7 +87,7 @@ function randomPairs(seed: number, count: number, spec: CpuSpec, maxLen = spec.m
 
 const models = fixtureModels();
 
-describe.skipIf(!mlx.available)(`mlx engine${mlx.available ? '' : ` (skipped: ${mlx.reason})`}`, () => {
+describe.skipIf(!mlx.available)('mlx engine', () => {
   describe('golden numerics on the CPU, float32 (Python transformers, float64 reference)', () => {
     for (const name of models) {
       for (const storage of FIXTURE_DTYPES) {
@@ -116,42 +118,6 @@ describe.skipIf(!mlx.available)(`mlx engine${mlx.available ? '' : ` (skipped: ${
       }
     }
   });
-
-  describe.skipIf(!hasGpu)(
-    `golden numerics on the GPU, float16${hasGpu ? '' : ' (skipped: MLX has no GPU here)'}`,
-    () => {
-      for (const name of models) {
-        it(`${name}: max abs error <= 3e-2 and Spearman >= 0.999 per label`, async () => {
-          const dir = join(FIXTURE_MODELS_DIR, name);
-          const spec = fixtureSpec(dir);
-          const expected = fixtureExpected(dir);
-          const engine = await native().loadEngine({
-            backend: 'mlx',
-            device: 'gpu',
-            weights: [join(dir, 'float16', 'model.safetensors')],
-            spec,
-          });
-          try {
-            expect(engine.info()).toMatchObject({ backend: 'mlx', device: 'gpu', dtype: 'float16' });
-            const res = await engine.forward(...pack(expected.pairs));
-            const want = expected.logits.float16;
-            expect(maxAbsDiff(res.logits, want.flat())).toBeLessThanOrEqual(3e-2);
-            for (let j = 0; j < spec.numLabels; j++) {
-              const got = want.map((_, i) => res.logits[i * spec.numLabels + j] as number);
-              expect(
-                spearman(
-                  got,
-                  want.map((row) => row[j] as number),
-                ),
-              ).toBeGreaterThanOrEqual(0.999);
-            }
-          } finally {
-            await engine.dispose();
-          }
-        });
-      }
-    },
-  );
 
   describe('against the cpu engine and an independent float64 forward', () => {
     let dir: string;
@@ -369,6 +335,39 @@ describe.skipIf(!mlx.available)(`mlx engine${mlx.available ? '' : ` (skipped: ${
   });
 });
 
+describe.skipIf(!hasGpu)('mlx engine on the GPU: golden numerics, float16', () => {
+  for (const name of models) {
+    it(`${name}: max abs error <= 3e-2 and Spearman >= 0.999 per label`, async () => {
+      const dir = join(FIXTURE_MODELS_DIR, name);
+      const spec = fixtureSpec(dir);
+      const expected = fixtureExpected(dir);
+      const engine = await native().loadEngine({
+        backend: 'mlx',
+        device: 'gpu',
+        weights: [join(dir, 'float16', 'model.safetensors')],
+        spec,
+      });
+      try {
+        expect(engine.info()).toMatchObject({ backend: 'mlx', device: 'gpu', dtype: 'float16' });
+        const res = await engine.forward(...pack(expected.pairs));
+        const want = expected.logits.float16;
+        expect(maxAbsDiff(res.logits, want.flat())).toBeLessThanOrEqual(3e-2);
+        for (let j = 0; j < spec.numLabels; j++) {
+          const got = want.map((_, i) => res.logits[i * spec.numLabels + j] as number);
+          expect(
+            spearman(
+              got,
+              want.map((row) => row[j] as number),
+            ),
+          ).toBeGreaterThanOrEqual(0.999);
+        }
+      } finally {
+        await engine.dispose();
+      }
+    });
+  }
+});
+
 describe('build-time detection (scripts/find-mlx.mjs)', () => {
   let out: string;
   beforeAll(() => {
@@ -406,7 +405,26 @@ describe('build-time detection (scripts/find-mlx.mjs)', () => {
     return dir;
   }
 
-  it('MLX_RERANK_NO_MLX=1 builds without MLX, and backends() says so', () => {
+  it.skipIf(mlx.available)(
+    'this addon was built without MLX: backends() says what the build tried, and an mlx load is refused',
+    async () => {
+      expect(native().backends().mlx).toEqual({ available: false, reason: 'not compiled in' });
+      const status = mlxBuildStatus();
+      expect(status?.found).toBe(false);
+      expect(status?.tried.length).toBeGreaterThan(0);
+      for (const t of status?.tried ?? []) expect(mlx.reason).toContain(t);
+      expect(mlx.reason).toMatch(/^absent — not found at build time \(tried: /);
+      const dir = join(FIXTURE_MODELS_DIR, models[0] as string);
+      await expect(load([join(dir, 'float32', 'model.safetensors')], fixtureSpec(dir))).rejects.toMatchObject(
+        {
+          code: 'E_BACKEND_UNAVAILABLE',
+          message: expect.stringMatching(/not compiled into this build/),
+        },
+      );
+    },
+  );
+
+  it('MLX_RERANK_NO_MLX=1 leaves MLX out of the build, and backends() says so', () => {
     const { stdout, status } = findMlx('--enabled', { MLX_RERANK_NO_MLX: '1' }, 'off');
     expect(stdout).toBe('0');
     expect(status).toMatchObject({ found: false, tried: ['MLX_RERANK_NO_MLX=1'] });

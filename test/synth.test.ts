@@ -8,16 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MlxRerankError } from '../src/errors';
 import { loadModelSpec } from '../src/model';
 import { type NativeAddon, native } from '../src/native';
-import {
-  f16ToF32,
-  f32ToBf16,
-  f32ToF16,
-  synthCli,
-  synthesizeModel,
-  writeSafetensors,
-  Xoshiro128,
-} from '../src/synth';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, writeSafetensors } from '../src/safetensors';
+import { synthCli, synthesizeModel } from '../src/synth';
 import type { ModelSpec } from '../src/types';
+import { seededRandom } from '../src/workload';
 import { referenceLogits as reference } from './helpers/cpu-model';
 
 let work: string;
@@ -63,11 +57,7 @@ async function readSafetensors(
       const at = base + data_offsets[0] + i * width;
       if (dtype === 'F32') values[i] = buf.readFloatLE(at);
       else if (dtype === 'F16') values[i] = f16ToF32(buf.readUInt16LE(at));
-      else {
-        const b = Buffer.alloc(4);
-        b.writeUInt32LE((buf.readUInt16LE(at) << 16) >>> 0);
-        values[i] = b.readFloatLE(0);
-      }
+      else values[i] = bf16ToF32(buf.readUInt16LE(at));
     }
     out.set(name, { dtype, shape, values });
   }
@@ -122,14 +112,15 @@ function referenceLogits(w: Map<string, Tensor>, s: ModelSpec, ids: number[], ty
 
 /** Seeded random pairs: [CLS] q [SEP] d [SEP] with word ids from the ordinary vocabulary range. */
 function randomPairs(count: number, seed: number): { ids: number[]; types: number[] }[] {
-  const r = new Xoshiro128(seed);
+  const r = seededRandom(seed);
+  const int = (n: number) => Math.floor(r() * n);
   return Array.from({ length: count }, () => {
-    const n = 12 + (r.nextU32() % 40);
-    const q = 4 + (r.nextU32() % 6);
+    const n = 12 + int(40);
+    const q = 4 + int(6);
     const ids: number[] = [];
     const types: number[] = [];
     for (let i = 0; i < n; i++) {
-      ids.push(i === 0 ? 101 : i === q - 1 || i === n - 1 ? 102 : 1000 + (r.nextU32() % 29000));
+      ids.push(i === 0 ? 101 : i === q - 1 || i === n - 1 ? 102 : 1000 + int(29000));
       types.push(i < q ? 0 : 1);
     }
     return { ids, types };
@@ -154,13 +145,27 @@ function tryAddon(): NativeAddon | undefined {
 }
 
 describe('synthesizeModel', () => {
-  it('xoshiro128** seeded by splitmix32 gives the published sequence (checked against a Python implementation)', () => {
-    const r = new Xoshiro128(1);
-    expect([r.nextU32(), r.nextU32(), r.nextU32(), r.nextU32()]).toEqual([
-      2442144158, 3238099751, 3819917871, 2104621829,
-    ]);
-    const q = new Xoshiro128(42);
-    expect([q.nextU32(), q.nextU32(), q.nextU32()]).toEqual([2837322924, 544945897, 479756282]);
+  it('the seeded generator is mulberry32, checked against a BigInt implementation of its 32-bit arithmetic', () => {
+    const M = 2n ** 32n;
+    const imul = (a: bigint, b: bigint) => (a * b) % M;
+    const reference = (seed: number) => {
+      let a = BigInt(seed >>> 0);
+      return () => {
+        a = (a + 0x6d2b79f5n) % M;
+        let t = a;
+        t = imul(t ^ (t >> 15n), t | 1n);
+        t = (t ^ ((t + imul(t ^ (t >> 7n), t | 61n)) % M)) % M;
+        return Number(t ^ (t >> 14n)) / 2 ** 32;
+      };
+    };
+    for (const seed of [0, 1, 42, 2 ** 31, 2 ** 32 - 1]) {
+      const ours = seededRandom(seed);
+      const want = reference(seed);
+      const got = Array.from({ length: 1000 }, () => ours());
+      expect(got).toEqual(Array.from({ length: 1000 }, () => want()));
+      expect(Math.min(...got)).toBeGreaterThanOrEqual(0);
+      expect(Math.max(...got)).toBeLessThan(1);
+    }
   });
 
   it('writes the MiniLM-L6 shape in the Hugging Face BERT layout, marked synthetic', async () => {

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "batch_plan.h"
 #include "engine.h"
 #include "json.h"
 #include "weights.h"
@@ -233,6 +234,7 @@ int main(int argc, char** argv) {
     if (first && !firstF32.empty()) firstSpec = specOf(readJson(dir + "/config.json"));
   }
   if (!firstF32.empty() && mutations > 0) mutateHeaders(firstF32, firstSpec, mutations);
+  failures += checkBatchPlans();
   std::printf(failures ? "FAILED (%d)\n" : "all passed\n", failures);
   return failures ? 1 : 0;
 }

@@ -10,13 +10,14 @@
  * under 1% (the lent H100 VMs: 0.2-1.3%, and 25% on an unsteady one with nothing else running).
  */
 import { readFileSync } from 'node:fs';
+import { percentileSorted } from './stats';
 
 export interface Jitter {
   /** Work units timed. */
   units: number;
   /** Percentage of units that took more than 1.5x the fastest unit. */
   slowPct: number;
-  /** 99th percentile of unit time / fastest unit time. */
+  /** 99th percentile of unit time (the bench's percentile) / fastest unit time. */
   p99Ratio: number;
   /** Percentage of all CPUs' time the hypervisor gave to others while the probe ran (Linux `steal`), if readable. */
   stealPct?: number;
@@ -89,7 +90,7 @@ export function summarizeUnits(times: readonly number[]): Jitter {
   const sorted = Float64Array.from(times).sort();
   const fastest = sorted[0] ?? 0;
   const slow = fastest > 0 ? times.filter((t) => t > SLOW * fastest).length : 0;
-  const p99 = sorted[Math.floor((sorted.length - 1) * 0.99)] ?? 0;
+  const p99 = sorted.length ? percentileSorted(sorted, 99) : 0;
   return {
     units: times.length,
     slowPct: times.length ? (100 * slow) / times.length : 0,

@@ -20,7 +20,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError, ModelNotFoundError } from '../errors';
 import { resolveModel } from '../hub';
-import { f32ToBf16, f32ToF16, synthesizeModel } from '../synth';
+import { f32ToBf16, f32ToF16, type StoredTensor, safetensorsChunks } from '../safetensors';
+import { synthesizeModel } from '../synth';
 import type { DType, ModelFiles } from '../types';
 
 export const DEFAULT_MODEL = 'cross-encoder/ms-marco-MiniLM-L-6-v2';
@@ -217,37 +218,21 @@ export function convertSafetensors(buf: Buffer, dtype: 'float16' | 'bfloat16'): 
     TensorEntry | unknown
   >;
   const data = buf.subarray(8 + headerLen);
-  const outHeader: Record<string, unknown> = {};
-  const chunks: Buffer[] = [];
-  let offset = 0;
   const tag = dtype === 'float16' ? 'F16' : 'BF16';
   const conv = dtype === 'float16' ? f32ToF16 : f32ToBf16;
+  const tensors: [string, StoredTensor][] = [];
   for (const [name, entry] of Object.entries(header)) {
-    if (name === '__metadata__') {
-      outHeader[name] = entry;
-      continue;
-    }
+    if (name === '__metadata__') continue;
     const t = entry as TensorEntry;
     const bytes = data.subarray(t.data_offsets[0], t.data_offsets[1]);
-    let out: Buffer;
-    if (t.dtype === 'F32') {
-      const n = bytes.length / 4;
-      out = Buffer.alloc(n * 2);
-      for (let i = 0; i < n; i++) out.writeUInt16LE(conv(bytes.readFloatLE(i * 4)), i * 2);
-    } else {
-      out = Buffer.from(bytes);
+    if (t.dtype !== 'F32') {
+      tensors.push([name, { dtype: t.dtype, shape: t.shape, bytes }]);
+      continue;
     }
-    outHeader[name] = {
-      dtype: t.dtype === 'F32' ? tag : t.dtype,
-      shape: t.shape,
-      data_offsets: [offset, offset + out.length],
-    };
-    chunks.push(out);
-    offset += out.length;
+    const n = bytes.length / 4;
+    const out = Buffer.alloc(n * 2);
+    for (let i = 0; i < n; i++) out.writeUInt16LE(conv(bytes.readFloatLE(i * 4)), i * 2);
+    tensors.push([name, { dtype: tag, shape: t.shape, bytes: out }]);
   }
-  let json = JSON.stringify(outHeader);
-  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
-  const head = Buffer.alloc(8);
-  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  return Buffer.concat([head, Buffer.from(json, 'utf8'), ...chunks]);
+  return Buffer.concat(safetensorsChunks(tensors));
 }

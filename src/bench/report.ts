@@ -1,7 +1,8 @@
 /**
  * Writes a scenario's results as the seed report's Markdown (same sections, same columns, then the
  * new ones), the same data as JSON, and SVG charts next to them: NN_<name>.md / .json /
- * .<chart>.svg. Also the index comparing several scenarios.
+ * .<chart>.svg. Also the index comparing several scenarios. One concern, rendering (the arithmetic is in
+ * stats.ts, the charts in charts.ts); long because the report has many sections.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

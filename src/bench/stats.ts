@@ -6,6 +6,8 @@
  * population form (divide by n, numpy's default ddof=0), as the seed report was.
  */
 
+import { percentile as interpolate } from '../metrics';
+
 export const PERCENTILE_METHOD =
   'linear interpolation between closest ranks (numpy default): rank = (n - 1) * p / 100';
 export const STD_METHOD = 'population standard deviation (divide by n, numpy default ddof=0)';
@@ -23,17 +25,14 @@ export interface Summary {
   p99: number;
 }
 
-/** Percentile p (0..100) of values already sorted ascending; NaN for an empty list. */
-export function percentileSorted(sorted: readonly number[], p: number): number {
-  const n = sorted.length;
-  if (n === 0) return Number.NaN;
+/**
+ * Percentile p (0..100) of values already sorted ascending; NaN for an empty list. The interpolation is
+ * the package's one (src/metrics.ts, which CrossEncoder.stats() reports with, on a 0..1 scale).
+ */
+export function percentileSorted(sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
   if (!(p >= 0 && p <= 100)) throw new RangeError(`percentile must be within 0..100, got ${p}`);
-  const h = ((n - 1) * p) / 100;
-  const lo = Math.floor(h);
-  const hi = Math.min(lo + 1, n - 1);
-  const a = sorted[lo] as number;
-  const b = sorted[hi] as number;
-  return a + (h - lo) * (b - a);
+  return interpolate(sorted, p / 100);
 }
 
 export function percentile(values: readonly number[], p: number): number {

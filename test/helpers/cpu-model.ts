@@ -7,7 +7,13 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { specFromConfig } from '../../src/model';
 import type { NativeEngineOptions } from '../../src/native';
-import { f16ToF32, f32ToBf16, f32ToF16 } from '../../src/synth';
+import {
+  bf16ToF32,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  safetensorsBytes as writeBytes,
+} from '../../src/safetensors';
 import { seededRandom } from '../../src/workload';
 
 export type StDType = 'F32' | 'F16' | 'BF16';
@@ -18,50 +24,23 @@ export interface Tensor {
   data: Float32Array;
 }
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-// float32 -> 16-bit storage and back: the package's own conversions (src/synth.ts, checked in
-// test/synth.test.ts); only bfloat16 -> float32 (a shift) is here.
-export function fromBf16Bits(h: number): number {
-  u32[0] = h << 16;
-  return f32[0] as number;
-}
-
-/** The value a float32 takes once stored in dtype and read back. */
+/** The value a float32 takes once stored in dtype and read back (the package's conversions, src/synth.ts). */
 export function roundTo(dtype: StDType, x: number): number {
   if (dtype === 'F16') return f16ToF32(f32ToF16(x));
-  if (dtype === 'BF16') return fromBf16Bits(f32ToBf16(x));
+  if (dtype === 'BF16') return bf16ToF32(f32ToBf16(x));
   return Math.fround(x);
 }
 
-/** Serialises tensors as a safetensors file (header padded to 8 bytes like the reference writer). */
+/** Serialises tensors as a safetensors file, all in one dtype (the package's writer, src/synth.ts). */
 export function safetensorsBytes(tensors: Record<string, Tensor>, dtype: StDType): Buffer {
-  const elem = dtype === 'F32' ? 4 : 2;
-  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
-  const parts: Buffer[] = [];
-  let offset = 0;
-  for (const [name, t] of Object.entries(tensors)) {
-    const buf =
-      dtype === 'F32'
-        ? Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength)
-        : Buffer.alloc(t.data.length * elem);
-    for (let i = 0; dtype !== 'F32' && i < t.data.length; i++) {
-      const v = t.data[i] as number;
-      buf.writeUInt16LE(dtype === 'F16' ? f32ToF16(v) : f32ToBf16(v), i * 2);
-    }
-    header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + buf.length] };
-    parts.push(buf);
-    offset += buf.length;
-  }
-  let json = JSON.stringify(header);
-  while ((json.length + 8) % 8 !== 0) json += ' ';
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  return Buffer.concat([len, Buffer.from(json), ...parts]);
+  return writeBytes(
+    Object.fromEntries(
+      Object.entries(tensors).map(([name, t]) => [name, { dtype, shape: t.shape, data: t.data }]),
+    ),
+  );
 }
 
-/** mulberry32 (src/workload.ts): small, seeded, good enough for weights and workloads. */
+/** The package's seeded generator (mulberry32, src/workload.ts). */
 export const rng = seededRandom;
 
 /**

@@ -1,0 +1,39 @@
+// backends(): which engines this build offers, for src/backends.ts (which adds the build's MLX report).
+#include "addon/addon.h"
+
+namespace mlxrerank::addon {
+
+Napi::Value backends(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto result = Napi::Object::New(env);
+  auto cpu = Napi::Object::New(env);
+  cpu.Set("available", true);
+  cpu.Set("version", "mlx-rerank cpu 0.1.0");
+  auto devices = Napi::Array::New(env, 1);
+  devices.Set(uint32_t(0), "cpu");
+  cpu.Set("devices", devices);
+  cpu.Set("isa", cpuIsaName());
+  cpu.Set("threads", cpuDefaultThreads());
+  result.Set("cpu", cpu);
+  auto mlx = Napi::Object::New(env);
+#ifdef MLX_RERANK_WITH_MLX
+  try {
+    mlx.Set("available", true);
+    mlx.Set("version", mlxVersion());
+    auto d = Napi::Array::New(env);
+    d.Set(uint32_t(0), "cpu");
+    if (mlxGpuAvailable()) d.Set(uint32_t(1), "gpu");
+    mlx.Set("devices", d);
+  } catch (const std::exception& e) {
+    mlx.Set("available", false);
+    mlx.Set("reason", std::string("MLX failed to initialise: ") + e.what());
+  }
+#else
+  mlx.Set("available", false);
+  mlx.Set("reason", "not compiled in");
+#endif
+  result.Set("mlx", mlx);
+  return result;
+}
+
+}  // namespace mlxrerank::addon

@@ -1,0 +1,193 @@
+// NativeEngine (forward, warmup, info, memory, dispose) and loadEngine(options), which makes one. Every
+// method that touches the engine posts a job to the engine's Worker and returns its promise.
+#include <chrono>
+#include <memory>
+
+#include "addon/addon.h"
+#include "addon/worker.h"
+
+namespace mlxrerank::addon {
+namespace {
+
+constexpr const char* kDisposed = "This engine was disposed; load the model again to keep scoring.";
+
+class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(
+        env, "NativeEngine",
+        {InstanceMethod<&EngineWrap::forward>("forward"), InstanceMethod<&EngineWrap::warmup>("warmup"),
+         InstanceMethod<&EngineWrap::info>("info"), InstanceMethod<&EngineWrap::memory>("memory"),
+         InstanceMethod<&EngineWrap::dispose>("dispose")});
+  }
+
+  explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {}
+
+  ~EngineWrap() override {
+    // Collected without dispose(): free the engine on its thread, then let the thread go.
+    if (worker_ && !disposed_) postDispose(nullptr);
+  }
+
+  void attach(std::shared_ptr<Worker> w, const ModelSpec& spec) {
+    worker_ = std::move(w);
+    spec_ = spec;
+  }
+
+ private:
+  Napi::Value forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (disposed_ || !worker_) return rejected(env, "E_DISPOSED", kDisposed);
+    auto isI32 = [&](size_t i) {
+      return info.Length() > i && info[i].IsTypedArray() &&
+             info[i].As<Napi::TypedArray>().TypedArrayType() == napi_int32_array;
+    };
+    if (!isI32(0) || !isI32(1) || !isI32(2))
+      return rejected(env, "E_INPUT", "forward(tokens, typeIds, offsets) takes three Int32Arrays.");
+    auto batch = std::make_shared<PackedBatch>();
+    auto copy = [&](size_t i, std::vector<int32_t>& out) {
+      auto a = info[i].As<Napi::Int32Array>();
+      out.assign(a.Data(), a.Data() + a.ElementLength());
+    };
+    copy(0, batch->tokens);
+    copy(1, batch->typeIds);
+    copy(2, batch->offsets);
+    auto deferred = Napi::Promise::Deferred::New(env);
+    const ModelSpec spec = spec_;
+    worker_->post([batch, spec, deferred](Worker& w) -> Completion* {
+      return settle(&deferred, [&]() -> Settle::Value {
+        if (!w.engine()) throw EngineError(ErrorCode::Engine, "engine not loaded");
+        validateBatch(*batch, spec);
+        auto result = std::make_shared<ForwardResult>(w.engine()->forward(*batch));
+        return [result](Napi::Env env) -> Napi::Value {
+          auto logits = Napi::Float32Array::New(env, result->logits.size());
+          std::copy(result->logits.begin(), result->logits.end(), logits.Data());
+          auto o = Napi::Object::New(env);
+          o.Set("logits", logits);
+          o.Set("inferenceMs", Napi::Number::New(env, result->inferenceMs));
+          o.Set("computedSlots", Napi::Number::New(env, static_cast<double>(result->computedSlots)));
+          return o;
+        };
+      });
+    });
+    return deferred.Promise();
+  }
+
+  Napi::Value warmup(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (disposed_ || !worker_) return rejected(env, "E_DISPOSED", kDisposed);
+    auto deferred = Napi::Promise::Deferred::New(env);
+    worker_->post([deferred](Worker& w) -> Completion* {
+      return settle(&deferred, [&]() -> Settle::Value {
+        const auto t0 = std::chrono::steady_clock::now();
+        w.engine()->warmup();
+        const double ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        return [ms](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, ms); };
+      });
+    });
+    return deferred.Promise();
+  }
+
+  Napi::Value info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto o = Napi::Object::New(env);
+    if (!worker_) return o;
+    const EngineInfoCache c = worker_->info();
+    o.Set("backend", c.backend);
+    o.Set("device", c.device);
+    o.Set("deviceName", c.deviceName);
+    o.Set("dtype", c.dtype);
+    o.Set("version", c.version);
+    return o;
+  }
+
+  Napi::Value memory(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const MemoryInfo m = worker_ && !disposed_ ? worker_->memory() : MemoryInfo{};
+    auto o = Napi::Object::New(env);
+    o.Set("activeBytes", Napi::Number::New(env, static_cast<double>(m.activeBytes)));
+    o.Set("peakBytes", Napi::Number::New(env, static_cast<double>(m.peakBytes)));
+    o.Set("cacheBytes", Napi::Number::New(env, static_cast<double>(m.cacheBytes)));
+    return o;
+  }
+
+  Napi::Value dispose(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (disposed_) {
+      if (!disposePromise_.IsEmpty()) return disposePromise_.Value();
+      auto d = Napi::Promise::Deferred::New(env);
+      d.Resolve(env.Undefined());
+      return d.Promise();
+    }
+    auto deferred = Napi::Promise::Deferred::New(env);
+    disposePromise_ = Napi::Persistent(deferred.Promise());
+    postDispose(&deferred);
+    return deferred.Promise();
+  }
+
+  // Queued behind any forward in flight, so that forward completes first.
+  void postDispose(const Napi::Promise::Deferred* deferred) {
+    disposed_ = true;
+    std::shared_ptr<Worker> worker = worker_;
+    std::shared_ptr<Napi::Promise::Deferred> d;
+    if (deferred) d = std::make_shared<Napi::Promise::Deferred>(*deferred);
+    worker->post([worker, d](Worker& w) -> Completion* {
+      Settle* s = settle(d.get(), [&]() -> Settle::Value {
+        w.destroyEngine();
+        return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
+      });
+      s->after = [worker](Napi::Env) { worker->finish(); };
+      w.exitAfterThisJob();
+      return s;
+    });
+  }
+
+  std::shared_ptr<Worker> worker_;
+  ModelSpec spec_;
+  bool disposed_ = false;
+  Napi::Reference<Napi::Promise> disposePromise_;
+};
+
+}  // namespace
+
+Napi::Function defineEngineClass(Napi::Env env) { return EngineWrap::define(env); }
+
+Napi::Value loadEngine(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  LoadRequest req;
+  try {
+    req = parseLoadRequest(info);
+  } catch (const EngineError& e) {
+    return rejected(env, errorCodeName(e.code()), e.what());
+  } catch (const Napi::Error& e) {
+    return rejected(env, "E_INPUT", e.Message());
+  }
+
+  auto* data = env.GetInstanceData<AddonData>();
+  auto deferred = Napi::Promise::Deferred::New(env);
+  std::shared_ptr<Worker> worker = Worker::start(env);
+  worker->post([worker, data, deferred, req](Worker& w) -> Completion* {
+    Settle* s = settle(&deferred, [&]() -> Settle::Value {
+      std::unique_ptr<Engine> engine;
+#ifdef MLX_RERANK_WITH_MLX
+      if (req.backend == "mlx") engine = makeMlxEngine(req.spec, req.files, req.options);
+#endif
+      if (!engine) engine = makeCpuEngine(req.spec, req.files, req.options);
+      w.setEngine(std::move(engine));
+      const ModelSpec spec = req.spec;
+      return [worker, data, spec](Napi::Env env) -> Napi::Value {
+        Napi::Object obj = data->engineCtor.New({});
+        EngineWrap::Unwrap(obj)->attach(worker, spec);
+        return obj;
+      };
+    });
+    if (!s->ok) {
+      w.exitAfterThisJob();
+      s->after = [worker](Napi::Env) { worker->finish(); };
+    }
+    return s;
+  });
+  return deferred.Promise();
+}
+
+}  // namespace mlxrerank::addon

@@ -1,0 +1,84 @@
+// loadEngine(options): the options object from JavaScript, checked into a LoadRequest. src/native.ts
+// types it; this is the check at the boundary (anything may arrive).
+#include "addon/addon.h"
+
+namespace mlxrerank::addon {
+namespace {
+
+std::string getString(const Napi::Object& o, const char* key, const std::string& fallback) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  if (!v.IsString())
+    throw EngineError(ErrorCode::Input, std::string("option '") + key + "' must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+double getNumber(const Napi::Object& o, const char* key, bool required, double fallback, ErrorCode code) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (required) throw EngineError(code, std::string("'") + key + "' is required");
+    return fallback;
+  }
+  if (!v.IsNumber()) throw EngineError(code, std::string("'") + key + "' must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+int64_t getInt(const Napi::Object& o, const char* key) {
+  const double d = getNumber(o, key, true, 0, ErrorCode::BadConfig);
+  if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d)))
+    throw EngineError(ErrorCode::BadConfig, std::string("spec.") + key + " must be a non-negative integer");
+  return static_cast<int64_t>(d);
+}
+
+}  // namespace
+
+LoadRequest parseLoadRequest(const Napi::CallbackInfo& info) {
+  LoadRequest r;
+  if (info.Length() < 1 || !info[0].IsObject())
+    throw EngineError(ErrorCode::Input, "loadEngine(options) needs an options object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  r.backend = getString(o, "backend", "cpu");
+  EngineOptions& opts = r.options;
+  opts.device = getString(o, "device", "auto");
+  opts.dtype = getString(o, "dtype", "");
+  opts.threads = static_cast<int>(getNumber(o, "threads", false, 0, ErrorCode::Input));
+  opts.cacheLimitBytes = static_cast<int64_t>(getNumber(o, "cacheLimitBytes", false, -1, ErrorCode::Input));
+  Napi::Value compile = o.Get("compile");
+  if (compile.IsBoolean()) opts.compile = compile.As<Napi::Boolean>().Value();
+  if (opts.device != "auto" && opts.device != "cpu" && opts.device != "gpu")
+    throw EngineError(ErrorCode::Input, "device must be 'auto', 'cpu' or 'gpu'");
+  Napi::Value w = o.Get("weights");
+  if (!w.IsArray() || w.As<Napi::Array>().Length() == 0)
+    throw EngineError(ErrorCode::Input, "'weights' must be a non-empty array of safetensors paths");
+  Napi::Array wa = w.As<Napi::Array>();
+  for (uint32_t i = 0; i < wa.Length(); ++i) {
+    Napi::Value f = wa.Get(i);
+    if (!f.IsString()) throw EngineError(ErrorCode::Input, "'weights' must hold strings");
+    r.files.push_back(f.As<Napi::String>().Utf8Value());
+  }
+  Napi::Value sv = o.Get("spec");
+  if (!sv.IsObject()) throw EngineError(ErrorCode::BadConfig, "'spec' must be an object");
+  Napi::Object s = sv.As<Napi::Object>();
+  ModelSpec& spec = r.spec;
+  spec.vocabSize = getInt(s, "vocabSize");
+  spec.hiddenSize = getInt(s, "hiddenSize");
+  spec.numLayers = getInt(s, "numLayers");
+  spec.numHeads = getInt(s, "numHeads");
+  spec.intermediateSize = getInt(s, "intermediateSize");
+  spec.maxPositions = getInt(s, "maxPositions");
+  spec.typeVocabSize = getInt(s, "typeVocabSize");
+  spec.numLabels = getInt(s, "numLabels");
+  spec.layerNormEps = getNumber(s, "layerNormEps", false, 1e-12, ErrorCode::BadConfig);
+  spec.hiddenAct = getString(s, "hiddenAct", "gelu");
+  if (r.backend != "cpu" && r.backend != "mlx")
+    throw EngineError(ErrorCode::Input, "backend must be 'cpu' or 'mlx'");
+#ifndef MLX_RERANK_WITH_MLX
+  if (r.backend == "mlx")
+    throw EngineError(ErrorCode::Unavailable,
+                      "The mlx backend is not compiled into this build of mlx-rerank; use backend 'cpu', or "
+                      "install MLX and rebuild (see the README).");
+#endif
+  return r;
+}
+
+}  // namespace mlxrerank::addon
