@@ -7,6 +7,7 @@
  * JS regex \s also takes U+FEFF and leaves out U+0085, so the class is spelt out.
  */
 import { TokenizerError } from '../errors';
+import { hashSpan, WORD_CACHE_MAX_KEY, WordCache } from './word-cache';
 import type { IdBuffer } from './wordpiece';
 
 const WS = '\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
@@ -14,8 +15,6 @@ const GPT2_SPLIT = new RegExp(
   `'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^${WS}\\p{L}\\p{N}]+|[${WS}]+(?![^${WS}])|[${WS}]+`,
   'gu',
 );
-const WORD_CACHE_MAX = 50_000;
-const WORD_CACHE_KEY_MAX = 64;
 export const MAX_VOCAB = 5_000_000;
 export const MAX_MERGES = 5_000_000;
 /** Heap keys are rank * 2^27 + position. */
@@ -46,7 +45,7 @@ export class BytePairEncoder {
   /** (left id, right id) -> merge index (= rank). */
   private readonly mergeOf = new Map<number, number>();
   private readonly mergedId: Int32Array;
-  private readonly cache = new Map<string, Int32Array>();
+  private readonly cache = new WordCache();
   private sym = new Int32Array(64);
   private next = new Int32Array(64);
   private prev = new Int32Array(64);
@@ -90,42 +89,48 @@ export class BytePairEncoder {
 
   /** Encodes text[start, end), stopping after the pre-token that brings out to `cap` ids. */
   encode(text: string, start: number, end: number, atTextStart: boolean, out: IdBuffer, cap: number): void {
-    let s = text.slice(start, end);
-    if (this.spec.addPrefixSpace && atTextStart && s.length > 0 && s.charCodeAt(0) !== 32) s = ` ${s}`;
+    let s = text;
+    let a = start;
+    let b = end;
+    if (this.spec.addPrefixSpace && atTextStart && a < b && text.charCodeAt(a) !== 32) {
+      s = ` ${text.slice(a, b)}`;
+      a = 0;
+      b = s.length;
+    }
     if (!this.spec.useRegex) {
-      this.word(s, out);
+      this.word(s, a, b, out);
       return;
     }
+    // ASCII needs no regex: the scanner gives the regex's pre-tokens up to the first point where a
+    // non-ASCII character could matter, and the regex (which has no lookbehind) goes on from there.
+    let i = a;
+    while (i < b && out.length < cap) {
+      const t = asciiToken(s, i, b);
+      if (t < 0) break;
+      this.word(s, i, t, out);
+      i = t;
+    }
+    if (i >= b || out.length >= cap) return;
+    const rest = s.slice(i, b);
     GPT2_SPLIT.lastIndex = 0;
-    for (let m = GPT2_SPLIT.exec(s); m !== null && out.length < cap; m = GPT2_SPLIT.exec(s)) {
-      this.word(m[0], out);
+    for (let m = GPT2_SPLIT.exec(rest); m !== null && out.length < cap; m = GPT2_SPLIT.exec(rest)) {
+      this.word(rest, m.index, m.index + m[0].length, out);
     }
   }
 
-  private word(w: string, out: IdBuffer): void {
-    const cacheable = w.length <= WORD_CACHE_KEY_MAX;
-    if (cacheable) {
-      const hit = this.cache.get(w);
-      if (hit !== undefined) {
-        const data = out.reserve(hit.length);
-        data.set(hit, out.length);
-        out.length += hit.length;
-        return;
-      }
-    }
+  private word(s: string, a: number, b: number, out: IdBuffer): void {
+    const cacheable = b - a <= WORD_CACHE_MAX_KEY;
+    const h = cacheable ? hashSpan(s, a, b) : 0;
+    if (cacheable && this.cache.get(s, a, b, h, out)) return;
     const before = out.length;
-    const n = this.symbols(w);
-    this.mergeAll(n, out);
-    if (cacheable) {
-      if (this.cache.size >= WORD_CACHE_MAX) this.cache.clear();
-      this.cache.set(w, out.data.slice(before, out.length));
-    }
+    this.mergeAll(this.symbols(s, a, b), out);
+    if (cacheable) this.cache.set(s, a, b, h, out.data, before, out.length);
   }
 
-  /** The byte symbols of w into this.sym; returns their count. */
-  private symbols(w: string): number {
-    if (this.sym.length < 4 * w.length) {
-      const cap = 4 * w.length + 16;
+  /** The byte symbols of s[a, b) into this.sym; returns their count. */
+  private symbols(w: string, a: number, b: number): number {
+    if (this.sym.length < 4 * (b - a)) {
+      const cap = 4 * (b - a) + 16;
       this.sym = new Int32Array(cap);
       this.next = new Int32Array(cap);
       this.prev = new Int32Array(cap);
@@ -134,19 +139,20 @@ export class BytePairEncoder {
     const sym = this.sym;
     const ids = this.byteIds;
     let n = 0;
-    const push = (b: number) => {
-      const id = ids[b] as number;
+    const push = (byte: number) => {
+      const id = ids[byte] as number;
       if (id >= 0) sym[n++] = id;
     };
-    for (let i = 0; i < w.length; i++) {
+    for (let i = a; i < b; i++) {
       let cp = w.charCodeAt(i);
-      if (cp >= 0xd800 && cp < 0xdc00 && i + 1 < w.length) {
+      if (cp >= 0xd800 && cp < 0xdc00 && i + 1 < b) {
         const lo = w.charCodeAt(i + 1);
         if (lo >= 0xdc00 && lo < 0xe000) {
           cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
           i++;
         }
       }
+      if (cp >= 0xd800 && cp < 0xe000) cp = 0xfffd; // a lone surrogate reads as U+FFFD
       if (cp < 0x80) push(cp);
       else if (cp < 0x800) {
         push(0xc0 | (cp >> 6));
@@ -234,6 +240,56 @@ export class BytePairEncoder {
     const data = out.reserve(count);
     for (let i = n > 0 ? 0 : -1; i >= 0; i = next[i] as number) data[out.length++] = sym[i] as number;
   }
+}
+
+// ASCII classes for the scanner: 1 letter, 2 digit, 3 whitespace (\s), 4 other (punctuation etc.).
+const CLASS = new Uint8Array(128);
+for (let c = 0; c < 128; c++) {
+  if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122)) CLASS[c] = 1;
+  else if (c >= 48 && c <= 57) CLASS[c] = 2;
+  else if (c === 32 || (c >= 9 && c <= 13)) CLASS[c] = 3;
+  else CLASS[c] = 4;
+}
+
+/**
+ * The end of GPT-2's regex match at s[i] when only ASCII decides it, else -1. The alternatives in
+ * the regex's order: contractions, ` ?` letters, ` ?` digits, ` ?` other, whitespace not followed
+ * by a non-space (`\s+(?!\S)`), whitespace.
+ */
+function asciiToken(s: string, i: number, b: number): number {
+  const c = s.charCodeAt(i);
+  if (c >= 0x80) return -1;
+  const next = i + 1 < b ? s.charCodeAt(i + 1) : -1;
+  if (next >= 0x80) return -1;
+  if (c === 39 /* ' */ && next >= 0) {
+    if (next === 115 || next === 116 || next === 109 || next === 100) return i + 2; // 's 't 'm 'd
+    const third = i + 2 < b ? s.charCodeAt(i + 2) : -1;
+    if ((next === 114 || next === 118) && third === 101) return i + 3; // 're 've
+    if (next === 108 && third === 108) return i + 3; // 'll
+  }
+  let k = i;
+  let cls = CLASS[c] as number;
+  if (c === 32 && next >= 0 && CLASS[next] !== 3) {
+    k = i + 1; // ` ?` takes the space into the word that follows
+    cls = CLASS[next] as number;
+  }
+  if (cls !== 3) {
+    let j = k + 1;
+    for (; j < b; j++) {
+      const d = s.charCodeAt(j);
+      if (d >= 0x80) return -1;
+      if (CLASS[d] !== cls) break;
+    }
+    return j;
+  }
+  let j = i + 1;
+  for (; j < b; j++) {
+    const d = s.charCodeAt(j);
+    if (d >= 0x80) return -1;
+    if (CLASS[d] !== 3) break;
+  }
+  if (j === b || j - i === 1) return j;
+  return j - 1; // the last whitespace character goes with what follows (or stands alone)
 }
 
 function fail(where: string, message: string): never {

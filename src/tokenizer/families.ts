@@ -31,9 +31,6 @@ const MAX_ADDED_LENGTH = 1024;
 const HUGE_MAX_LENGTH = 1e18;
 /** Input read per window, in UTF-16 code units (grown when a window has no safe cut). */
 const WINDOW = 4096;
-const LONE = '[\\ud800-\\udbff](?![\\udc00-\\udfff])|(?<![\\ud800-\\udbff])[\\udc00-\\udfff]';
-const LONE_SURROGATE = new RegExp(LONE);
-const LONE_SURROGATES = new RegExp(LONE, 'g');
 
 type Json = Record<string, unknown>;
 
@@ -93,8 +90,9 @@ class TextEncoder {
 
   /** Appends the ids of `text` to out (from out.length 0) and returns their count. */
   encode(text: string, out: IdBuffer, cap: number): number {
-    // A lone surrogate reads as U+FFFD: what any UTF-8 encoding of the JS string gives Python / Rust.
-    const s = LONE_SURROGATE.test(text) ? text.replace(LONE_SURROGATES, '\ufffd') : text;
+    // Lone surrogates read as U+FFFD (what any UTF-8 encoding of the JS string gives Python / Rust):
+    // the models replace them where they meet them, in non-ASCII stretches only.
+    const s = text;
     const n = s.length;
     let pos = 0;
     let window = WINDOW;

@@ -21,6 +21,7 @@ const MAX_CHARSMAP_BYTES = 64 << 20;
 /** Graphemes of this many UTF-8 bytes or more are looked up character by character (the crate's rule). */
 const WHOLE_GRAPHEME_BYTES = 6;
 const GRAPHEME_CACHE_MAX = 20_000;
+const LONE_SURROGATES = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 export class PrecompiledCharsmap {
   private readonly trie: Uint32Array;
@@ -62,7 +63,7 @@ export class PrecompiledCharsmap {
     return new PrecompiledCharsmap(Buffer.from(b64, 'base64'), where);
   }
 
-  /** The normalized text. Lone surrogates must have been replaced before (see toWellFormed). */
+  /** The normalized text (lone surrogates read as U+FFFD). */
   normalize(text: string): string {
     const n = text.length;
     let out = '';
@@ -96,6 +97,8 @@ export class PrecompiledCharsmap {
   }
 
   private normalizeStretch(s: string): string {
+    // A lone surrogate reads as U+FFFD: what any UTF-8 encoding of the JS string gives Python / Rust.
+    s = s.replace(LONE_SURROGATES, '\ufffd');
     this.segmenter ??= new Intl.Segmenter(undefined, { granularity: 'grapheme' });
     let out = '';
     for (const { segment } of this.segmenter.segment(s)) out += this.grapheme(segment);

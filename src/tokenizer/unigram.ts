@@ -13,13 +13,15 @@
  */
 import { TokenizerError } from '../errors';
 import type { PrecompiledCharsmap } from './precompiled';
+import { FNV_OFFSET, FNV_PRIME, WordCache } from './word-cache';
 import type { IdBuffer } from './wordpiece';
 
 /** `tokenizers`' K_UNK_PENALTY: an unknown character scores the lowest piece score minus this. */
 const UNK_PENALTY = 10;
 const METASPACE = 0x2581; // ▁
-const WORD_CACHE_MAX = 50_000;
-const WORD_CACHE_KEY_MAX = 64;
+const LONE = '[\\ud800-\\udbff](?![\\udc00-\\udfff])|(?<![\\ud800-\\udbff])[\\udc00-\\udfff]';
+const LONE_SURROGATE = new RegExp(LONE);
+export const LONE_SURROGATES = new RegExp(LONE, 'g');
 export const MAX_PIECES = 2_000_000;
 const MAX_PIECE_LENGTH = 256;
 
@@ -54,6 +56,8 @@ class PieceTrie {
   nodes = 1;
   /** Piece id ending at each node, or -1. */
   pieceAt: Int32Array;
+  /** The root's child for each code unit (-1 = none): one array read instead of a hash probe. */
+  readonly root = new Int32Array(65536).fill(-1);
 
   constructor(expectedNodes: number) {
     let cap = 1024;
@@ -83,6 +87,7 @@ class PieceTrie {
       if (next < 0) {
         next = this.nodes++;
         this.put(node * 65536 + unit, node, unit, next);
+        if (node === 0) this.root[unit] = next;
         if (next >= this.pieceAt.length) {
           const grown = new Int32Array(this.pieceAt.length * 2).fill(-1);
           grown.set(this.pieceAt);
@@ -199,7 +204,7 @@ export class UnigramModel {
       let single = false;
       let node = 0;
       for (let k = at; k < len; k++) {
-        node = trie.child(node, s.charCodeAt(start + k));
+        node = k === at ? (trie.root[c] as number) : trie.child(node, s.charCodeAt(start + k));
         if (node < 0) break;
         const id = pieceAt[node] as number;
         if (id < 0) continue;
@@ -274,7 +279,7 @@ export interface UnigramPipelineSpec {
 /** Normalizer + pre-tokenizer + model for a text segment between added tokens. */
 export class UnigramPipeline {
   private readonly model: UnigramModel;
-  private readonly cache = new Map<string, Int32Array>();
+  private readonly cache = new WordCache();
 
   constructor(
     private readonly spec: UnigramPipelineSpec,
@@ -301,62 +306,82 @@ export class UnigramPipeline {
   encode(text: string, start: number, end: number, atTextStart: boolean, out: IdBuffer, cap: number): void {
     let norm = text.slice(start, end);
     if (this.spec.charsmap !== undefined) norm = this.spec.charsmap.normalize(norm);
-    if (this.spec.whitespaceSplit) {
-      const n = norm.length;
-      let i = 0;
-      let first = true;
-      while (i < n && out.length < cap) {
-        while (i < n && isRustWhitespace(norm.charCodeAt(i))) i++;
-        if (i >= n) break;
-        let j = i + 1;
-        while (j < n && !isRustWhitespace(norm.charCodeAt(j))) j++;
-        this.metaspaceWord(norm.slice(i, j), atTextStart && first && i === 0, out, cap);
-        first = false;
-        i = j;
-      }
+    else if (LONE_SURROGATE.test(norm)) norm = norm.replace(LONE_SURROGATES, '\ufffd');
+    if (!this.spec.whitespaceSplit) {
+      if (this.spec.collapseSpaces && norm.includes('  ')) norm = norm.replace(/ {2,}/g, ' ');
+      if (norm.includes(' ')) norm = norm.replaceAll(' ', '\u2581');
+      this.metaspace(norm, atTextStart, out, cap, true);
       return;
     }
-    if (this.spec.collapseSpaces && norm.includes('  ')) norm = norm.replace(/ {2,}/g, ' ');
-    this.metaspaceWord(norm, atTextStart, out, cap);
+    const n = norm.length;
+    const firstScheme = this.spec.prependScheme === 'first';
+    let i = 0;
+    while (i < n && out.length < cap) {
+      let c = norm.charCodeAt(i);
+      while (c <= 32 || c >= 0x85 ? isRustWhitespace(c) : false) {
+        if (++i >= n) return;
+        c = norm.charCodeAt(i);
+      }
+      let h = FNV_OFFSET;
+      let j = i;
+      for (; j < n; j++) {
+        c = norm.charCodeAt(j);
+        if (c <= 32 || c >= 0x85 ? isRustWhitespace(c) : false) break;
+        h = Math.imul(h ^ c, FNV_PRIME);
+      }
+      const head = firstScheme && atTextStart && i === 0;
+      if (!head && this.cache.get(norm, i, j, h, out)) {
+        i = j;
+        continue;
+      }
+      const before = out.length;
+      const w = norm.slice(i, j);
+      if (this.metaspace(w.includes(' ') ? w.replaceAll(' ', '\u2581') : w, head, out, cap, false) && !head) {
+        this.cache.set(norm, i, j, h, out.data, before, out.length);
+      }
+      i = j;
+    }
   }
 
-  /** Metaspace on one string: ' ' -> ▁, the prepend scheme, then split before each ▁. */
-  private metaspaceWord(w: string, atTextStart: boolean, out: IdBuffer, cap: number): void {
-    if (w.length === 0) return;
-    const cacheable = w.length <= WORD_CACHE_KEY_MAX;
-    if (cacheable) {
-      const hit = this.cache.get(w);
-      if (hit !== undefined && (this.spec.prependScheme !== 'first' || !atTextStart)) {
-        const data = out.reserve(hit.length);
-        data.set(hit, out.length);
-        out.length += hit.length;
-        return;
-      }
-    }
-    let s = w.includes(' ') ? w.replaceAll(' ', '\u2581') : w;
+  /**
+   * Metaspace on s (spaces already ▁): the prepend scheme, then a pre-token before each ▁ (when
+   * split). Returns false when it stopped early at `cap`. `cachePieces`: remember each pre-token's
+   * ids (off when the caller caches the whole word, so a word takes one cache entry, not two).
+   */
+  private metaspace(
+    s: string,
+    atTextStart: boolean,
+    out: IdBuffer,
+    cap: number,
+    cachePieces: boolean,
+  ): boolean {
+    if (s.length === 0) return true;
     const prepend =
       this.spec.prependScheme === 'always' || (this.spec.prependScheme === 'first' && atTextStart);
     if (prepend && s.charCodeAt(0) !== METASPACE) s = `\u2581${s}`;
-    const before = out.length;
     const n = s.length;
-    let stopped = false;
-    if (!this.spec.split) this.model.encode(s, 0, n, out);
-    else {
-      for (let i = 0; i < n; ) {
-        let j = i + 1;
-        while (j < n && s.charCodeAt(j) !== METASPACE) j++;
-        this.model.encode(s, i, j, out);
-        i = j;
-        if (out.length >= cap && i < n) {
-          stopped = true;
-          break;
-        }
+    if (!this.spec.split) {
+      this.model.encode(s, 0, n, out);
+      return true;
+    }
+    for (let i = 0; i < n; ) {
+      let h = Math.imul(FNV_OFFSET ^ s.charCodeAt(i), FNV_PRIME);
+      let j = i + 1;
+      for (; j < n; j++) {
+        const c = s.charCodeAt(j);
+        if (c === METASPACE) break;
+        h = Math.imul(h ^ c, FNV_PRIME);
       }
+      if (!cachePieces) this.model.encode(s, i, j, out);
+      else if (!this.cache.get(s, i, j, h, out)) {
+        const before = out.length;
+        this.model.encode(s, i, j, out);
+        this.cache.set(s, i, j, h, out.data, before, out.length);
+      }
+      i = j;
+      if (out.length >= cap && i < n) return false;
     }
-    if (cacheable && !stopped && (this.spec.prependScheme !== 'first' || !atTextStart)) {
-      if (this.cache.size >= WORD_CACHE_MAX) this.cache.clear();
-      this.cache.set(w, out.data.slice(before, out.length));
-    }
+    return true;
   }
 }
 
