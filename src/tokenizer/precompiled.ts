@@ -21,6 +21,14 @@ const MAX_CHARSMAP_BYTES = 64 << 20;
 /** Graphemes of this many UTF-8 bytes or more are looked up character by character (the crate's rule). */
 const WHOLE_GRAPHEME_BYTES = 6;
 const GRAPHEME_CACHE_MAX = 20_000;
+/**
+ * Characters that can join a grapheme with a neighbour (Grapheme_Cluster_Break Extend, SpacingMark,
+ * ZWJ, Prepend, Regional_Indicator, Hangul L/V/T/LV/LVT, CR): a stretch without any has one grapheme
+ * per code point and needs no segmenter. Marks (\p{M}) cover most of Extend and SpacingMark; the rest
+ * are listed.
+ */
+const JOINS =
+  /[\r\p{M}\u200c\u200d\uff9e\uff9f\u0e33\u0eb3\u1100-\u11ff\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff\u0600-\u0605\u06dd\u070f\u0890\u0891\u08e2\u0d4e\u{110bd}\u{110cd}\u{111c2}\u{111c3}\u{1193f}\u{11941}\u{11a3a}\u{11a84}-\u{11a89}\u{11d46}\u{11f02}\u{13430}-\u{1343f}\u{1f1e6}-\u{1f1ff}\u{1f3fb}-\u{1f3ff}\u{e0000}-\u{e0fff}]/u;
 const LONE_SURROGATES = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 export class PrecompiledCharsmap {
@@ -30,6 +38,7 @@ export class PrecompiledCharsmap {
   /** transform() of each single ASCII character: its replacement, or undefined when unchanged. */
   private readonly ascii: Array<string | undefined> = [];
   private readonly graphemeCache = new Map<string, string>();
+  private readonly codePointCache = new Map<number, string | null>();
   private readonly utf8 = new Uint8Array(4 * 64);
   private segmenter: Intl.Segmenter | undefined;
 
@@ -99,10 +108,33 @@ export class PrecompiledCharsmap {
   private normalizeStretch(s: string): string {
     // A lone surrogate reads as U+FFFD: what any UTF-8 encoding of the JS string gives Python / Rust.
     s = s.replace(LONE_SURROGATES, '\ufffd');
+    if (!JOINS.test(s)) return this.normalizeCodePoints(s);
     this.segmenter ??= new Intl.Segmenter(undefined, { granularity: 'grapheme' });
     let out = '';
     for (const { segment } of this.segmenter.segment(s)) out += this.grapheme(segment);
     return out;
+  }
+
+  /** A stretch where every code point is a grapheme of its own (no character in JOINS). */
+  private normalizeCodePoints(s: string): string {
+    let out = '';
+    let copied = 0;
+    for (let i = 0; i < s.length; ) {
+      const cp = s.codePointAt(i) as number;
+      const w = cp > 0xffff ? 2 : 1;
+      let rep = this.codePointCache.get(cp);
+      if (rep === undefined) {
+        rep = this.lookup(this.utf8, this.encode(s, i, i + w)) ?? null;
+        if (this.codePointCache.size >= GRAPHEME_CACHE_MAX) this.codePointCache.clear();
+        this.codePointCache.set(cp, rep);
+      }
+      if (rep !== null) {
+        out += s.slice(copied, i) + rep;
+        copied = i + w;
+      }
+      i += w;
+    }
+    return copied === 0 ? s : out + s.slice(copied);
   }
 
   private grapheme(g: string): string {
