@@ -64,7 +64,15 @@ class AddedTokenSet {
     let best: Added | undefined;
     let bestAt = limit;
     for (const t of this.tokens) {
-      const at = text.indexOf(t.content, from);
+      // Only this window is searched (a slice of a flat string shares its characters): the rest
+      // of a long text may never be read.
+      const end = limit + t.content.length - 1;
+      let at: number;
+      if (end >= text.length) at = text.indexOf(t.content, from);
+      else {
+        const rel = text.slice(from, end).indexOf(t.content);
+        at = rel < 0 ? -1 : from + rel;
+      }
       if (at < 0 || at >= limit) continue;
       if (at < bestAt || (at === bestAt && best !== undefined && t.content.length > best.content.length)) {
         best = t;
