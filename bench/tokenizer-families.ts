@@ -5,7 +5,8 @@
  * longest_first at --max-length (default 512), side by side in one tinybench run with:
  *  - `tokenizers` (Hugging Face's Rust library, npm binding) on the same tokenizer.json, encode per
  *    pair with 32 in flight, libuv pool and rayon held to one thread;
- *  - transformers.js AutoTokenizer on the same folder (tokenizer.json + tokenizer_config.json).
+ *  - transformers.js AutoTokenizer on the same folder (tokenizer.json + tokenizer_config.json);
+ *  - and, for reference, the WordPiece tokenizer (src/tokenizer.ts) on the same pairs.
  * The tokenizer files are the committed fixtures (test/fixtures/families/tokenizer/{unigram,bpe}).
  * Options: --pairs N (default 2048), --time MS per task (default 2000), --seed S, --max-length L.
  */
@@ -19,8 +20,9 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
+import { Tokenizer } from '../src/tokenizer';
 import { FamilyTokenizer } from '../src/tokenizer/families';
-import { msMarcoPairs } from '../src/workload';
+import { bertUncasedVocab, msMarcoPairs } from '../src/workload';
 
 const { values } = parseArgs({
   options: {
@@ -56,6 +58,11 @@ const add = (name: string, fn: () => unknown) => {
   bench.add(name, fn);
 };
 const tokensPerPair = new Map<string, number>();
+// The WordPiece tokenizer on the same pairs (bert-base-uncased vocabulary): the speed to keep up with.
+const wordPiece = Tokenizer.fromVocab(bertUncasedVocab(), { do_lower_case: true });
+add('wordpiece: ours encodePairs (batches of 32), for reference', () => {
+  for (const b of batches) wordPiece.encodePairs(b, { maxLength });
+});
 for (const kind of ['unigram', 'bpe'] as const) {
   const dir = join(FIXTURES, kind);
   const text = readFileSync(join(dir, 'tokenizer.json'), 'utf8');

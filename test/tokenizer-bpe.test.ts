@@ -101,6 +101,17 @@ describe('BPE edge cases', () => {
     expect(Array.from(a.ids)).toEqual(Array.from(b.ids));
   });
 
+  it('names its special ids as the file does', () => {
+    const added = json.added_tokens as Array<{ content: string; id: number }>;
+    const idOf = (c: string) => added.find((a) => a.content === c)?.id;
+    expect([tok.clsId, tok.sepId, tok.padId, tok.unkId]).toEqual([
+      idOf('[CLS]'),
+      idOf('[SEP]'),
+      idOf('[PAD]'),
+      idOf('[UNK]'),
+    ]);
+  });
+
   it('rejects bad files with typed errors', () => {
     const model = json.model as Record<string, unknown>;
     const bad = (m: Record<string, unknown>) => () =>

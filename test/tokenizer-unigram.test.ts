@@ -161,6 +161,31 @@ describe('Unigram readings and edge cases', () => {
     }
   });
 
+  it('names its special ids as the file does, and chunks a long document with a stride', () => {
+    const added = fileJson.added_tokens as Array<{ content: string; id: number }>;
+    const idOf = (c: string) => added.find((a) => a.content === c)?.id;
+    expect([t.clsId, t.sepId, t.padId, t.unkId]).toEqual([
+      idOf('<s>'),
+      idOf('</s>'),
+      idOf('<pad>'),
+      idOf('<unk>'),
+    ]);
+    const [q, d] = msMarcoPairs(1, 12)[0] as [string, string];
+    const doc = `${d} ${d} ${d}`;
+    const stride = 8;
+    const chunks = t.encodeChunks(q, doc, { maxLength: 48, stride });
+    const head = Array.from(t.encodePair(q, '', { maxLength: 48 }).ids).slice(0, -1); // <s> q </s></s>
+    const stitched: number[] = [];
+    chunks.forEach((c, i) => {
+      const ids = Array.from(c.ids);
+      expect(ids.slice(0, head.length)).toEqual(head);
+      expect(ids.length).toBeLessThanOrEqual(48);
+      stitched.push(...ids.slice(head.length + (i === 0 ? 0 : stride), -1));
+    });
+    expect(stitched).toEqual(Array.from(t.tokenize(doc)));
+    expect(chunks.length).toBeGreaterThan(2);
+  });
+
   it('rejects bad input and bad files with typed errors', () => {
     expect(() => t.encodePair('a', 1 as unknown as string, { maxLength: 16 })).toThrow(InputError);
     expect(() => t.encodePair('a', 'b', { maxLength: 3 })).toThrow(InputError);

@@ -157,6 +157,12 @@ export class FamilyTokenizer {
   readonly kind: 'unigram' | 'bpe';
   readonly modelMaxLength: number;
   readonly vocabSize: number;
+  /** The template's first special token (<s> / [CLS]) and the one after the query (</s> / [SEP]). */
+  readonly clsId: number;
+  readonly sepId: number;
+  /** tokenizer_config.json's pad_token / unk_token, or -1 when the tokenizer has none. */
+  readonly padId: number;
+  readonly unkId: number;
   private readonly text: TextEncoder;
   private readonly template: readonly TemplatePiece[];
   private readonly numSpecial: number;
@@ -171,6 +177,8 @@ export class FamilyTokenizer {
     template: TemplatePiece[];
     modelMaxLength: number;
     vocabSize: number;
+    idOf: (token: string) => number;
+    config: Json;
   }) {
     this.kind = parts.kind;
     this.text = parts.text;
@@ -178,6 +186,21 @@ export class FamilyTokenizer {
     this.numSpecial = parts.template.reduce((n, p) => n + (p.kind === 'special' ? p.ids.length : 0), 0);
     this.modelMaxLength = parts.modelMaxLength;
     this.vocabSize = parts.vocabSize;
+    const t = parts.template;
+    const a = t.findIndex((p) => p.kind === 'A');
+    const first = t[0];
+    const afterA = t[a + 1];
+    this.clsId = first?.kind === 'special' ? (first.ids[0] ?? -1) : -1;
+    this.sepId = afterA?.kind === 'special' ? (afterA.ids[0] ?? -1) : -1;
+    const named = (key: string, dflt: string) => {
+      const v = parts.config[key];
+      const name =
+        typeof v === 'string' ? v : isObject(v) && typeof v.content === 'string' ? v.content : dflt;
+      return parts.idOf(name);
+    };
+    const unigram = parts.kind === 'unigram';
+    this.padId = named('pad_token', unigram ? '<pad>' : '[PAD]');
+    this.unkId = named('unk_token', unigram ? '<unk>' : '[UNK]');
   }
 
   /** Whether tokenizer.json holds a model this class reads (Unigram or BPE). */
@@ -212,16 +235,20 @@ export class FamilyTokenizer {
         template,
         modelMaxLength,
         vocabSize: Math.max(vocabSize, ...added.map((t) => t.id + 1)),
+        idOf: (name) => added.find((t) => t.content === name)?.id ?? core.pieceId(name),
+        config: cfg,
       });
     }
     if (model.type === 'BPE') {
-      const { core, vocabSize } = bpeCore(json, model, where);
+      const { core, vocabSize, vocab } = bpeCore(json, model, where);
       return new FamilyTokenizer({
         kind: 'bpe',
         text: textEncoder(core, added, true, where),
         template,
         modelMaxLength,
         vocabSize: Math.max(vocabSize, ...added.map((t) => t.id + 1)),
+        idOf: (name) => added.find((t) => t.content === name)?.id ?? vocab.get(name) ?? -1,
+        config: cfg,
       });
     }
     fail(where, `model type ${JSON.stringify(model.type)} is not Unigram or BPE`);
@@ -282,6 +309,53 @@ export class FamilyTokenizer {
     };
   }
 
+  /**
+   * Long documents: overlapping windows of the document that each fit with the query, exactly as the
+   * WordPiece Tokenizer's encodeChunks (Hugging Face's overflowing tokens with stride).
+   */
+  encodeChunks(query: string, document: string, opts: { maxLength: number; stride: number }): Encoded[] {
+    if (typeof opts !== 'object' || opts === null)
+      throw new InputError('options must be { maxLength, stride }');
+    const { maxLength, stride } = opts;
+    if (!Number.isInteger(maxLength) || maxLength < this.numSpecial + 1) {
+      throw new InputError(
+        `maxLength must be an integer >= ${this.numSpecial + 1} for chunking, got ${describe(maxLength)}`,
+      );
+    }
+    if (!Number.isInteger(stride) || stride < 0) {
+      throw new InputError(`stride must be a non-negative integer, got ${describe(stride)}`);
+    }
+    checkString(query, 'query');
+    checkString(document, 'document');
+    const budget = maxLength - this.numSpecial;
+    let nq = this.text.encode(query, this.qBuf.reset(), budget + 1);
+    let queryCut = false;
+    if (budget - nq <= stride) {
+      nq = Math.min(nq, Math.floor(budget / 2));
+      queryCut = true;
+    }
+    const room = budget - nq;
+    if (room <= stride) {
+      throw new InputError(
+        `stride (${stride}) must be smaller than the document room of each chunk (${room} tokens with maxLength ${maxLength}); use a smaller stride or a larger maxLength`,
+      );
+    }
+    const doc = new IdBuffer(); // the whole document: local, so a huge one is not kept alive
+    const nd = this.text.encode(document, doc, Number.POSITIVE_INFINITY);
+    const chunks: Encoded[] = [];
+    const truncated = queryCut || nd > room;
+    for (let start = 0; ; start += room - stride) {
+      const end = Math.min(start + room, nd);
+      const total = nq + (end - start) + this.numSpecial;
+      const ids = new Int32Array(total);
+      const typeIds = new Int32Array(total);
+      this.writeTemplate(ids, typeIds, 0, nq, end - start, doc.data, start);
+      chunks.push({ ids, typeIds, truncated });
+      if (end >= nd) break;
+    }
+    return chunks;
+  }
+
   private options(opts: EncodeOptions): { budget: number; onlySecond: boolean } {
     if (typeof opts !== 'object' || opts === null)
       throw new InputError('options must be { maxLength, truncation? }');
@@ -332,7 +406,15 @@ export class FamilyTokenizer {
     return swap ? [n2, n1, true] : [n1, n2, true];
   }
 
-  private writeTemplate(ids: Int32Array, typeIds: Int32Array, at: number, nq: number, nd: number): void {
+  private writeTemplate(
+    ids: Int32Array,
+    typeIds: Int32Array,
+    at: number,
+    nq: number,
+    nd: number,
+    d: Int32Array = this.dBuf.data,
+    dStart = 0,
+  ): void {
     let k = at;
     for (const p of this.template) {
       if (p.kind === 'special') {
@@ -341,9 +423,10 @@ export class FamilyTokenizer {
           typeIds[k++] = p.typeId;
         }
       } else {
-        const src = p.kind === 'A' ? this.qBuf.data : this.dBuf.data;
+        const src = p.kind === 'A' ? this.qBuf.data : d;
+        const s = p.kind === 'A' ? 0 : dStart;
         const n = p.kind === 'A' ? nq : nd;
-        for (let i = 0; i < n; i++) ids[k + i] = src[i] as number;
+        for (let i = 0; i < n; i++) ids[k + i] = src[s + i] as number;
         typeIds.fill(p.typeId, k, k + n);
         k += n;
       }
@@ -464,7 +547,11 @@ function readMetaspace(
   return { whitespaceSplit, prependScheme: scheme, split: meta.split !== false };
 }
 
-function bpeCore(json: Json, model: Json, where: string): { core: BytePairEncoder; vocabSize: number } {
+function bpeCore(
+  json: Json,
+  model: Json,
+  where: string,
+): { core: BytePairEncoder; vocabSize: number; vocab: ReadonlyMap<string, number> } {
   if (json.normalizer !== null && json.normalizer !== undefined) {
     fail(where, 'a normalizer before byte-level BPE is not supported (ModernBERT / GPT-2 have none)');
   }
@@ -503,7 +590,7 @@ function bpeCore(json: Json, model: Json, where: string): { core: BytePairEncode
     { vocab, merges, addPrefixSpace: pre.add_prefix_space === true, useRegex: pre.use_regex !== false },
     where,
   );
-  return { core, vocabSize };
+  return { core, vocabSize, vocab };
 }
 
 function textEncoder(

@@ -288,6 +288,11 @@ export class UnigramPipeline {
     this.model = new UnigramModel(spec.model, where);
   }
 
+  /** The id of a whole piece, or -1. */
+  pieceId(piece: string): number {
+    return this.model.lookup(piece);
+  }
+
   /** A cut before text[p] leaves every pre-token and normalization the same (see families.ts). */
   safeCut(text: string, p: number): boolean {
     const prev = text.charCodeAt(p - 1);
