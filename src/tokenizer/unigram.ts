@@ -24,6 +24,8 @@ const LONE_SURROGATE = new RegExp(LONE);
 export const LONE_SURROGATES = new RegExp(LONE, 'g');
 export const MAX_PIECES = 2_000_000;
 const MAX_PIECE_LENGTH = 256;
+/** Total characters over all pieces: bounds the trie before it is built (XLM-R's 250k pieces: ~1.7M). */
+export const MAX_PIECE_CHARS = 32_000_000;
 
 export type PrependScheme = 'always' | 'first' | 'never';
 
@@ -158,6 +160,8 @@ export class UnigramModel {
       if (score < minScore) minScore = score;
       chars += piece.length;
     }
+    if (chars > MAX_PIECE_CHARS)
+      fail(where, `the pieces hold ${chars} characters (at most ${MAX_PIECE_CHARS})`);
     this.trie = new PieceTrie(chars);
     for (let i = 0; i < n; i++) this.trie.insert((spec.pieces[i] as readonly [string, number])[0], i);
     // token_to_ids maps a repeated piece to its last id, and Viterbi reads that id's score.
