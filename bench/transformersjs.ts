@@ -12,8 +12,8 @@ import { cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { syntheticModel } from '../src/bench/model';
-import { cachedBertOnnx } from '../src/bench/onnx-export';
-import { runTransformersJs } from '../src/bench/transformersjs';
+import { cachedBertOnnx } from './lib/onnx-export';
+import { runTransformersJs } from './lib/transformersjs';
 import { msMarcoPairs } from '../src/workload';
 
 const { values } = parseArgs({

@@ -91,9 +91,9 @@ struct PackedBf16 {
 
 // int8: W quantised per output channel, symmetric: q = round(w / s), s = max|w| / 127 (q in
 // [-127, 127]). B panel p holds, for k4 = 0..Kp/4-1 and column j < nr, the four int8 q[j][4k4 .. 4k4+4).
-// A rows are quantised per row the same way at the GEMM input; the int32 dot product, scaled by
-// sA * sB[j], goes through the float32 epilogue. colSum[j] = sum_k q[j][k] (for kernels that offset
-// the activations to unsigned, u8 x s8: they subtract 128 * colSum).
+// A rows are quantised per row (asymmetric, u8 with a zero point: kernels_lowp_impl.h) at the GEMM
+// input; the int32 dot product, scaled by sA * sB[j], goes through the float32 epilogue.
+// colSum[j] = sum_k q[j][k] turns sums over stored activation codes into sums over (q - zero point).
 struct PackedI8 {
   int K = 0, Kp = 0, N = 0, nr = 0;  // Kp = K rounded up to 4
   AlignedBuffer<int8_t> panels;

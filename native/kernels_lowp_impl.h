@@ -6,9 +6,15 @@
 //     when MLXR_BF16_A_FLOAT; else uint32_t: [k2n][MR] bf16 pairs, even k in the low half).
 //     C[MR][NR] (+)= sum over k, per pair: odd k first, then even k, each a float32 FMA.
 //   MLXR_LOWP_I8: microI8(const int8_t* A, const int8_t* B, int k4n, int32_t* C /* [MR][NR] */)
-//     A: [k4n][MR][4] int8 (MLXR_I8_A_MODE 0), the same XOR 0x80 = q + 128 as u8 (mode 1, u8 x s8
-//     instructions; the driver then subtracts 128 * colSum), or mode 0 followed by [k4n][MR][4] |q|
-//     (mode 2, for vpmaddubsw with the sign moved onto B: |a| * sign(b, a) never saturates int16).
+//     A: [k4n][MR][4] int8 v = q - 128 (MLXR_I8_A_MODE 0), the same XOR 0x80 = q as u8 (mode 1, for
+//     u8 x s8 instructions), or mode 0 followed by [k4n][MR][4] |v| (mode 2, for vpmaddubsw with the
+//     sign moved onto B: |v| * sign(b, v) <= 128 * 127, so a pair never saturates int16).
+//     C[MR][NR] = the int32 sums of A x B over the tile's k.
+//
+// Activations are quantised per row, asymmetric (as ONNX Runtime's DynamicQuantizeLinear, but per
+// token): s = (max(a, 0) - min(a, 0)) / 255, zero point z = round(-min / s), q = clamp(round(a / s) + z,
+// 0, 255); a ~ s * (q - z). The driver turns the kernel's sums into sum((q - z) * w) with the column
+// sums of B (PackedI8::colSum), then scales by s * sB[j].
 //
 // Everything else (A rounding / quantisation, edges, the float32 epilogue) is here once, so kernels
 // differ only in how they compute exactly-defined sums: every kernel gives the same bits.
@@ -105,19 +111,25 @@ MLXR_TARGET void gemmBf16(const float* A, long lda, int rows, const PackedBf16& 
 #endif  // MLXR_LOWP_BF16
 
 #ifdef MLXR_LOWP_I8
-// Symmetric per-row quantisation: s = max|a| / 127, q = round-half-even(a / s) in [-127, 127]. Returns s
-// (0 for an all-zero row, whose q are all 0).
-MLXR_TARGET float quantiseRow(const float* a, int K, int8_t* q) {
-  float m = 0;
-  for (int k = 0; k < K; ++k) m = std::max(m, std::fabs(a[k]));
-  if (!(m > 0)) {  // zero row (or NaN: the result is garbage either way; keep it defined)
-    std::memset(q, 0, K);
+// Asymmetric per-row quantisation (see the head comment); stores v = q - 128. Returns s, sets z (s = 0
+// and z = 0 for an all-zero row).
+MLXR_TARGET float quantiseRow(const float* a, int K, int8_t* v, int* z) {
+  float lo = 0, hi = 0;
+  for (int k = 0; k < K; ++k) {
+    lo = std::min(lo, a[k]);
+    hi = std::max(hi, a[k]);
+  }
+  if (!(hi - lo > 0)) {  // zero row (or NaN: the result is garbage either way; keep it defined)
+    std::memset(v, -128, K);
+    *z = 0;
     return 0;
   }
-  const float s = m / 127.0f;
+  const float s = (hi - lo) / 255.0f;
+  const float zf = std::nearbyint(-lo / s);
+  *z = static_cast<int>(zf);
   for (int k = 0; k < K; ++k) {
-    const float v = std::nearbyint(a[k] / s);
-    q[k] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, v)));
+    const float q = std::min(255.0f, std::max(0.0f, std::nearbyint(a[k] / s) + zf));
+    v[k] = static_cast<int8_t>(static_cast<int>(q) - 128);
   }
   return s;
 }
@@ -137,6 +149,7 @@ MLXR_TARGET void gemmI8(const float* A, long lda, int rows, const PackedI8& B, f
   if (packBuf.size() < tileBytes * (LMC / LMR) + Kp) packBuf.resize(tileBytes * (LMC / LMR) + Kp);
   int8_t* row = packBuf.data() + tileBytes * (LMC / LMR);
   float sA[LMC];
+  int off[LMC];  // per row: what times colSum turns the kernel's sum into sum((q - z) * w)
   alignas(64) int32_t acc[LMR * LNR];
   for (int m0 = 0; m0 < rows; m0 += LMC) {
     const int mc = std::min(LMC, rows - m0);
@@ -146,8 +159,10 @@ MLXR_TARGET void gemmI8(const float* A, long lda, int rows, const PackedI8& B, f
       for (int i = 0; i < LMR; ++i) {
         const int r = t * LMR + i;
         if (r < mc) {
-          sA[r] = quantiseRow(A + static_cast<long>(m0 + r) * lda, K, row);
-          std::memset(row + K, 0, Kp - K);
+          int z = 0;
+          sA[r] = quantiseRow(A + static_cast<long>(m0 + r) * lda, K, row, &z);
+          off[r] = MLXR_I8_A_MODE == 1 ? -z : 128 - z;
+          std::memset(row + K, 0, Kp - K);  // B is zero past K: any value works
         } else {
           std::memset(row, 0, Kp);
         }
@@ -168,9 +183,7 @@ MLXR_TARGET void gemmI8(const float* A, long lda, int rows, const PackedI8& B, f
       const int8_t* Bp = B.panels.data() + static_cast<size_t>(p) * Kp * LNR;
       const int n0 = p * LNR, nc = std::min(LNR, N - n0);
       const float* sB = B.scale.data() + n0;
-#if MLXR_I8_A_MODE == 1
       const int32_t* cs = B.colSum.data() + n0;
-#endif
       for (int t = 0; t < tiles; ++t) {
         const int i0 = m0 + t * LMR;
         const int mr = std::min(LMR, m0 + mc - i0);
@@ -178,12 +191,9 @@ MLXR_TARGET void gemmI8(const float* A, long lda, int rows, const PackedI8& B, f
         float* Ct = C + i0 * ldc + n0;
         for (int i = 0; i < mr; ++i) {
           const float s = sA[i0 - m0 + i];
+          const int o = off[i0 - m0 + i];
           for (int j = 0; j < nc; ++j) {
-#if MLXR_I8_A_MODE == 1
-            const int32_t dot = acc[i * LNR + j] - 128 * cs[j];
-#else
-            const int32_t dot = acc[i * LNR + j];
-#endif
+            const int32_t dot = acc[i * LNR + j] + o * cs[j];
             Ct[i * ldc + j] = static_cast<float>(dot) * (s * sB[j]);
           }
         }
