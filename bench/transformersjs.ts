@@ -12,9 +12,9 @@ import { cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { syntheticModel } from '../src/bench/model';
+import { msMarcoPairs } from '../src/workload';
 import { cachedBertOnnx } from './lib/onnx-export';
 import { runTransformersJs } from './lib/transformersjs';
-import { msMarcoPairs } from '../src/workload';
 
 const { values } = parseArgs({
   options: {

@@ -26,8 +26,8 @@ import {
   FIXTURE_MODELS_DIR,
   fixtureExpected,
   fixtureModels,
-  randomBert,
   type ReferenceQuantization,
+  randomBert,
   referenceLogits,
   type StDType,
   type Tensor,
@@ -217,7 +217,11 @@ const ortQ8 = (qmax: number): ReferenceQuantization => ({
     if (!layer.startsWith('encoder.')) return rows;
     let lo = 0;
     let hi = 0;
-    for (const r of rows) for (const v of r) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
+    for (const r of rows)
+      for (const v of r) {
+        lo = Math.min(lo, v);
+        hi = Math.max(hi, v);
+      }
     const scale = (hi - lo) / 255;
     const zero = Math.max(0, Math.min(255, rint(-lo / scale)));
     return rows.map((r) => r.map((v) => (Math.max(0, Math.min(255, rint(v / scale) + zero)) - zero) * scale));
