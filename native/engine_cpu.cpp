@@ -115,75 +115,20 @@ PackedMatrix pack(const std::vector<const std::vector<float>*>& ws,
   return m;
 }
 
-// The rows of several stacked W [n, K] (and their biases) as one list, output channel by channel.
-template <typename Fn>
-int forRows(const std::vector<const std::vector<float>*>& ws,
-            const std::vector<const std::vector<float>*>& bs, int K, Fn&& fn) {
-  int row = 0;
-  for (size_t s = 0; s < ws.size(); ++s) {
-    const int n = static_cast<int>(ws[s]->size() / K);
-    for (int r = 0; r < n; ++r, ++row) fn(row, ws[s]->data() + static_cast<size_t>(r) * K, (*bs[s])[r]);
-  }
-  return row;
-}
-
-int rowsOf(const std::vector<const std::vector<float>*>& ws, int K) {
-  int n = 0;
-  for (const auto* w : ws) n += static_cast<int>(w->size() / K);
-  return n;
-}
-
-// W -> bf16 k-pairs in panels of nr columns (kernels.h, PackedBf16).
-PackedBf16 packBf16(const std::vector<const std::vector<float>*>& ws,
-                    const std::vector<const std::vector<float>*>& bs, int K, int nr) {
-  PackedBf16 m;
-  m.K = K;
-  m.Kp = (K + 1) / 2 * 2;
-  m.nr = nr;
-  m.N = rowsOf(ws, K);
-  const int panels = (m.N + nr - 1) / nr;
-  m.panels.resize(static_cast<size_t>(panels) * m.Kp * nr);
-  std::fill(m.panels.data(), m.panels.data() + m.panels.size(), uint16_t{0});
-  m.bias.resize(m.N);
-  forRows(ws, bs, K, [&](int row, const float* src, float bias) {
-    uint16_t* dst = m.panels.data() + static_cast<size_t>(row / nr) * m.Kp * nr + (row % nr) * 2;
-    for (int k = 0; k < K; ++k) dst[static_cast<size_t>(k / 2) * nr * 2 + k % 2] = cpu::toBf16(src[k]);
-    m.bias.data()[row] = bias;
-  });
-  return m;
-}
-
-// W -> per-output-channel symmetric int8 in panels of nr columns of k-quads (kernels.h, PackedI8).
-PackedI8 packI8(const std::vector<const std::vector<float>*>& ws,
-                const std::vector<const std::vector<float>*>& bs, int K, int nr) {
-  PackedI8 m;
-  m.K = K;
-  m.Kp = (K + 3) / 4 * 4;
-  m.nr = nr;
-  m.N = rowsOf(ws, K);
-  const int panels = (m.N + nr - 1) / nr;
-  m.panels.resize(static_cast<size_t>(panels) * m.Kp * nr);
-  std::fill(m.panels.data(), m.panels.data() + m.panels.size(), int8_t{0});
-  m.colSum.resize(static_cast<size_t>(panels) * nr);
-  std::fill(m.colSum.data(), m.colSum.data() + m.colSum.size(), 0);
-  m.scale.resize(m.N);
-  m.bias.resize(m.N);
-  forRows(ws, bs, K, [&](int row, const float* src, float bias) {
-    float mx = 0;
-    for (int k = 0; k < K; ++k) mx = std::max(mx, std::fabs(src[k]));
-    const float s = mx > 0 ? mx / 127.0f : 0.0f;
-    int8_t* dst = m.panels.data() + static_cast<size_t>(row / nr) * m.Kp * nr + (row % nr) * 4;
-    int32_t sum = 0;
-    for (int k = 0; k < K; ++k) {
-      const float q = s > 0 ? std::min(127.0f, std::max(-127.0f, std::nearbyint(src[k] / s))) : 0.0f;
-      dst[static_cast<size_t>(k / 4) * nr * 4 + k % 4] = static_cast<int8_t>(q);
-      sum += static_cast<int32_t>(q);
+// Row pointers and biases of several stacked W [n, K], output channel by channel (kernels.h packers).
+struct Rows {
+  std::vector<const float*> rows;
+  std::vector<float> bias;
+};
+Rows rowsOf(const std::vector<const std::vector<float>*>& ws,
+            const std::vector<const std::vector<float>*>& bs, int K) {
+  Rows r;
+  for (size_t s = 0; s < ws.size(); ++s)
+    for (size_t i = 0; i < ws[s]->size() / K; ++i) {
+      r.rows.push_back(ws[s]->data() + i * K);
+      r.bias.push_back((*bs[s])[i]);
     }
-    m.colSum.data()[row] = sum;
-    m.scale.data()[row] = s;
-    m.bias.data()[row] = bias;
-  });
-  return m;
+  return r;
 }
 
 // One Linear layer, packed for float32 and, when the engine computes in reduced precision, for its
@@ -276,8 +221,12 @@ class CpuEngine final : public Engine {
                   const std::vector<const std::vector<float>*>& bs, int K) const {
     Linear l;
     l.f32 = pack(ws, bs, K, k_->nr);
-    if (compute_ == Compute::Bf16) l.bf16 = packBf16(ws, bs, K, lk_->nr);
-    if (compute_ == Compute::I8) l.i8 = packI8(ws, bs, K, lk_->nr);
+    if (compute_ != Compute::F32) {
+      const Rows r = rowsOf(ws, bs, K);
+      const int n = static_cast<int>(r.rows.size());
+      if (compute_ == Compute::Bf16) l.bf16 = cpu::packBf16(r.rows.data(), r.bias.data(), n, K, lk_->nr);
+      if (compute_ == Compute::I8) l.i8 = cpu::packI8(r.rows.data(), r.bias.data(), n, K, lk_->nr);
+    }
     return l;
   }
 

@@ -126,6 +126,11 @@ const Kernels* kernelsScalar();
 const Kernels* kernelsAvx2();    // nullptr when not built for x86-64
 const Kernels* kernelsAvx512();  // nullptr when not built for x86-64
 
+// W [N, K] (row r at rows[r]) and bias [N] packed for the reduced-precision GEMMs in panels of nr
+// columns (kernels_pack.cpp).
+PackedBf16 packBf16(const float* const* rows, const float* bias, int N, int K, int nr);
+PackedI8 packI8(const float* const* rows, const float* bias, int N, int K, int nr);
+
 // Reduced-precision kernel sets, each nullptr where this CPU (or build) lacks its instructions.
 const LowpKernels* lowpScalar();      // bf16 + int8, plain C++ (always)
 const LowpKernels* lowpAvx2();        // bf16 (emulated with FMA) + int8 (vpmaddubsw), AVX2 + FMA
