@@ -8,6 +8,9 @@
 // intermediate activations never leave the thread's scratch). Attention runs per (pair, head). The
 // last layer computes keys and values for all tokens but queries, attention output and FFN only for
 // each pair's [CLS] row: nothing else reaches the pooler.
+//
+// One concern, the engine (load, forward, the load-time quantisation check); the arithmetic lives in
+// the kernels (kernels*.h / kernels_*.cpp), the weight packing for reduced precision in kernels_pack.cpp.
 #include "engine_cpu.h"
 
 #include <algorithm>
