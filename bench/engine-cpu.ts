@@ -1,199 +1,210 @@
 /**
- * The cpu engine on a MiniLM-L6-shaped model (hidden 384, 6 layers, 12 heads, FFN 1536, vocab 30522;
- * seeded random float32 weights) with MS MARCO-like pairs (query 3-12 words, passage 30-110 words,
- * the workload of src/workload.ts, about 92 tokens a pair). A benchmark, not a test.
+ * The cpu engine in each dtype side by side (and, with --transformersjs, transformers.js fp32 and q8)
+ * on a MiniLM-L6-shaped model (hidden 384, 6 layers, 12 heads, FFN 1536, vocab 30522; the bench's
+ * synthetic model of src/bench/model.ts: seeded random float32 weights) with MS MARCO-like pairs
+ * (query 3-12 words, passage 30-110 words, src/workload.ts), grouped as --queries queries of --per-query
+ * passages each. A benchmark, not a test.
  *
- *   node --import tsx bench/engine-cpu.ts [--batch 32] [--seconds 15] [--threads N] [--isa all|avx512|avx2|scalar]
- *                                          [--memory] [--pairs 100000] [--transformersjs]
+ *   node --import tsx bench/engine-cpu.ts [--dtypes float32,bfloat16,int8] [--transformersjs]
+ *       [--rounds 5] [--queries 32] [--per-query 10] [--batch 32] [--threads N] [--isa avx512|avxvnni|avx2|scalar]
+ *       [--memory] [--pairs 100000]
  *
- * Reports pairs/s at the batch size, useful GFLOP/s (the FLOPs a full BERT forward of the real tokens
- * needs) against this machine's float32 GEMM ceiling measured in the same run (the engine's own GEMM on
- * a 1536^3 problem), and memory: RSS after load vs the weight file, RSS growth over --pairs pairs
- * (--memory). --transformersjs then runs bench/transformersjs.ts (ONNX Runtime float32, same model
- * shape) in the same run for the side-by-side number.
+ * Every contender scores the same pairs once a round (end to end: tokenize, batch, forward, logits),
+ * the order rotating each round; the figures are medians over the rounds and ratios of medians from
+ * this one run (the machine may be shared: a busy neighbour slows whichever contender it hits, and
+ * the median keeps a round or two of that out). Ranking quality of each contender is measured against
+ * our float32 scores: Spearman per query (mean, lowest), the fraction of queries whose top-3 set is
+ * unchanged, and the largest |logit - float32|. The float32 GEMM ceiling (the engine's own kernels on
+ * 1536^3) frames the float32 figure. --memory then checks RSS over --pairs pairs for each dtype.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { native, packageRoot } from '../src/native';
-import { shapeDims } from '../src/synth';
+import { syntheticModel } from '../src/bench/model';
+import { percentile } from '../src/bench/stats';
+import { specFromConfig } from '../src/model';
+import { type NativeEngine, native } from '../src/native';
 import { Tokenizer } from '../src/tokenizer';
+import type { DType } from '../src/types';
 import { bertUncasedVocab, msMarcoPairs } from '../src/workload';
-import { type CpuSpec, randomBert, writeModel } from '../test/helpers/cpu-model';
+import { cachedBertOnnx } from './lib/onnx-export';
+import { type Agreement, agreement } from './lib/ranking';
+import { runTransformersJs } from './lib/transformersjs';
 
 const { values } = parseArgs({
   options: {
+    dtypes: { type: 'string', default: 'float32,bfloat16,int8' },
+    transformersjs: { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '5' },
+    queries: { type: 'string', default: '32' },
+    'per-query': { type: 'string', default: '10' },
     batch: { type: 'string', default: '32' },
-    seconds: { type: 'string', default: '15' },
     threads: { type: 'string', default: '0' },
-    isa: { type: 'string', default: 'default' },
+    isa: { type: 'string' },
     seed: { type: 'string', default: '42' },
     memory: { type: 'boolean', default: false },
     pairs: { type: 'string', default: '100000' },
-    transformersjs: { type: 'boolean', default: false },
   },
 });
 
-// The MiniLM-L6 shape of the synthetic models (src/synth.ts) with BERT's vocabulary and settings.
-const spec: CpuSpec = {
-  ...shapeDims('minilm-l6'),
-  vocabSize: bertUncasedVocab().length,
-  typeVocabSize: 2,
-  layerNormEps: 1e-12,
-  hiddenAct: 'gelu',
-};
 const seed = Number(values.seed);
-const batchSize = Number(values.batch);
+const batch = Number(values.batch);
 const threads = Number(values.threads);
+const rounds = Number(values.rounds);
+const perQuery = Number(values['per-query']);
+const dtypes = (values.dtypes as string).split(',').map((d) => d.trim() as DType);
+if (values.isa) process.env.MLX_RERANK_CPU_ISA = values.isa;
 
-const dir = join(tmpdir(), 'mlx-rerank-bench-cpu', `minilm-l6-seed${seed}`);
-const file = join(dir, 'model.safetensors');
-if (!existsSync(file)) writeModel(dir, spec, randomBert(spec, seed), 'F32');
-const fileBytes = statSync(file).size;
-
-// The MS MARCO-like workload every bench here uses (src/workload.ts, seed 42 by default), tokenized by our
-// BERT tokenizer with the real uncased vocabulary: the same pairs transformers.js scores below.
-const tokenizer = Tokenizer.fromVocab(bertUncasedVocab(), { do_lower_case: true });
-const workload = msMarcoPairs(4096, seed);
-let next = 0;
-function makeBatch(n: number) {
-  const pairs = Array.from({ length: n }, () => workload[next++ % workload.length] as [string, string]);
-  const b = tokenizer.encodePairs(pairs, { maxLength: 512 });
-  const lengths = Array.from(
-    { length: n },
-    (_, i) => (b.offsets[i + 1] as number) - (b.offsets[i] as number),
-  );
-  return { tokens: b.tokens, typeIds: b.typeIds, offsets: b.offsets, lengths };
-}
-
-/** FLOPs of a full BERT forward on these pair lengths (what the model needs), and what we execute. */
-function flops(lengths: number[]) {
-  const H = spec.hiddenSize;
-  const I = spec.intermediateSize;
-  const perTokenLayer = 2 * (4 * H * H + 2 * H * I);
-  let full = 0;
-  let executed = 0;
-  for (const T of lengths) {
-    const attn = 4 * T * T * H;
-    full += spec.numLayers * (T * perTokenLayer + attn) + 2 * H * H;
-    // last layer: keys/values for all tokens, the rest for [CLS] only
-    executed +=
-      (spec.numLayers - 1) * (T * perTokenLayer + attn) +
-      T * 2 * 2 * H * H +
-      perTokenLayer -
-      4 * H * H +
-      4 * T * H +
-      2 * H * H;
-  }
-  return { full, executed };
-}
-
+const modelDir = await syntheticModel('minilm-l6', 'float32');
+const file = join(modelDir, 'model.safetensors');
+const spec = specFromConfig(JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')));
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+
+// Query-grouped MS MARCO-like pairs: query q with the passages of perQuery seeded pairs.
+const raw = msMarcoPairs(Number(values.queries) * perQuery, seed);
+const pairs = raw.map((p, i) => [(raw[i - (i % perQuery)] as [string, string])[0], p[1]] as [string, string]);
+const tokenizer = Tokenizer.fromVocab(bertUncasedVocab(), { do_lower_case: true });
+
 const addon = native() as ReturnType<typeof native> & {
-  _gemmGflops(n: number, threads: number, s: number): number;
+  _gemmGflops(n: number, t: number, s: number): number;
 };
-
-console.log(`machine: ${cpus()[0]?.model ?? '?'} x ${cpus().length}, node ${process.version}`);
+console.log(
+  `machine: ${cpus()[0]?.model.trim()} x ${cpus().length}, node ${process.version}, load ${loadavg()[0]?.toFixed(1)}`,
+);
 console.log(`cpu backend: ${JSON.stringify(addon.backends().cpu)}`);
-console.log(`model: MiniLM-L6 shape, seeded random float32 weights, ${mib(fileBytes)} (${file})`);
+console.log(
+  `model: MiniLM-L6 shape, seeded random float32 weights, ${mib(statSync(file).size)} (${modelDir})`,
+);
+console.log(
+  `workload: ${pairs.length} pairs (${values.queries} queries x ${perQuery} passages, seed ${seed}), batch ${batch}`,
+);
+const ceiling = Math.max(...[0, 1, 2].map(() => addon._gemmGflops(1536, threads, 1)));
+console.log(`float32 GEMM ceiling (1536^3, the engine's kernels, best of 3): ${ceiling.toFixed(1)} GFLOP/s`);
 
-const isas =
-  values.isa === 'all' ? ['avx512', 'avx2'] : values.isa === 'default' ? [undefined] : [values.isa];
-for (const isa of isas) {
-  if (isa) process.env.MLX_RERANK_CPU_ISA = isa;
-  // The ceiling is the best of three 1 s runs: a busy neighbour only ever lowers a run.
-  const gemm = Math.max(...[0, 1, 2].map(() => addon._gemmGflops(1536, threads, 1)));
-  const rss0 = process.memoryUsage().rss;
-  const engine = await addon.loadEngine({ backend: 'cpu', device: 'cpu', weights: [file], spec, threads });
-  const rssLoaded = process.memoryUsage().rss;
-  console.log(`\n== ${engine.info().deviceName}`);
-  console.log(`GEMM ceiling (1536^3, float32, same threads, best of 3): ${gemm.toFixed(1)} GFLOP/s`);
-  console.log(
-    `RSS: ${mib(rss0)} before load, ${mib(rssLoaded)} after (+${mib(rssLoaded - rss0)}; weight file ${mib(fileBytes)}; ` +
-      `limit file + 64 MiB = ${mib(fileBytes + 64 * 2 ** 20)} for the load) ${rssLoaded - rss0 <= fileBytes + 64 * 2 ** 20 ? 'OK' : 'OVER'}`,
-  );
-  for (let i = 0; i < 2; i++) {
-    const b = makeBatch(batchSize);
-    await engine.forward(b.tokens, b.typeIds, b.offsets);
-  }
-  const seconds = Number(values.seconds);
-  let pairs = 0;
-  let tokens = 0;
-  let engineMs = 0;
-  let work = { full: 0, executed: 0 };
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  while (performance.now() - t0 < seconds * 1000) {
-    const b = makeBatch(batchSize);
-    const res = await engine.forward(b.tokens, b.typeIds, b.offsets);
-    pairs += batchSize;
-    tokens += b.tokens.length;
-    engineMs += res.inferenceMs;
-    const f = flops(b.lengths);
-    work = { full: work.full + f.full, executed: work.executed + f.executed };
-  }
-  const wall = (performance.now() - t0) / 1000;
-  const cpuUsed = process.cpuUsage(cpu0);
-  const cpuSeconds = (cpuUsed.user + cpuUsed.system) / 1e6;
-  const useful = work.full / (engineMs / 1000) / 1e9;
-  const executed = work.executed / (engineMs / 1000) / 1e9;
-  console.log(
-    `batch ${batchSize}: ${(pairs / wall).toFixed(1)} pairs/s (${pairs} pairs, ${(tokens / pairs).toFixed(1)} tokens a pair, ` +
-      `${(engineMs / (pairs / batchSize)).toFixed(1)} ms a batch in the engine)`,
-  );
-  console.log(
-    `useful ${useful.toFixed(1)} GFLOP/s (${(work.full / pairs / 1e9).toFixed(2)} GFLOP a pair) = ${((100 * useful) / gemm).toFixed(0)}% of the GEMM ceiling; ` +
-      `executed ${executed.toFixed(1)} GFLOP/s (last layer on [CLS] only: ${(work.executed / pairs / 1e9).toFixed(2)} GFLOP a pair)`,
-  );
-  // On a shared machine wall-clock numbers depend on the neighbours; CPU time does much less.
-  const perCore = pairs / cpuSeconds;
-  const cores = threads > 0 ? threads : cpus().length;
-  console.log(
-    `CPU time: ${cpuSeconds.toFixed(1)} s for ${wall.toFixed(1)} s wall (${((100 * cpuSeconds) / wall / cores).toFixed(0)}% of ${cores} cores): ` +
-      `${perCore.toFixed(1)} pairs per CPU-second -> ~${(perCore * cores).toFixed(0)} pairs/s on ${cores} idle cores (if it scales)`,
-  );
-  console.log(`engine memory(): ${JSON.stringify(engine.memory())}`);
+interface Contender {
+  name: string;
+  /** Scores all pairs once; returns logit 0 of each pair and the seconds the scoring took. */
+  run(): Promise<{ logits: Float32Array; seconds: number }>;
+  dispose(): Promise<void>;
+}
 
-  if (values.memory) {
-    const total = Number(values.pairs);
+function engineContender(dtype: string, engine: NativeEngine): Contender {
+  return {
+    name: `mlx-rerank cpu ${dtype}`,
+    async run() {
+      const logits = new Float32Array(pairs.length);
+      const t0 = performance.now();
+      for (let i = 0; i < pairs.length; i += batch) {
+        const b = tokenizer.encodePairs(pairs.slice(i, i + batch), { maxLength: 512 });
+        const r = await engine.forward(b.tokens, b.typeIds, b.offsets);
+        const L = r.logits.length / (b.offsets.length - 1);
+        for (let p = 0; p < b.offsets.length - 1; p++) logits[i + p] = r.logits[p * L] as number;
+      }
+      return { logits, seconds: (performance.now() - t0) / 1000 };
+    },
+    dispose: () => engine.dispose(),
+  };
+}
+
+function tjsContender(dtype: 'fp32' | 'q8', onnxDir: string): Contender {
+  return {
+    name: `transformers.js ${dtype}`,
+    async run() {
+      const r = await runTransformersJs(onnxDir, pairs, batch, {
+        dtype,
+        keepLogits: true,
+        intraOpNumThreads: threads,
+      });
+      const L = r.numLabels;
+      const logits = Float32Array.from({ length: pairs.length }, (_, i) => r.logits?.[i * L] as number);
+      return { logits, seconds: r.wallMs / 1000 };
+    },
+    dispose: async () => {},
+  };
+}
+
+const contenders: Contender[] = [];
+const engines = new Map<string, NativeEngine>();
+for (const dtype of dtypes) {
+  const engine = await addon.loadEngine({
+    backend: 'cpu',
+    device: 'cpu',
+    weights: [file],
+    spec,
+    threads,
+    dtype,
+  });
+  engines.set(dtype, engine);
+  console.log(`${dtype}: ${engine.info().deviceName}`);
+  contenders.push(engineContender(dtype, engine));
+}
+if (values.transformersjs) {
+  const onnxDir = await cachedBertOnnx(modelDir);
+  console.log(
+    `transformers.js: ${onnxDir}/onnx/model.onnx (fp32) and model_quantized.onnx (q8, quantize_dynamic QInt8)`,
+  );
+  contenders.push(tjsContender('fp32', onnxDir), tjsContender('q8', onnxDir));
+}
+
+for (const c of contenders) await c.run(); // warm-up: caches, scratch buffers, ORT's first runs
+const rates = new Map<string, number[]>(contenders.map((c) => [c.name, []]));
+const scores = new Map<string, Float32Array>();
+for (let r = 0; r < rounds; r++) {
+  const line: string[] = [];
+  for (let i = 0; i < contenders.length; i++) {
+    const c = contenders[(i + r) % contenders.length] as Contender;
+    const { logits, seconds } = await c.run();
+    rates.get(c.name)?.push(pairs.length / seconds);
+    if (!scores.has(c.name)) scores.set(c.name, logits);
+    line.push(`${c.name} ${(pairs.length / seconds).toFixed(1)}`);
+  }
+  console.log(`round ${r + 1}: ${line.join(', ')} pairs/s (load ${loadavg()[0]?.toFixed(1)})`);
+}
+
+const med = new Map([...rates].map(([k, v]) => [k, percentile(v, 50)]));
+const reference = scores.get('mlx-rerank cpu float32');
+const q8 = med.get('transformers.js q8');
+const f32 = med.get('mlx-rerank cpu float32');
+const fmt = (x: number | undefined, d = 2) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
+console.log(
+  `\n${'contender'.padEnd(26)} ${'pairs/s'.padStart(8)} ${'min-max'.padStart(13)} ${'x tjs q8'.padStart(8)} ${'x our f32'.padStart(9)}` +
+    `  ${'Spearman mean/min'.padStart(17)} ${'top-3 same'.padStart(10)} ${'max |dlogit|'.padStart(12)}`,
+);
+for (const c of contenders) {
+  const v = rates.get(c.name) as number[];
+  const m = med.get(c.name) as number;
+  const a: Agreement | undefined = reference
+    ? agreement(scores.get(c.name) as Float32Array, reference, perQuery)
+    : undefined;
+  console.log(
+    `${c.name.padEnd(26)} ${fmt(m, 1).padStart(8)} ${`${fmt(Math.min(...v), 1)}-${fmt(Math.max(...v), 1)}`.padStart(13)} ` +
+      `${fmt(q8 ? m / q8 : undefined).padStart(8)} ${fmt(f32 ? m / f32 : undefined).padStart(9)}  ` +
+      `${`${fmt(a?.spearmanMean, 4)}/${fmt(a?.spearmanMin, 4)}`.padStart(17)} ${fmt(a?.topKSame, 3).padStart(10)} ` +
+      `${(a ? a.maxAbsError.toExponential(2) : '-').padStart(12)}`,
+  );
+}
+console.log(
+  '(quality columns: against mlx-rerank cpu float32 on the same pairs; ratios: of the medians above)',
+);
+
+if (values.memory) {
+  const total = Number(values.pairs);
+  for (const [dtype, engine] of engines) {
     const warm = process.memoryUsage().rss;
-    let done = 0;
     let maxRss = warm;
-    const tm = performance.now();
-    while (done < total) {
-      const b = makeBatch(Math.min(batchSize, total - done));
+    for (let done = 0, n = 0; done < total; n++) {
+      const chunk = pairs.slice((n * batch) % pairs.length, ((n * batch) % pairs.length) + batch);
+      const b = tokenizer.encodePairs(chunk, { maxLength: 512 });
       await engine.forward(b.tokens, b.typeIds, b.offsets);
-      done += b.lengths.length;
-      if (done % (batchSize * 50) === 0) maxRss = Math.max(maxRss, process.memoryUsage().rss);
+      done += chunk.length;
+      if (n % 50 === 0) maxRss = Math.max(maxRss, process.memoryUsage().rss);
     }
-    const end = process.memoryUsage().rss;
-    maxRss = Math.max(maxRss, end);
-    const growth = (100 * (maxRss - warm)) / warm;
+    const growth = (100 * (Math.max(maxRss, process.memoryUsage().rss) - warm)) / warm;
     console.log(
-      `memory over ${done} pairs (${((performance.now() - tm) / 1000).toFixed(0)} s): RSS ${mib(warm)} -> ${mib(end)} ` +
-        `(max ${mib(maxRss)}, growth ${growth.toFixed(2)}%, limit 5%) ${growth <= 5 ? 'OK' : 'OVER'}`,
+      `memory ${dtype} over ${total} pairs: RSS ${mib(warm)} -> ${mib(process.memoryUsage().rss)} (growth ${growth.toFixed(2)}%, limit 5%) ` +
+        `${growth <= 5 ? 'OK' : 'OVER'}; engine ${JSON.stringify(engine.memory())}`,
     );
   }
-  await engine.dispose();
 }
-
-if (values.transformersjs) {
-  console.log('\n== transformers.js (ONNX Runtime, float32, padding to the longest pair), same model shape');
-  const res = spawnSync(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      join(packageRoot(), 'bench', 'transformersjs.ts'),
-      '--batch',
-      String(batchSize),
-      '--pairs',
-      '320',
-    ],
-    { stdio: 'inherit', cwd: packageRoot() },
-  );
-  if (res.status !== 0)
-    console.log(`(transformers.js bench exited with ${res.status}; see its output above)`);
-}
+for (const c of contenders) await c.dispose();

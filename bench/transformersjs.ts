@@ -12,9 +12,9 @@ import { cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { syntheticModel } from '../src/bench/model';
-import { cachedBertOnnx } from '../src/bench/onnx-export';
-import { runTransformersJs } from '../src/bench/transformersjs';
 import { msMarcoPairs } from '../src/workload';
+import { cachedBertOnnx } from './lib/onnx-export';
+import { runTransformersJs } from './lib/transformersjs';
 
 const { values } = parseArgs({
   options: {

@@ -1,20 +1,28 @@
-// The portable cpu engine: a BERT cross-encoder in float32 on packed (unpadded) batches.
+// The portable cpu engine: a BERT cross-encoder on packed (unpadded) batches, in float32 or, with dtype
+// 'bfloat16' / 'int8', with the dense layers' GEMMs in reduced precision (kernels.h: weights packed or
+// quantised at load, activations rounded or quantised at each GEMM input, float32 everywhere else:
+// embeddings, attention, softmax, LayerNorm, GELU, residuals, pooler and classifier).
 //
 // Dense layers run on the T real tokens in row blocks; each row block goes through the attention
 // output projection, both layer norms and the whole FFN while it is hot in L2 (the FFN's
 // intermediate activations never leave the thread's scratch). Attention runs per (pair, head). The
 // last layer computes keys and values for all tokens but queries, attention output and FFN only for
 // each pair's [CLS] row: nothing else reaches the pooler.
+//
+// One concern, the engine (load, forward, the load-time quantisation check); the arithmetic lives in
+// the kernels (kernels*.h / kernels_*.cpp), the weight packing for reduced precision in kernels_pack.cpp.
+#include "engine_cpu.h"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
 
-#include "engine.h"
 #include "kernels.h"
 #include "threadpool.h"
 #include "weights.h"
@@ -26,16 +34,51 @@ namespace {
 using cpu::Act;
 using cpu::FloatBuffer;
 using cpu::Kernels;
+using cpu::LowpKernels;
+using cpu::PackedBf16;
+using cpu::PackedI8;
 using cpu::PackedMatrix;
 
+// MLX_RERANK_CPU_ISA caps the instruction sets used (benchmarks, tests): "avx512" (everything),
+// "avxvnni" (no AVX-512), "avx2" (no AVX-512, no VNNI), "scalar"; unset = the best this CPU has.
+std::string isaCap() {
+  const char* want = std::getenv("MLX_RERANK_CPU_ISA");
+  return want ? want : "";
+}
+
 const Kernels* pickKernels() {
-  const char* want = std::getenv("MLX_RERANK_CPU_ISA");  // "avx512" | "avx2" | "scalar" (benchmarks)
-  const std::string w = want ? want : "";
+  const std::string w = isaCap();
   if (w == "scalar") return cpu::kernelsScalar();
-  if (w != "avx2")
+  if (w != "avx2" && w != "avxvnni")
     if (const Kernels* k = cpu::kernelsAvx512()) return k;
   if (const Kernels* k = cpu::kernelsAvx2()) return k;
   return cpu::kernelsScalar();
+}
+
+enum class Compute { F32, Bf16, I8 };
+
+// The best kernel set for the dtype's GEMMs under the cap; the scalar set serves both everywhere.
+const LowpKernels* pickLowp(Compute c) {
+  const std::string w = isaCap();
+  auto serves = [c](const LowpKernels* k) {
+    return k && (c == Compute::Bf16 ? k->gemmBf16 != nullptr : k->gemmI8 != nullptr);
+  };
+  if (w == "scalar") return cpu::lowpScalar();
+  const bool avx512 = w != "avx2" && w != "avxvnni", vnni = w != "avx2";
+  for (const LowpKernels* k :
+       {avx512 ? cpu::lowpAvx512Bf16() : nullptr, avx512 ? cpu::lowpAvx512Vnni() : nullptr,
+        vnni ? cpu::lowpAvxVnni() : nullptr, cpu::lowpAvx2(), cpu::lowpNeon()})
+    if (serves(k)) return k;
+  return cpu::lowpScalar();
+}
+
+Compute computeOf(const std::string& dtype) {
+  if (dtype.empty() || dtype == "float32") return Compute::F32;
+  if (dtype == "bfloat16") return Compute::Bf16;
+  if (dtype == "int8") return Compute::I8;
+  throw EngineError(ErrorCode::Input,
+                    "The cpu engine computes in 'float32' (the default), 'bfloat16' or 'int8'; dtype '" +
+                        dtype + "' is not one of them.");
 }
 
 int defaultThreads() {
@@ -75,8 +118,33 @@ PackedMatrix pack(const std::vector<const std::vector<float>*>& ws,
   return m;
 }
 
+// Row pointers and biases of several stacked W [n, K], output channel by channel (kernels.h packers).
+struct Rows {
+  std::vector<const float*> rows;
+  std::vector<float> bias;
+};
+Rows rowsOf(const std::vector<const std::vector<float>*>& ws,
+            const std::vector<const std::vector<float>*>& bs, int K) {
+  Rows r;
+  for (size_t s = 0; s < ws.size(); ++s)
+    for (size_t i = 0; i < ws[s]->size() / K; ++i) {
+      r.rows.push_back(ws[s]->data() + i * K);
+      r.bias.push_back((*bs[s])[i]);
+    }
+  return r;
+}
+
+// One Linear layer, packed for float32 and, when the engine computes in reduced precision, for its
+// dtype (the float32 copy is dropped after the load check).
+struct Linear {
+  PackedMatrix f32;
+  PackedBf16 bf16;
+  PackedI8 i8;
+  size_t bytes() const { return f32.bytes() + bf16.bytes() + i8.bytes(); }
+};
+
 struct Layer {
-  PackedMatrix q, kv, o, up, down;
+  Linear q, kv, o, up, down;
   FloatBuffer ln1g, ln1b, ln2g, ln2b;
 };
 
@@ -85,6 +153,8 @@ class CpuEngine final : public Engine {
   CpuEngine(const ModelSpec& spec, const std::vector<std::string>& files, const EngineOptions& opts)
       : spec_(spec),
         k_(pickKernels()),
+        compute_(computeOf(opts.dtype)),
+        lk_(compute_ == Compute::F32 ? nullptr : pickLowp(compute_)),
         pool_(opts.threads > 0 ? std::min(opts.threads, 256) : defaultThreads()),
         H_(static_cast<int>(spec.hiddenSize)),
         I_(static_cast<int>(spec.intermediateSize)),
@@ -92,12 +162,8 @@ class CpuEngine final : public Engine {
     if (opts.device == "gpu")
       throw EngineError(ErrorCode::Unavailable,
                         "The cpu engine runs on the CPU only; use device 'cpu' or 'auto'.");
-    if (!opts.dtype.empty() && opts.dtype != "float32")
-      throw EngineError(ErrorCode::Input,
-                        "The cpu engine computes in float32 (weights may be stored as float16 or "
-                        "bfloat16); dtype '" +
-                            opts.dtype + "' is not available on it.");
     load(files);
+    if (compute_ != Compute::F32) checkQuantisation();
   }
 
   ForwardResult forward(const PackedBatch& batch) override {
@@ -135,9 +201,13 @@ class CpuEngine final : public Engine {
   std::string backend() const override { return "cpu"; }
   std::string device() const override { return "cpu"; }
   std::string deviceName() const override {
-    return std::string(k_->name) + " x " + std::to_string(pool_.size()) + " threads";
+    std::string s = std::string(k_->name) + " x " + std::to_string(pool_.size()) + " threads";
+    if (lk_) s += ", " + dtype() + " GEMMs on " + lk_->name + " (load check: " + check_ + ")";
+    return s;
   }
-  std::string dtype() const override { return "float32"; }
+  std::string dtype() const override {
+    return compute_ == Compute::Bf16 ? "bfloat16" : compute_ == Compute::I8 ? "int8" : "float32";
+  }
   std::string version() const override { return "mlx-rerank cpu 0.1.0"; }
   void warmup() override {
     PackedBatch b;  // one short pair touches every code path and sizes the scratch for small batches
@@ -149,8 +219,100 @@ class CpuEngine final : public Engine {
   }
 
  private:
+  // packs W (and bias) for float32 and for the engine's dtype
+  Linear linearOf(const std::vector<const std::vector<float>*>& ws,
+                  const std::vector<const std::vector<float>*>& bs, int K) const {
+    Linear l;
+    l.f32 = pack(ws, bs, K, k_->nr);
+    if (compute_ != Compute::F32) {
+      const Rows r = rowsOf(ws, bs, K);
+      const int n = static_cast<int>(r.rows.size());
+      if (compute_ == Compute::Bf16) l.bf16 = cpu::packBf16(r.rows.data(), r.bias.data(), n, K, lk_->nr);
+      if (compute_ == Compute::I8) l.i8 = cpu::packI8(r.rows.data(), r.bias.data(), n, K, lk_->nr);
+    }
+    return l;
+  }
+
+  // C = act(A W^T + b) (+ residual) in the dtype being computed (active_).
+  void linear(const Linear& l, const float* A, long lda, int rows, float* C, long ldc, Act act,
+              const float* residual, long ldr) const {
+    if (active_ == Compute::Bf16)
+      lk_->gemmBf16(A, lda, rows, l.bf16, C, ldc, act, residual, ldr);
+    else if (active_ == Compute::I8)
+      lk_->gemmI8(A, lda, rows, l.i8, C, ldc, act, residual, ldr);
+    else
+      k_->gemm(A, lda, rows, l.f32, C, ldc, act, residual, ldr);
+  }
+
+  void setActive(Compute c) {
+    active_ = c;
+    rowMr_ = c == Compute::F32 ? k_->mr : lk_->mr;
+    rowBlockMax_ = 8 * rowMr_;
+  }
+
+  // A few built-in pairs through the float32 path and the reduced-precision one: a model whose scores
+  // cannot bear the rounding (outlier weights or activations swamping a per-row scale) is refused at
+  // load with the figures, rather than ranking wrong in silence; a marginal one gets a warning.
+  void checkQuantisation() {
+    PackedBatch b;
+    b.offsets.push_back(0);
+    uint32_t x = 12345;
+    const int maxLen = static_cast<int>(std::min<int64_t>(spec_.maxPositions, 64));
+    for (int p = 0; p < 8; ++p) {
+      const int len = std::max(2, std::min(maxLen, 8 + 8 * p));
+      for (int t = 0; t < len; ++t) {
+        x = x * 1664525u + 1013904223u;
+        b.tokens.push_back(static_cast<int32_t>((x >> 8) % static_cast<uint32_t>(spec_.vocabSize)));
+        b.typeIds.push_back(spec_.typeVocabSize > 1 && t >= len / 2 ? 1 : 0);
+      }
+      b.offsets.push_back(static_cast<int32_t>(b.tokens.size()));
+    }
+    const Compute lowp = compute_;
+    setActive(Compute::F32);
+    const std::vector<float> ref = forward(b).logits;
+    setActive(lowp);
+    const std::vector<float> got = forward(b).logits;
+    for (auto& l : layers_)
+      for (Linear* m : {&l.q, &l.kv, &l.o, &l.up, &l.down}) m->f32 = PackedMatrix();
+    weightBytes_ = weightBytesNow();
+    const int L = static_cast<int>(spec_.numLabels), B = static_cast<int>(b.pairs());
+    double err = 0, spread = 0;
+    bool finite = true;
+    for (int j = 0; j < L; ++j) {
+      double lo = ref[j], hi = ref[j];
+      for (int p = 0; p < B; ++p) {
+        const double r = ref[p * L + j], g = got[p * L + j];
+        finite = finite && std::isfinite(g);
+        err = std::max(err, std::fabs(r - g));
+        lo = std::min(lo, r);
+        hi = std::max(hi, r);
+      }
+      spread = std::max(spread, hi - lo);
+    }
+    char buf[160];
+    std::snprintf(buf, sizeof(buf), "max |logit - float32| %.3g on %d pairs whose float32 logits span %.3g",
+                  err, B, spread);
+    check_ = buf;
+    const double floor = 1e-3;  // below this the scores agree to the digits anyone reads
+    if (!finite || (err > floor && err > 0.5 * spread))
+      throw EngineError(ErrorCode::Input, "dtype '" + dtype() + "' loses too much on this model: " + check_ +
+                                              ". Load it with dtype 'float32' (or 'bfloat16').");
+    if (err > floor && err > 0.1 * spread)
+      std::fprintf(stderr,
+                   "mlx-rerank: warning: dtype '%s' is marginal on this model (%s); rankings may change.\n",
+                   dtype().c_str(), check_.c_str());
+  }
+
+  int64_t weightBytesNow() const {
+    int64_t bytes = wordEmb_.bytes() + posEmb_.bytes() + typeEmb_.bytes() + embLnG_.bytes() +
+                    embLnB_.bytes() + pooler_.bytes() + classifier_.bytes();
+    for (const auto& l : layers_)
+      bytes += l.q.bytes() + l.kv.bytes() + l.o.bytes() + l.up.bytes() + l.down.bytes() + l.ln1g.bytes() * 4;
+    return bytes;
+  }
+
   void load(const std::vector<std::string>& files) {
-    auto store = WeightStore::open(files, spec_);  // validates everything; unmapped when this returns
+    auto store = WeightStore::open(files, spec_);  // validates everything; the file is closed when this returns
     auto f = [&](const std::string& n) { return store->toFloat32(n); };
     const int nr = k_->nr;
     wordEmb_ = toBuffer(f("embeddings.word_embeddings.weight"));
@@ -165,20 +327,20 @@ class CpuEngine final : public Engine {
         const auto wq = f(p + "attention.self.query.weight"), bq = f(p + "attention.self.query.bias");
         const auto wk = f(p + "attention.self.key.weight"), bk = f(p + "attention.self.key.bias");
         const auto wv = f(p + "attention.self.value.weight"), bv = f(p + "attention.self.value.bias");
-        layer.q = pack({&wq}, {&bq}, H_, nr);
-        layer.kv = pack({&wk, &wv}, {&bk, &bv}, H_, nr);
+        layer.q = linearOf({&wq}, {&bq}, H_);
+        layer.kv = linearOf({&wk, &wv}, {&bk, &bv}, H_);
       }
       {
         const auto w = f(p + "attention.output.dense.weight"), b = f(p + "attention.output.dense.bias");
-        layer.o = pack({&w}, {&b}, H_, nr);
+        layer.o = linearOf({&w}, {&b}, H_);
       }
       {
         const auto w = f(p + "intermediate.dense.weight"), b = f(p + "intermediate.dense.bias");
-        layer.up = pack({&w}, {&b}, H_, nr);
+        layer.up = linearOf({&w}, {&b}, H_);
       }
       {
         const auto w = f(p + "output.dense.weight"), b = f(p + "output.dense.bias");
-        layer.down = pack({&w}, {&b}, I_, nr);
+        layer.down = linearOf({&w}, {&b}, I_);
       }
       layer.ln1g = toBuffer(f(p + "attention.output.LayerNorm.weight"));
       layer.ln1b = toBuffer(f(p + "attention.output.LayerNorm.bias"));
@@ -195,12 +357,8 @@ class CpuEngine final : public Engine {
       classifier_ = pack({&w}, {&b}, H_, nr);
     }
     act_ = spec_.hiddenAct == "relu" ? Act::Relu : spec_.hiddenAct == "gelu" ? Act::Gelu : Act::GeluTanh;
-    int64_t bytes = wordEmb_.bytes() + posEmb_.bytes() + typeEmb_.bytes() + embLnG_.bytes() +
-                    embLnB_.bytes() + pooler_.bytes() + classifier_.bytes();
-    for (const auto& l : layers_)
-      bytes += l.q.bytes() + l.kv.bytes() + l.o.bytes() + l.up.bytes() + l.down.bytes() + l.ln1g.bytes() * 4;
-    weightBytes_ = bytes;
-    rowBlockMax_ = 8 * k_->mr;
+    weightBytes_ = weightBytesNow();
+    setActive(compute_);
     workerFfn_.resize(pool_.size());
     workerAttn_.resize(pool_.size());
   }
@@ -229,18 +387,14 @@ class CpuEngine final : public Engine {
     scratchBytes_ = s;
     peakScratch_ = std::max(peakScratch_.load(), s);
     positions_.resize(T);
-    pairOf_.resize(T);
     for (int p = 0; p < B; ++p)
-      for (int t = batch.offsets[p]; t < batch.offsets[p + 1]; ++t) {
-        positions_[t] = t - batch.offsets[p];
-        pairOf_[t] = p;
-      }
+      for (int t = batch.offsets[p]; t < batch.offsets[p + 1]; ++t) positions_[t] = t - batch.offsets[p];
   }
 
   // fn(firstRow, rows, worker) over [0, rows) in blocks sized so that every thread gets several.
   template <typename Fn>
   void rowBlocks(int rows, Fn&& fn) {
-    const int mr = k_->mr;
+    const int mr = rowMr_;
     const int want = (rows + 2 * pool_.size() - 1) / (2 * pool_.size());
     const int mb = std::max(mr, std::min(rowBlockMax_, (want + mr - 1) / mr * mr));
     const int blocks = (rows + mb - 1) / mb;
@@ -267,13 +421,13 @@ class CpuEngine final : public Engine {
   void postAttention(const Layer& L, const float* ctx, const float* res, float* x1, float* out, int n,
                      int w) {
     const float eps = static_cast<float>(spec_.layerNormEps);
-    k_->gemm(ctx, H_, n, L.o, x1, H_, Act::None, res, H_);
+    linear(L.o, ctx, H_, n, x1, H_, Act::None, res, H_);
     k_->layerNorm(x1, n, H_, H_, L.ln1g.data(), L.ln1b.data(), eps);
     float* ffn = workerFfn_[w].data();
     for (int i0 = 0; i0 < n; i0 += rowBlockMax_) {
       const int m = std::min(rowBlockMax_, n - i0);
-      k_->gemm(x1 + i0 * H_, H_, m, L.up, ffn, I_, act_, nullptr, 0);
-      k_->gemm(ffn, I_, m, L.down, out + i0 * H_, H_, Act::None, x1 + i0 * H_, H_);
+      linear(L.up, x1 + i0 * H_, H_, m, ffn, I_, act_, nullptr, 0);
+      linear(L.down, ffn, I_, m, out + i0 * H_, H_, Act::None, x1 + i0 * H_, H_);
     }
     k_->layerNorm(out, n, H_, H_, L.ln2g.data(), L.ln2b.data(), eps);
   }
@@ -282,8 +436,8 @@ class CpuEngine final : public Engine {
     const int T = static_cast<int>(batch.tokens.size());
     rowBlocks(T, [&](int r0, int n, int) {
       const float* x = x_.data() + static_cast<size_t>(r0) * H_;
-      k_->gemm(x, H_, n, L.q, q_.data() + static_cast<size_t>(r0) * H_, H_, Act::None, nullptr, 0);
-      k_->gemm(x, H_, n, L.kv, kv_.data() + static_cast<size_t>(r0) * 2 * H_, 2 * H_, Act::None, nullptr, 0);
+      linear(L.q, x, H_, n, q_.data() + static_cast<size_t>(r0) * H_, H_, Act::None, nullptr, 0);
+      linear(L.kv, x, H_, n, kv_.data() + static_cast<size_t>(r0) * 2 * H_, 2 * H_, Act::None, nullptr, 0);
     });
     attendAll(batch, q_.data(), ctx_.data(), /*clsOnly=*/false);
     rowBlocks(T, [&](int r0, int n, int w) {
@@ -312,8 +466,8 @@ class CpuEngine final : public Engine {
     const int T = static_cast<int>(batch.tokens.size());
     const int B = static_cast<int>(batch.pairs());
     rowBlocks(T, [&](int r0, int n, int) {
-      k_->gemm(x_.data() + static_cast<size_t>(r0) * H_, H_, n, L.kv,
-               kv_.data() + static_cast<size_t>(r0) * 2 * H_, 2 * H_, Act::None, nullptr, 0);
+      linear(L.kv, x_.data() + static_cast<size_t>(r0) * H_, H_, n,
+             kv_.data() + static_cast<size_t>(r0) * 2 * H_, 2 * H_, Act::None, nullptr, 0);
     });
     float* xc = xc_.data();  // [B, H]: each pair's [CLS] row of the layer input
     float* qc = q_.data();   // [B, H] (q_ is free in this layer)
@@ -322,7 +476,7 @@ class CpuEngine final : public Engine {
       std::memcpy(xc + static_cast<size_t>(p) * H_, x_.data() + static_cast<size_t>(batch.offsets[p]) * H_,
                   H_ * sizeof(float));
     rowBlocks(B, [&](int r0, int n, int) {
-      k_->gemm(xc + r0 * H_, H_, n, L.q, qc + r0 * H_, H_, Act::None, nullptr, 0);
+      linear(L.q, xc + r0 * H_, H_, n, qc + r0 * H_, H_, Act::None, nullptr, 0);
     });
     attendAll(batch, qc, cc, /*clsOnly=*/true);
     rowBlocks(B, [&](int r0, int n, int w) {
@@ -332,7 +486,12 @@ class CpuEngine final : public Engine {
   }
 
   ModelSpec spec_;
-  const Kernels* k_;
+  const Kernels* k_;               // float32 GEMMs, attention, LayerNorm
+  Compute compute_;                // the dtype asked for
+  const LowpKernels* lk_;          // its GEMMs (nullptr for float32)
+  Compute active_ = Compute::F32;  // what linear() computes in now (float32 during the load check)
+  int rowMr_ = 1;
+  std::string check_;
   cpu::ThreadPool pool_;
   int H_, I_, hd_;
   Act act_ = Act::Gelu;
@@ -342,7 +501,7 @@ class CpuEngine final : public Engine {
   PackedMatrix pooler_, classifier_;
   FloatBuffer x_, x1_, q_, kv_, ctx_, xc_, pooled_;
   std::vector<FloatBuffer> workerFfn_, workerAttn_;
-  std::vector<int> positions_, pairOf_;
+  std::vector<int> positions_;
   int64_t weightBytes_ = 0;
   std::atomic<int64_t> scratchBytes_{0}, peakScratch_{0};
 };
@@ -354,7 +513,6 @@ std::unique_ptr<Engine> makeCpuEngine(const ModelSpec& spec, const std::vector<s
   return std::make_unique<CpuEngine>(spec, weightFiles, options);
 }
 
-// The float32 GEMM ceiling of this machine for benchmarks: C = A * B on n x n, all threads.
 double cpuGemmGflops(int n, int threads, double seconds) {
   const Kernels* k = pickKernels();
   cpu::ThreadPool pool(threads > 0 ? threads : defaultThreads());
@@ -383,8 +541,12 @@ double cpuGemmGflops(int n, int threads, double seconds) {
   return 2.0 * n * n * static_cast<double>(n) * iters / elapsed / 1e9;
 }
 
-// For backends(): the instruction set the cpu engine would pick and its default thread count.
 std::string cpuIsaName() { return pickKernels()->name; }
+std::string cpuLowpIsaName(const std::string& dtype) {
+  if (dtype == "bfloat16") return pickLowp(Compute::Bf16)->name;
+  if (dtype == "int8") return pickLowp(Compute::I8)->name;
+  return "";
+}
 int cpuDefaultThreads() { return defaultThreads(); }
 
 }  // namespace mlxrerank

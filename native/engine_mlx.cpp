@@ -394,7 +394,7 @@ class MlxEngine final : public Engine {
     const TensorView& view = store.get(name);
     mx::Shape shape;
     for (int64_t d : view.shape) shape.push_back(static_cast<int>(d));
-    // Copy the bytes as they are stored (the mapping may not be aligned for their type), then convert.
+    // Copy the bytes as they are stored (the store's buffer may not be aligned for their type), then convert.
     mx::allocator::Buffer buffer = mx::allocator::malloc(std::max<size_t>(view.bytes, 1));
     std::memcpy(buffer.raw_ptr(), view.data, view.bytes);
     mx::array raw(buffer, shape, toMx(view.dtype));
@@ -448,7 +448,7 @@ class MlxEngine final : public Engine {
       throw EngineError(ErrorCode::Engine,
                         std::string("mlx engine: converting the weights failed: ") + err.what());
     }
-    // The mapping is released here (store goes out of scope): from now on the weights live in MLX.
+    // The store's copies are released and the file closed here (store goes out of scope): from now on the weights live in MLX.
     auto info = mx::device_info(device_);
     auto it = info.find("device_name");
     deviceName_ = it != info.end() && std::holds_alternative<std::string>(it->second)

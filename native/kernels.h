@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <utility>
 
@@ -13,16 +14,17 @@ namespace cpu {
 
 enum class Act { None, Gelu, GeluTanh, Relu, Tanh };
 
-// 64-byte aligned float storage (SIMD loads of packed panels never straddle cache lines).
-class FloatBuffer {
+// 64-byte aligned storage (SIMD loads of packed panels never straddle cache lines).
+template <typename T>
+class AlignedBuffer {
  public:
-  FloatBuffer() = default;
-  explicit FloatBuffer(size_t n) { resize(n); }
-  ~FloatBuffer() { std::free(p_); }
-  FloatBuffer(const FloatBuffer&) = delete;
-  FloatBuffer& operator=(const FloatBuffer&) = delete;
-  FloatBuffer(FloatBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
-  FloatBuffer& operator=(FloatBuffer&& o) noexcept {
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(size_t n) { resize(n); }
+  ~AlignedBuffer() { std::free(p_); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  AlignedBuffer(AlignedBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+  AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
     std::swap(p_, o.p_);
     std::swap(n_, o.n_);
     return *this;
@@ -34,19 +36,20 @@ class FloatBuffer {
     n_ = 0;
     if (n == 0) return;
     void* p = nullptr;
-    if (posix_memalign(&p, 64, ((n * sizeof(float) + 63) / 64) * 64) != 0) throw std::bad_alloc();
-    p_ = static_cast<float*>(p);
+    if (posix_memalign(&p, 64, ((n * sizeof(T) + 63) / 64) * 64) != 0) throw std::bad_alloc();
+    p_ = static_cast<T*>(p);
     n_ = n;
   }
-  float* data() { return p_; }
-  const float* data() const { return p_; }
+  T* data() { return p_; }
+  const T* data() const { return p_; }
   size_t size() const { return n_; }
-  size_t bytes() const { return n_ * sizeof(float); }
+  size_t bytes() const { return n_ * sizeof(T); }
 
  private:
-  float* p_ = nullptr;
+  T* p_ = nullptr;
   size_t n_ = 0;
 };
+using FloatBuffer = AlignedBuffer<float>;
 
 // B = W^T for a Linear weight W [N, K] (row-major, as Hugging Face stores it), packed into panels of
 // nr columns: panel p holds B[k][p*nr .. p*nr+nr) for k = 0..K-1 contiguously (zero-padded).
@@ -72,9 +75,69 @@ struct Kernels {
   size_t (*attentionScratch)(int len, int hd);
 };
 
+// The reduced-precision GEMMs (dtype 'bfloat16' and 'int8'): the same C = act(A * B + bias) (+ residual)
+// contract as Kernels::gemm, with B packed at load and A rounded / quantised at the GEMM input.
+//
+// bfloat16: B panel p holds, for k2 = 0..Kp/2-1 and column j < nr, the pair (B[2k2][j], B[2k2+1][j]) as
+// two bf16 (round to nearest even); A rows are rounded to bf16 the same way; products are exact in
+// float32 and accumulate in float32 with fused multiply-adds, the odd k of a pair first, then the even
+// one (the order of vdpbf16ps), so every kernel gives the same bits.
+struct PackedBf16 {
+  int K = 0, Kp = 0, N = 0, nr = 0;  // Kp = K rounded up to 2
+  AlignedBuffer<uint16_t> panels;
+  FloatBuffer bias;
+  size_t bytes() const { return panels.bytes() + bias.bytes(); }
+};
+
+// int8: W quantised per output channel, symmetric: q = round(w / s), s = max|w| / 127 (q in
+// [-127, 127]). B panel p holds, for k4 = 0..Kp/4-1 and column j < nr, the four int8 q[j][4k4 .. 4k4+4).
+// A rows are quantised per row (asymmetric, u8 with a zero point: kernels_lowp_impl.h) at the GEMM
+// input; the int32 dot product, scaled by sA * sB[j], goes through the float32 epilogue.
+// colSum[j] = sum_k q[j][k] turns sums over stored activation codes into sums over (q - zero point).
+struct PackedI8 {
+  int K = 0, Kp = 0, N = 0, nr = 0;  // Kp = K rounded up to 4
+  AlignedBuffer<int8_t> panels;
+  FloatBuffer scale, bias;        // N entries
+  AlignedBuffer<int32_t> colSum;  // panels * nr entries (zero past N)
+  size_t bytes() const { return panels.bytes() + scale.bytes() + bias.bytes() + colSum.bytes(); }
+};
+
+struct LowpKernels {
+  const char* name;
+  int mr, nr;
+  // Either may be nullptr: a kernel set serves the dtypes its instructions serve.
+  void (*gemmBf16)(const float* A, long lda, int rows, const PackedBf16& B, float* C, long ldc, Act act,
+                   const float* residual, long ldr);
+  void (*gemmI8)(const float* A, long lda, int rows, const PackedI8& B, float* C, long ldc, Act act,
+                 const float* residual, long ldr);
+};
+
+// float32 -> bfloat16 bits, round to nearest even (NaN stays NaN). The one rounding every bf16 kernel
+// and the packer use.
+inline uint16_t toBf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
 const Kernels* kernelsScalar();
 const Kernels* kernelsAvx2();    // nullptr when not built for x86-64
 const Kernels* kernelsAvx512();  // nullptr when not built for x86-64
+
+// W [N, K] (row r at rows[r]) and bias [N] packed for the reduced-precision GEMMs in panels of nr
+// columns (kernels_pack.cpp).
+PackedBf16 packBf16(const float* const* rows, const float* bias, int N, int K, int nr);
+PackedI8 packI8(const float* const* rows, const float* bias, int N, int K, int nr);
+
+// Reduced-precision kernel sets, each nullptr where this CPU (or build) lacks its instructions.
+const LowpKernels* lowpScalar();      // bf16 + int8, plain C++ (always)
+const LowpKernels* lowpAvx2();        // bf16 (emulated with FMA) + int8 (vpmaddubsw), AVX2 + FMA
+const LowpKernels* lowpAvxVnni();     // int8 (vpdpbusd, 256-bit), AVX-VNNI
+const LowpKernels* lowpAvx512Bf16();  // bf16 (vdpbf16ps), AVX-512 BF16
+const LowpKernels* lowpAvx512Vnni();  // int8 (vpdpbusd, 512-bit), AVX-512 VNNI
+const LowpKernels* lowpNeon();        // bf16 (fmla) + int8 (sdot), arm64 with dotprod; nullptr elsewhere
 
 }  // namespace cpu
 }  // namespace mlxrerank

@@ -38,3 +38,49 @@ void microKernel(const float* A, const float* B, int kc, float* C, long ldc, boo
 #include "kernels_impl.h"
 
 const mlxrerank::cpu::Kernels* mlxrerank::cpu::kernelsScalar() { return &kKernels; }
+
+// Reduced precision, plain C++: 4 x 8 tiles. The float32 FMAs are std::fma (one rounding, as the SIMD
+// kernels' FMAs), so this is the bit-exact reference the other kernels are checked against.
+#define MLXR_LOWP_MR 4
+#define MLXR_LOWP_NR 8
+#define MLXR_LOWP_NAME "scalar"
+#define MLXR_LOWP_BF16
+#define MLXR_BF16_A_FLOAT
+#define MLXR_LOWP_I8
+#define MLXR_I8_A_MODE 0
+
+namespace {
+void microBf16(const float* A, const uint16_t* B, int k2n, float* C, long ldc, bool accumulate) {
+  float c[4][8];
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 8; ++j) c[i][j] = accumulate ? C[i * ldc + j] : 0.0f;
+  for (int k2 = 0; k2 < k2n; ++k2) {
+    float be[8], bo[8];
+    for (int j = 0; j < 8; ++j) {
+      const uint32_t e = static_cast<uint32_t>(B[(k2 * 8 + j) * 2]) << 16;
+      const uint32_t o = static_cast<uint32_t>(B[(k2 * 8 + j) * 2 + 1]) << 16;
+      std::memcpy(&be[j], &e, 4);
+      std::memcpy(&bo[j], &o, 4);
+    }
+    for (int i = 0; i < 4; ++i) {
+      const float ae = A[(2 * k2) * 4 + i], ao = A[(2 * k2 + 1) * 4 + i];
+      for (int j = 0; j < 8; ++j) c[i][j] = std::fma(ae, be[j], std::fma(ao, bo[j], c[i][j]));
+    }
+  }
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 8; ++j) C[i * ldc + j] = c[i][j];
+}
+
+void microI8(const int8_t* A, const int8_t* B, int k4n, int32_t* C) {
+  int32_t c[4][8] = {};
+  for (int k4 = 0; k4 < k4n; ++k4)
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 8; ++j)
+        for (int u = 0; u < 4; ++u) c[i][j] += A[(k4 * 4 + i) * 4 + u] * B[(k4 * 8 + j) * 4 + u];
+  std::memcpy(C, c, sizeof(c));
+}
+}  // namespace
+
+#include "kernels_lowp_impl.h"
+
+const mlxrerank::cpu::LowpKernels* mlxrerank::cpu::lowpScalar() { return &kLowp; }

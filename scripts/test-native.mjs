@@ -6,9 +6,12 @@
 //                                                AVX-512), 6 golden pairs a model + 200 header mutants
 //   node scripts/test-native.mjs --asan [N]      ASan+UBSan build; golden fixtures + N mutants
 //                                                (default 200000; MLX_RERANK_MUTATIONS also works)
+//   node scripts/test-native.mjs --arm64 [N]     cross-compiled for arm64 (g++-aarch64-linux-gnu) and
+//                                                run under qemu-aarch64 (Debian: qemu-user): the NEON
+//                                                kernels against scalar; ~1-3 min, not in `npm test`
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +34,37 @@ function run(cmd, args, env = {}) {
     process.exit(1);
   }
   if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
+if (process.argv.includes('--arm64')) {
+  const out = `${buildDir}-arm64`;
+  mkdirSync(out, { recursive: true });
+  const sources = readFileSync(join(root, 'native', 'sources.txt'), 'utf8')
+    .split(/\r?\n/)
+    .filter((f) => f && !f.endsWith('addon.cpp'));
+  const exe = join(out, 'engine_check');
+  const flags = [
+    '-std=c++17',
+    '-O2',
+    '-ffp-contract=off',
+    '-Wall',
+    '-Wextra',
+    '-Wno-unused-parameter',
+    '-Inative',
+  ];
+  run('aarch64-linux-gnu-g++', [
+    ...flags,
+    'native/test/engine_check.cpp',
+    ...sources,
+    '-o',
+    exe,
+    '-pthread',
+    '-ldl',
+  ]);
+  run('qemu-aarch64', ['-L', '/usr/aarch64-linux-gnu', exe, fixtures, count ?? '200'], {
+    MLX_RERANK_CHECK_PAIRS: process.env.MLX_RERANK_CHECK_PAIRS ?? '8',
+  });
+  process.exit(0);
 }
 
 run('cmake', [

@@ -34,8 +34,8 @@ Options:
   --backend LIST       cpu, mlx or auto (default auto: mlx on a GPU when available, else cpu); a list
                        such as cpu,mlx compares engines in one report
   --device D           auto | gpu | cpu (default auto)
-  --dtype LIST         engine arithmetic: float32, float16, bfloat16 (default: the engine's own;
-                       the cpu engine computes in float32)
+  --dtype LIST         engine arithmetic: float32, float16, bfloat16, int8 (default: the engine's own;
+                       the cpu engine: float32 (default), bfloat16 or int8)
   --weights DTYPE      how the weights are stored: float32 (as published), float16 or bfloat16
                        (a converted copy is cached)
   --batch LIST         pairs per request (default 32), e.g. 8,32,128
@@ -145,7 +145,9 @@ export function parseBench(argv: string[]): { specs: ScenarioSpec[]; options: Be
       return name === 'auto' ? autoBackend(device) : name;
     });
     const dtypes: Array<DType | undefined> = v.dtype
-      ? v.dtype.split(',').map((d) => oneOf('dtype', d.trim(), ['float32', 'float16', 'bfloat16'] as const))
+      ? v.dtype
+          .split(',')
+          .map((d) => oneOf('dtype', d.trim(), ['float32', 'float16', 'bfloat16', 'int8'] as const))
       : [undefined];
     const engines: EngineSpec[] = backends.flatMap((backend) =>
       dtypes.map((dtype) => ({

@@ -20,6 +20,8 @@ export interface NativeBackendInfo {
   devices?: Array<'cpu' | 'gpu'>;
   /** cpu engine: the SIMD level picked at run time (e.g. "avx2+fma") and default thread count. */
   isa?: string;
+  /** cpu engine: the kernels `dtype: 'bfloat16'` / `'int8'` would run here (e.g. "avx512-vnni", "avx2"). */
+  dtypeIsa?: { bfloat16: string; int8: string };
   threads?: number;
 }
 

@@ -2,7 +2,10 @@
 
 export type Backend = 'mlx' | 'cpu';
 export type DeviceKind = 'auto' | 'gpu' | 'cpu';
-export type DType = 'float32' | 'float16' | 'bfloat16';
+/** How weights are stored. */
+export type WeightDType = 'float32' | 'float16' | 'bfloat16';
+/** What an engine computes in: a storage dtype, or int8 (the cpu engine's quantised GEMMs). */
+export type DType = WeightDType | 'int8';
 export type Activation = 'none' | 'sigmoid' | 'softmax';
 
 /** config.json of a BERT-family sequence classifier, normalised (src/model.ts). */

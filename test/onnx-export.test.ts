@@ -16,8 +16,8 @@ import {
   WordPiece,
 } from 'tokenizers';
 import { afterAll, describe, expect, it } from 'vitest';
-import { exportBertOnnx, writeBertOnnx } from '../src/bench/onnx-export';
-import { runTransformersJs } from '../src/bench/transformersjs';
+import { exportBertOnnx, quantizeQInt8, writeBertOnnx } from '../bench/lib/onnx-export';
+import { runTransformersJs } from '../bench/lib/transformersjs';
 import { synthesizeModel } from '../src/synth';
 import { msMarcoPairs } from '../src/workload';
 import {
@@ -26,6 +26,7 @@ import {
   FIXTURE_MODELS_DIR,
   fixtureExpected,
   fixtureModels,
+  type ReferenceQuantization,
   randomBert,
   referenceLogits,
   type StDType,
@@ -190,6 +191,80 @@ describe('exportBertOnnx', () => {
       await session.release();
     });
   }
+});
+
+/** Round half to even, as numpy (weights) and ONNX's DynamicQuantizeLinear (activations) round. */
+function rint(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x - Math.trunc(x)) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * onnxruntime quantize_dynamic's arithmetic as transformers.js's q8 uses it, written from the ONNX
+ * operator definitions: weights of the encoder's MatMuls and the embedding tables per tensor,
+ * symmetric int8 (scale max|w| / qmax); a MatMul's input per tensor (one pair here), asymmetric uint8
+ * (DynamicQuantizeLinear); pooler and classifier (Gemm) float.
+ */
+const ortQ8 = (qmax: number): ReferenceQuantization => ({
+  weight(name, data) {
+    const table = name.startsWith('embeddings.') && !name.includes('LayerNorm');
+    const matmul = /^encoder\..*dense\.weight$|^encoder\..*self\.(query|key|value)\.weight$/.test(name);
+    if (!table && !matmul) return data;
+    const scale = Math.fround(data.reduce((m, v) => Math.max(m, Math.abs(v)), 0) / qmax);
+    return data.map((v) => Math.max(-qmax, Math.min(qmax, rint(v / scale))) * scale);
+  },
+  input(layer, rows) {
+    if (!layer.startsWith('encoder.')) return rows;
+    let lo = 0;
+    let hi = 0;
+    for (const r of rows)
+      for (const v of r) {
+        lo = Math.min(lo, v);
+        hi = Math.max(hi, v);
+      }
+    const scale = (hi - lo) / 255;
+    const zero = Math.max(0, Math.min(255, rint(-lo / scale)));
+    return rows.map((r) => r.map((v) => (Math.max(0, Math.min(255, rint(v / scale) + zero)) - zero) * scale));
+  },
+});
+
+describe('exportBertOnnx q8 (onnx/model_quantized.onnx)', () => {
+  const model = writeModelDir('F32', 11);
+  const pairs = randomPairs(10, 5, SPEC.maxPositions);
+  const float = pairs.map((p) => reference(model, p.ids, p.typeIds));
+  async function scores(reduceRange: boolean) {
+    const out = await exportBertOnnx(model.dir, join(work, `onnx-q8-${reduceRange}`), {
+      quantized: true,
+      reduceRange,
+    });
+    const file = join(out, 'onnx', 'model_quantized.onnx');
+    const bytes = readFileSync(file);
+    for (const op of ['DynamicQuantizeLinear', 'MatMulInteger', 'DequantizeLinear'])
+      expect(bytes.includes(op)).toBe(true);
+    expect(bytes.length).toBeLessThan(readFileSync(join(out, 'onnx', 'model.onnx')).length / 2);
+    const session = await ort.InferenceSession.create(file);
+    const got: number[][] = [];
+    for (const p of pairs) got.push(...(await runOrt(session, [p]))); // per-tensor scales: one pair a run
+    await session.release();
+    return got;
+  }
+
+  it('computes dynamic int8 quantisation exactly as ONNX defines it (7-bit weights: no int16 saturation)', async () => {
+    const got = await scores(true);
+    const q8 = pairs.map((p) => referenceLogits(SPEC, model.tensors, 'F32', p.ids, p.typeIds, ortQ8(64)));
+    const toFloat = maxAbsErr(got, float);
+    expect(toFloat).toBeGreaterThan(1e-3); // quantisation is really there
+    expect(maxAbsErr(got, q8)).toBeLessThan(toFloat / 5); // and it is this quantisation
+  });
+
+  it("transformers.js's q8 weights use the full int8 range: |w - q * scale| <= scale / 2, max |q| = 127", () => {
+    const w = model.tensors['bert.encoder.layer.0.intermediate.dense.weight']?.data as Float32Array;
+    const { q, scale } = quantizeQInt8(w);
+    expect(scale).toBeCloseTo(w.reduce((m, v) => Math.max(m, Math.abs(v)), 0) / 127, 7);
+    expect(Math.max(...Array.from(q, Math.abs))).toBe(127);
+    for (let i = 0; i < w.length; i++)
+      expect(Math.abs((w[i] as number) - (q[i] as number) * scale)).toBeLessThanOrEqual(scale / 2 + 1e-7);
+  });
 });
 
 // Pairs whose BERT tokenization is known by hand: lower-casing, punctuation split off, WordPiece

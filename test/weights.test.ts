@@ -10,10 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type NativeEngine, native } from '../src/native';
-import { f16ToF32 } from '../src/synth';
+import { bf16ToF32, f16ToF32 } from '../src/safetensors';
 import {
   type CpuSpec,
-  fromBf16Bits,
   randomBert,
   referenceLogits,
   rng,
@@ -108,7 +107,7 @@ function describedTensors(bytes: Buffer): Record<string, Tensor> {
     const read: ((i: number) => number) | undefined = {
       F32: (i: number) => raw.readFloatLE(4 * i),
       F16: (i: number) => f16ToF32(raw.readUInt16LE(2 * i)),
-      BF16: (i: number) => fromBf16Bits(raw.readUInt16LE(2 * i)),
+      BF16: (i: number) => bf16ToF32(raw.readUInt16LE(2 * i)),
     }[t.dtype];
     if (!read) continue;
     const values = new Float32Array(raw.length / (t.dtype === 'F32' ? 4 : 2));

@@ -8,14 +8,7 @@
 #include <vector>
 
 #include "engine.h"
-
-namespace mlxrerank {
-// TODO(engine_cpu.h): what engine_cpu.cpp exports besides makeCpuEngine, declared here (the one
-// place) until native/engine_cpu.h declares it.
-std::string cpuIsaName();
-int cpuDefaultThreads();
-double cpuGemmGflops(int n, int threads, double seconds);
-}  // namespace mlxrerank
+#include "engine_cpu.h"
 
 namespace mlxrerank::addon {
 

@@ -13,6 +13,11 @@ Napi::Value backends(const Napi::CallbackInfo& info) {
   devices.Set(uint32_t(0), "cpu");
   cpu.Set("devices", devices);
   cpu.Set("isa", cpuIsaName());
+  // Which kernels each reduced-precision dtype would run here (docs/cpu-dtypes.md).
+  auto lowp = Napi::Object::New(env);
+  lowp.Set("bfloat16", cpuLowpIsaName("bfloat16"));
+  lowp.Set("int8", cpuLowpIsaName("int8"));
+  cpu.Set("dtypeIsa", lowp);
   cpu.Set("threads", cpuDefaultThreads());
   result.Set("cpu", cpu);
   auto mlx = Napi::Object::New(env);

@@ -22,7 +22,7 @@ import { InputError, ModelNotFoundError } from '../errors';
 import { resolveModel } from '../hub';
 import { f32ToBf16, f32ToF16, type StoredTensor, safetensorsChunks } from '../safetensors';
 import { synthesizeModel } from '../synth';
-import type { DType, ModelFiles } from '../types';
+import type { ModelFiles, WeightDType } from '../types';
 
 export const DEFAULT_MODEL = 'cross-encoder/ms-marco-MiniLM-L-6-v2';
 export const SYNTHETIC_SEED = 42;
@@ -42,7 +42,7 @@ export interface PickModelOptions {
   model?: string;
   offline?: boolean;
   /** How the weights are stored: a synthetic model is made so, a real float32 one converted. */
-  weights?: DType;
+  weights?: WeightDType;
   cacheDir?: string;
   probeMs?: number;
   log?: (line: string) => void;
@@ -63,7 +63,7 @@ export function syntheticShape(model: string | undefined): SyntheticShape | unde
 /** Makes (once) a synthetic model folder; concurrent or interrupted runs never see a half-made one. */
 export async function syntheticModel(
   shape: SyntheticShape,
-  dtype: DType,
+  dtype: WeightDType,
   cacheDir = syntheticCacheDir(),
 ): Promise<string> {
   const dir = join(cacheDir, `synthetic-${shape}-${dtype}-seed${SYNTHETIC_SEED}`);

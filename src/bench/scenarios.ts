@@ -1,5 +1,5 @@
 /** The standard scenarios (`--scenarios`), numbered like the seed report (03_backend_mlx). */
-import type { DType } from '../types';
+import type { DType, WeightDType } from '../types';
 
 export interface EngineSpec {
   /** 'auto': what CrossEncoder.load picks (mlx on a GPU when available, else cpu). */
@@ -19,7 +19,7 @@ export interface ScenarioSpec {
    * How the weights are stored: a synthetic model is made so, a real float32 model is converted into
    * a cached copy. Default float32 (as published).
    */
-  weights?: DType;
+  weights?: WeightDType;
 }
 
 export const STANDARD_SCENARIOS: ScenarioSpec[] = [
@@ -66,7 +66,7 @@ export function customScenario(
   concurrencies: number[],
   name?: string,
   number?: string,
-  weights?: DType,
+  weights?: WeightDType,
 ): ScenarioSpec {
   const key = (e: EngineSpec): string =>
     `${e.backend}:${e.dtype ?? (e.backend === 'cpu' ? 'float32' : 'auto')}`;

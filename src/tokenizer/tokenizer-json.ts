@@ -1,7 +1,7 @@
 /**
  * The tokenizer.json that Hugging Face `tokenizers` writes for a BertTokenizerFast over a vocab.txt:
  * BertNormalizer, BertPreTokenizer, WordPiece and the [CLS] A [SEP] B [SEP] template. Written by the
- * synthetic model maker (src/synth.ts) and the ONNX export for transformers.js (src/bench/onnx-export.ts).
+ * synthetic model maker (src/synth.ts) and the ONNX export for transformers.js (bench/lib/onnx-export.ts).
  */
 import { TokenizerError } from '../errors';
 

@@ -146,6 +146,16 @@ function act(kind: CpuSpec['hiddenAct'], x: number): number {
   return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
 }
 
+/**
+ * Reduced-precision arithmetic to model in the reference: `weight` maps a tensor (by name, without the
+ * "bert." prefix; `rows` = its first dimension) to the values the computation uses, `input` maps the
+ * input rows of a Linear layer (all rows of one pair) likewise. Everything else stays float64.
+ */
+export interface ReferenceQuantization {
+  weight(name: string, data: Float64Array, rows: number): Float64Array;
+  input(layer: string, rows: Float64Array[]): Float64Array[];
+}
+
 /** float64 logits of one pair, from the weights as the engine will read them (rounded to dtype). */
 export function referenceLogits(
   spec: CpuSpec,
@@ -153,11 +163,13 @@ export function referenceLogits(
   dtype: StDType,
   ids: number[],
   typeIds: number[],
+  quant?: ReferenceQuantization,
 ): number[] {
   const w = (name: string): Float64Array => {
     const t = tensors[`bert.${name}`] ?? tensors[name];
     if (!t) throw new Error(`missing ${name}`);
-    return Float64Array.from(t.data, (v) => roundTo(dtype, v));
+    const data = Float64Array.from(t.data, (v) => roundTo(dtype, v));
+    return quant ? quant.weight(name, data, t.shape[0] as number) : data;
   };
   const H = spec.hiddenSize;
   const L = ids.length;
@@ -171,11 +183,12 @@ export function referenceLogits(
       const r = 1 / Math.sqrt(varr + eps);
       return row.map((v, j) => (v - mean) * r * (g[j] as number) + (b[j] as number));
     });
-  const linear = (x: Float64Array[], name: string) => {
+  const linear = (input: Float64Array[], name: string) => {
     const W = w(`${name}.weight`);
     const B = w(`${name}.bias`);
     const out = B.length;
     const inn = W.length / out;
+    const x = quant ? quant.input(name, input) : input;
     return x.map((row) => {
       const y = new Float64Array(out);
       for (let o = 0; o < out; o++) {

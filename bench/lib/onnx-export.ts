@@ -13,9 +13,10 @@ import { existsSync, statSync } from 'node:fs';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ConfigError, TokenizerError, UnsupportedModelError, WeightsError } from '../errors';
-import type { NativeEngineOptions } from '../native';
-import { bertTokenizerJson } from '../tokenizer/tokenizer-json';
+import { ConfigError, TokenizerError, UnsupportedModelError, WeightsError } from '../../src/errors';
+import type { NativeEngineOptions } from '../../src/native';
+import { f16ToF32 } from '../../src/safetensors';
+import { bertTokenizerJson } from '../../src/tokenizer/tokenizer-json';
 
 export { bertTokenizerJson };
 
@@ -97,6 +98,7 @@ class Pb {
 
 // ONNX enums (onnx.proto).
 const FLOAT = 1;
+const INT8 = 3;
 const INT64 = 7;
 const ATTR_FLOAT = 1;
 const ATTR_INT = 2;
@@ -140,11 +142,12 @@ class Graph {
   private count = 0;
 
   /** Adds an initializer; a name already present is reused (shared constants). */
-  init(name: string, dims: number[], data: Float32Array | BigInt64Array): string {
+  init(name: string, dims: number[], data: Float32Array | BigInt64Array | Int8Array): string {
     if (this.names.has(name)) return name;
     this.names.add(name);
     const raw = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    this.inits.push(tensor(name, dims, data instanceof Float32Array ? FLOAT : INT64, raw));
+    const type = data instanceof Float32Array ? FLOAT : data instanceof Int8Array ? INT8 : INT64;
+    this.inits.push(tensor(name, dims, type, raw));
     return name;
   }
   scalar(name: string, v: number): string {
@@ -154,13 +157,25 @@ class Graph {
     return this.init(name, dims, BigInt64Array.from(v.map(BigInt)));
   }
   op(type: string, inputs: string[], attrs: Record<string, Attr> = {}, output?: string): string {
-    const out = output ?? `${type}_${this.count++}`;
+    return this.opN(type, inputs, 1, attrs, output)[0] as string;
+  }
+  /** A node with `outputs` outputs (e.g. DynamicQuantizeLinear's value, scale and zero point). */
+  opN(
+    type: string,
+    inputs: string[],
+    outputs: number,
+    attrs: Record<string, Attr> = {},
+    output?: string,
+  ): string[] {
+    const base = output ?? `${type}_${this.count++}`;
+    const outs = Array.from({ length: outputs }, (_, i) => (i === 0 ? base : `${base}_${i}`));
     const n = new Pb();
     for (const i of inputs) n.string(1, i);
-    n.string(2, out).string(3, `${type}_node_${this.nodes.length}`).string(4, type);
+    for (const o of outs) n.string(2, o);
+    n.string(3, `${type}_node_${this.nodes.length}`).string(4, type);
     for (const [k, a] of Object.entries(attrs)) n.message(5, attribute(k, a));
     this.nodes.push(n);
-    return out;
+    return outs;
   }
   toModel(inputs: Pb[], outputs: Pb[], opset: number): Buffer {
     const g = new Pb();
@@ -226,15 +241,6 @@ interface Safetensors {
   get(name: string, shape: number[]): Float32Array;
 }
 
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * 2 ** -14 * (frac / 1024);
-  if (exp === 31) return frac ? Number.NaN : sign * Number.POSITIVE_INFINITY;
-  return sign * 2 ** (exp - 15) * (1 + frac / 1024);
-}
-
 /** Parses and validates the header; tensors are converted to float32 when asked for. */
 function parseSafetensors(file: Buffer, source: string): Safetensors {
   if (file.length < 8) throw new WeightsError(`${source}: file of ${file.length} bytes has no header.`);
@@ -276,7 +282,7 @@ function parseSafetensors(file: Buffer, source: string): Safetensors {
       else if (t.dtype === 'BF16') {
         const u = new Uint32Array(out.buffer);
         for (let i = 0; i < count; i++) u[i] = bytes.readUInt16LE(2 * i) << 16;
-      } else for (let i = 0; i < count; i++) out[i] = halfToFloat(bytes.readUInt16LE(2 * i));
+      } else for (let i = 0; i < count; i++) out[i] = f16ToF32(bytes.readUInt16LE(2 * i));
       return out;
     },
   };
@@ -292,20 +298,85 @@ function transpose(w: Float32Array, rows: number, cols: number): Float32Array {
 // ---------------------------------------------------------------------------------------------------
 // The graph
 
+/**
+ * Per-tensor symmetric int8, as onnxruntime's quantize_dynamic quantises QInt8 weights without
+ * per_channel: scale = max|w| / 127, q = round-half-even(w / scale) in [-127, 127]; with reduce_range
+ * 7 bits: max|w| / 64, q in [-64, 64].
+ */
+export function quantizeQInt8(w: Float32Array, reduceRange = false): { q: Int8Array; scale: number } {
+  const qmax = reduceRange ? 64 : 127;
+  let m = 0;
+  for (const v of w) m = Math.max(m, Math.abs(v));
+  const scale = Math.fround(m / qmax);
+  const q = new Int8Array(w.length);
+  if (scale === 0) return { q, scale };
+  for (let i = 0; i < w.length; i++) {
+    const x = (w[i] as number) / scale;
+    const r = Math.round(x);
+    const even = Math.abs(x - Math.trunc(x)) === 0.5 && r % 2 !== 0 ? r - 1 : r; // numpy rounds half to even
+    q[i] = Math.max(-qmax, Math.min(qmax, even));
+  }
+  return { q, scale };
+}
+
+/**
+ * 'q8' is what transformers.js loads for `dtype: 'q8'` (onnx/model_quantized.onnx), made as its
+ * conversion script makes it (scripts/quantize.py: onnxruntime quantize_dynamic, IntegerOps, QInt8
+ * weights since BERT has no Conv, per_channel and reduce_range off, MatMulConstBOnly): every MatMul
+ * with a constant weight becomes DynamicQuantizeLinear (uint8 activations, per tensor, asymmetric) +
+ * MatMulInteger + Cast + Mul by the two scales; the embedding Gathers read an int8 table through
+ * DequantizeLinear. Attention's MatMuls, LayerNorm, the pooler and classifier (Gemm) stay float32.
+ * 'q8-reduce-range' quantises weights to 7 bits (quantize_dynamic's reduce_range): on x86 without
+ * VNNI, ONNX Runtime multiplies uint8 x int8 with vpmaddubsw, whose int16 pair sums saturate for
+ * 8-bit weights (255 * 127 * 2 > 32767) but not for 7-bit ones, so this variant computes exactly what
+ * the graph says on every CPU.
+ */
+export type OnnxQuantization = 'none' | 'q8' | 'q8-reduce-range';
+
 /** Builds the ONNX model bytes for BertForSequenceClassification over the given weights. */
-export function buildBertOnnx(shape: BertShape, weights: Buffer, source = 'model.safetensors'): Buffer {
+export function buildBertOnnx(
+  shape: BertShape,
+  weights: Buffer,
+  source = 'model.safetensors',
+  quantization: OnnxQuantization = 'none',
+): Buffer {
   const st = parseSafetensors(weights, source);
   const { hiddenSize: H, intermediateSize: I, numHeads: NH, numLabels: L } = shape;
   const DH = H / NH;
   const g = new Graph();
+  const q8 = quantization !== 'none';
+  const reduceRange = quantization === 'q8-reduce-range';
   const w = (name: string, dims: number[]): string => g.init(name, dims, st.get(name, dims));
+  // A weight as int8 + its scale and (zero) zero point initializers.
+  const qWeight = (name: string, dims: number[], data: Float32Array) => {
+    const { q, scale } = quantizeQInt8(data, reduceRange);
+    return {
+      q: g.init(`${name}_quantized`, dims, q),
+      scale: g.init(`${name}_scale`, [], Float32Array.of(scale)),
+      zero: g.init(`${name}_zero_point`, [], Int8Array.of(0)),
+    };
+  };
+  const quantizedInputs = new Map<string, string[]>(); // one DynamicQuantizeLinear per tensor, as ORT
   const linear = (x: string, prefix: string, inDim: number, outDim: number): string => {
-    const wt = g.init(
-      `${prefix}.weight_T`,
-      [inDim, outDim],
-      transpose(st.get(`${prefix}.weight`, [outDim, inDim]), outDim, inDim),
-    );
-    return g.op('Add', [g.op('MatMul', [x, wt]), w(`${prefix}.bias`, [outDim])]);
+    const wT = transpose(st.get(`${prefix}.weight`, [outDim, inDim]), outDim, inDim);
+    const bias = w(`${prefix}.bias`, [outDim]);
+    if (!q8)
+      return g.op('Add', [g.op('MatMul', [x, g.init(`${prefix}.weight_T`, [inDim, outDim], wT)]), bias]);
+    const qw = qWeight(`${prefix}.weight_T`, [inDim, outDim], wT);
+    let xq = quantizedInputs.get(x);
+    if (!xq) {
+      xq = g.opN('DynamicQuantizeLinear', [x], 3);
+      quantizedInputs.set(x, xq);
+    }
+    const [xv, xs, xz] = xq as [string, string, string];
+    const mm = g.op('MatMulInteger', [xv, qw.q, xz, qw.zero]);
+    const scaled = g.op('Mul', [g.op('Cast', [mm], { to: int(FLOAT) }), g.op('Mul', [xs, qw.scale])]);
+    return g.op('Add', [scaled, bias]);
+  };
+  const embedding = (name: string, dims: number[], ids: string): string => {
+    if (!q8) return g.op('Gather', [w(name, dims), ids]);
+    const qw = qWeight(name, dims, st.get(name, dims));
+    return g.op('DequantizeLinear', [g.op('Gather', [qw.q, ids]), qw.scale, qw.zero]);
   };
   const layerNorm = (x: string, prefix: string): string =>
     g.op('LayerNormalization', [x, w(`${prefix}.weight`, [H]), w(`${prefix}.bias`, [H])], {
@@ -315,22 +386,24 @@ export function buildBertOnnx(shape: BertShape, weights: Buffer, source = 'model
 
   // Embeddings: positions 0..S-1 are a slice of the table (BERT's default absolute position ids).
   const emb = 'bert.embeddings';
-  const words = g.op('Gather', [w(`${emb}.word_embeddings.weight`, [shape.vocabSize, H]), 'input_ids']);
+  const words = embedding(`${emb}.word_embeddings.weight`, [shape.vocabSize, H], 'input_ids');
   const seqLen = g.op('Slice', [
     g.op('Shape', ['input_ids']),
     g.int64s('one_i64', [1]),
     g.int64s('two_i64', [2]),
   ]);
-  const positions = g.op('Slice', [
-    w(`${emb}.position_embeddings.weight`, [shape.maxPositions, H]),
+  const posName = `${emb}.position_embeddings.weight`;
+  const posTable = q8
+    ? qWeight(posName, [shape.maxPositions, H], st.get(posName, [shape.maxPositions, H]))
+    : null;
+  const sliced = g.op('Slice', [
+    posTable ? posTable.q : w(posName, [shape.maxPositions, H]),
     g.int64s('zero_i64', [0]),
     seqLen,
     g.int64s('axis0_i64', [0]),
   ]);
-  const types = g.op('Gather', [
-    w(`${emb}.token_type_embeddings.weight`, [shape.typeVocabSize, H]),
-    'token_type_ids',
-  ]);
+  const positions = posTable ? g.op('DequantizeLinear', [sliced, posTable.scale, posTable.zero]) : sliced;
+  const types = embedding(`${emb}.token_type_embeddings.weight`, [shape.typeVocabSize, H], 'token_type_ids');
   let x = layerNorm(g.op('Add', [g.op('Add', [words, positions]), types]), `${emb}.LayerNorm`);
 
   // transformers' extended attention mask: (1 - mask) * finfo(float32).min, broadcast over heads and queries.
@@ -473,32 +546,42 @@ export async function writeBertOnnx(
   configPath: string,
   weightsPath: string,
   onnxPath: string,
+  quantization: OnnxQuantization = 'none',
 ): Promise<void> {
   const { shape } = await readBertConfig(configPath);
   const weights = await readFile(weightsPath).catch((err) => {
     throw new WeightsError(`Cannot read ${weightsPath}: ${(err as Error).message}`, { cause: err });
   });
-  await writeFile(onnxPath, buildBertOnnx(shape, weights, weightsPath));
+  await writeFile(onnxPath, buildBertOnnx(shape, weights, weightsPath, quantization));
 }
 
 /**
  * Exports `modelDir` (config.json, model.safetensors, tokenizer.json or vocab.txt) to `outDir` in the
  * layout transformers.js loads offline: config.json, tokenizer.json, tokenizer_config.json and
- * onnx/model.onnx (float32). Returns `outDir`, the folder to give transformers.js.
+ * onnx/model.onnx (float32) and, with `quantized`, onnx/model_quantized.onnx (what transformers.js
+ * loads for dtype 'q8'). Returns `outDir`, the folder to give transformers.js.
  */
-export async function exportBertOnnx(modelDir: string, outDir: string): Promise<string> {
+export async function exportBertOnnx(
+  modelDir: string,
+  outDir: string,
+  opts: { quantized?: boolean; reduceRange?: boolean } = {},
+): Promise<string> {
   const configPath = join(modelDir, 'config.json');
   const { raw, shape } = await readBertConfig(configPath);
   await mkdir(join(outDir, 'onnx'), { recursive: true });
   await writeFile(join(outDir, 'config.json'), JSON.stringify({ ...raw, model_type: 'bert' }, null, 2));
   await writeTokenizer(modelDir, outDir, shape.maxPositions);
-  await writeBertOnnx(configPath, join(modelDir, 'model.safetensors'), join(outDir, 'onnx', 'model.onnx'));
+  const weights = join(modelDir, 'model.safetensors');
+  await writeBertOnnx(configPath, weights, join(outDir, 'onnx', 'model.onnx'));
+  const q8 = opts.reduceRange ? 'q8-reduce-range' : 'q8';
+  if (opts.quantized)
+    await writeBertOnnx(configPath, weights, join(outDir, 'onnx', 'model_quantized.onnx'), q8);
   return outDir;
 }
 
 /**
  * The export of `modelDir` under `cacheRoot` (default: the OS temp folder's mlx-rerank-bench), made
- * again only when the weights are newer than it. Returns the folder for runTransformersJs.
+ * again only when the weights are newer than it (float32 and q8). Returns the folder for runTransformersJs.
  */
 export async function cachedBertOnnx(
   modelDir: string,
@@ -506,9 +589,12 @@ export async function cachedBertOnnx(
 ): Promise<string> {
   const dir = resolve(modelDir);
   const outDir = join(cacheRoot, `onnx-${dir.replace(/[^A-Za-z0-9]+/g, '_').slice(-80)}`);
-  const onnxFile = join(outDir, 'onnx', 'model.onnx');
   const weights = join(dir, 'model.safetensors');
-  const fresh =
-    existsSync(onnxFile) && existsSync(weights) && statSync(onnxFile).mtimeMs >= statSync(weights).mtimeMs;
-  return fresh ? outDir : exportBertOnnx(dir, outDir);
+  const fresh = ['model.onnx', 'model_quantized.onnx'].every((f) => {
+    const onnxFile = join(outDir, 'onnx', f);
+    return (
+      existsSync(onnxFile) && existsSync(weights) && statSync(onnxFile).mtimeMs >= statSync(weights).mtimeMs
+    );
+  });
+  return fresh ? outDir : exportBertOnnx(dir, outDir, { quantized: true });
 }

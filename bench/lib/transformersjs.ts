@@ -1,12 +1,12 @@
 /**
- * The baseline the cpu engine is measured against: transformers.js (ONNX Runtime, float32) run the way
+ * The baseline the cpu engine is measured against: transformers.js (ONNX Runtime, float32 or q8) run the way
  * its users run a cross-encoder: the tokenizer pads each batch to its longest pair, then one session
  * run per batch. Give it a folder made by exportBertOnnx (or any transformers.js model folder).
  */
 import { availableParallelism } from 'node:os';
 import { basename, dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { InputError } from '../errors';
+import { InputError } from '../../src/errors';
 
 export interface TransformersJsOptions {
   /** Batches run first and left out of the figures (default 1). */
@@ -15,6 +15,8 @@ export interface TransformersJsOptions {
   intraOpNumThreads?: number;
   /** Keep the logits (input order) in the result, to compare engines. */
   keepLogits?: boolean;
+  /** 'fp32' (onnx/model.onnx, the default) or 'q8' (onnx/model_quantized.onnx). */
+  dtype?: 'fp32' | 'q8';
 }
 
 export interface TransformersJsResult {
@@ -43,7 +45,7 @@ export interface TransformersJsResult {
   intraOpNumThreads: number;
   logicalCpus: number;
   transformersVersion: string;
-  dtype: 'fp32';
+  dtype: 'fp32' | 'q8';
   numLabels: number;
   logits?: Float32Array;
 }
@@ -71,7 +73,7 @@ export async function runTransformersJs(
   const threads = opts.intraOpNumThreads ?? 0;
   const tokenizer = await tjs.AutoTokenizer.from_pretrained(basename(dir));
   const model = await tjs.AutoModelForSequenceClassification.from_pretrained(basename(dir), {
-    dtype: 'fp32',
+    dtype: opts.dtype ?? 'fp32',
     ...(threads > 0 ? { session_options: { intraOpNumThreads: threads } } : {}),
   });
   try {
@@ -129,7 +131,7 @@ export async function runTransformersJs(
       intraOpNumThreads: threads,
       logicalCpus: availableParallelism(),
       transformersVersion: tjs.env.version,
-      dtype: 'fp32',
+      dtype: opts.dtype ?? 'fp32',
       numLabels,
     };
     if (opts.keepLogits) {
