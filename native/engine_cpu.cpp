@@ -312,7 +312,8 @@ class CpuEngine final : public Engine {
   }
 
   void load(const std::vector<std::string>& files) {
-    auto store = WeightStore::open(files, spec_);  // validates everything; the file is closed when this returns
+    auto store =
+        WeightStore::open(files, spec_);  // validates everything; the file is closed when this returns
     auto f = [&](const std::string& n) { return store->toFloat32(n); };
     const int nr = k_->nr;
     wordEmb_ = toBuffer(f("embeddings.word_embeddings.weight"));

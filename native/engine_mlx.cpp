@@ -448,7 +448,8 @@ class MlxEngine final : public Engine {
       throw EngineError(ErrorCode::Engine,
                         std::string("mlx engine: converting the weights failed: ") + err.what());
     }
-    // The store's copies are released and the file closed here (store goes out of scope): from now on the weights live in MLX.
+    // The store's copies are released and the file closed here (store goes out of scope): from now on the
+    // weights live in MLX.
     auto info = mx::device_info(device_);
     auto it = info.find("device_name");
     deviceName_ = it != info.end() && std::holds_alternative<std::string>(it->second)
