@@ -26,7 +26,7 @@ import {
   type SchedulerLimits,
   type Segment,
 } from './scheduler';
-import { Tokenizer } from './tokenizer';
+import { assertTokenizerFitsModel, Tokenizer } from './tokenizer';
 import type { Activation, Backend, DeviceKind, DType, ModelFiles, ModelSpec } from './types';
 
 type HubOptions = NonNullable<Parameters<typeof resolveModel>[1]>;
@@ -260,6 +260,7 @@ export class CrossEncoder {
     const files = typeof model === 'string' ? await resolveModel(model, o) : model;
     const spec = await loadModelSpec(files);
     const tokenizer = await Tokenizer.fromFiles(files);
+    assertTokenizerFitsModel(tokenizer, spec);
     const limit = Math.min(tokenizer.modelMaxLength || spec.maxPositions, spec.maxPositions);
     const maxLength = o.maxLength === undefined ? limit : positiveInt('maxLength', o.maxLength, 4);
     if (maxLength > spec.maxPositions) {

@@ -29,7 +29,8 @@ import {
   type TemplatePiece,
   type TokenizerSpec,
 } from './tokenizer/config';
-import { IdBuffer, WordPieceCore } from './tokenizer/wordpiece';
+import { IdBuffer, MAX_READ, WordPieceCore } from './tokenizer/wordpiece';
+import type { ModelSpec } from './types';
 
 export type Truncation = 'longest_first' | 'only_second';
 export interface EncodeOptions {
@@ -55,6 +56,10 @@ export class Tokenizer {
   readonly modelMaxLength: number;
   /** 1 + the largest id the tokenizer can emit: the embedding rows the model needs. */
   readonly vocabSize: number;
+  /** 1 + the largest token type id of the pair template: the type embedding rows the model needs. */
+  readonly typeVocabSize: number;
+  /** Tokens of the pair template around the query and the document ([CLS], [SEP], [SEP]: 3). */
+  readonly numSpecialTokens: number;
   readonly clsId: number;
   readonly sepId: number;
   readonly padId: number;
@@ -63,6 +68,7 @@ export class Tokenizer {
   private readonly core: WordPieceCore;
   private readonly template: readonly TemplatePiece[];
   private readonly numSpecial: number;
+  private readonly largestIdToken: string;
   private readonly qBuf = new IdBuffer();
   private readonly dBuf = new IdBuffer();
   private readonly scratch = new IdBuffer();
@@ -75,6 +81,9 @@ export class Tokenizer {
     this.numSpecial = spec.pairTemplate.reduce((n, p) => n + (p.kind === 'special' ? p.ids.length : 0), 0);
     this.modelMaxLength = spec.modelMaxLength;
     this.vocabSize = spec.vocabSize;
+    this.largestIdToken = spec.largestIdToken;
+    this.typeVocabSize = 1 + spec.pairTemplate.reduce((m, p) => Math.max(m, p.typeId), 0);
+    this.numSpecialTokens = this.numSpecial;
     this.clsId = spec.clsId;
     this.sepId = spec.sepId;
     this.padId = spec.padId;
@@ -206,7 +215,7 @@ export class Tokenizer {
     checkString(document, 'document');
     const budget = maxLength - this.numSpecial;
     let nq = this.core.encode(query, this.qBuf.reset(), budget + 1);
-    let queryCut = false;
+    let queryCut = this.core.capped;
     if (budget - nq <= stride) {
       nq = Math.min(nq, Math.floor(budget / 2));
       queryCut = true;
@@ -218,11 +227,13 @@ export class Tokenizer {
       );
     }
     const docBuf = new IdBuffer(); // the whole document: local, so a huge one is not kept alive
-    const nd = this.core.encode(document, docBuf, Number.POSITIVE_INFINITY);
+    // Chunking needs all of the document, up to MAX_READ code units (the rest is not scored).
+    const nd = this.core.encode(document, docBuf, Number.POSITIVE_INFINITY, MAX_READ);
+    const docCapped = this.core.capped;
     const qIds = this.qBuf.data;
     const dIds = docBuf.data;
     const chunks: Encoded[] = [];
-    const truncated = queryCut || nd > room;
+    const truncated = queryCut || docCapped || nd > room;
     for (let start = 0; ; start += room - stride) {
       const end = Math.min(start + room, nd);
       const total = nq + (end - start) + this.numSpecial;
@@ -233,6 +244,35 @@ export class Tokenizer {
       if (end >= nd) break;
     }
     return chunks;
+  }
+
+  /** See assertTokenizerFitsModel. */
+  assertFits(model: ModelShape): void {
+    const fix =
+      'the tokenizer files do not belong to this model (or its config.json is wrong): use the tokenizer published with the model';
+    if (this.vocabSize > model.vocabSize) {
+      throw new TokenizerError(
+        `The tokenizer can emit id ${this.vocabSize - 1} (${JSON.stringify(this.largestIdToken)}), but the model's vocab_size is ${model.vocabSize}: ids from ${model.vocabSize} on have no embedding row; ${fix}.`,
+      );
+    }
+    if (this.typeVocabSize > model.typeVocabSize) {
+      throw new TokenizerError(
+        `The tokenizer's pair template uses token type id ${this.typeVocabSize - 1}, but the model's type_vocab_size is ${model.typeVocabSize}; ${fix}.`,
+      );
+    }
+    const need = this.numSpecial + 2;
+    if (this.modelMaxLength < need) {
+      throw new TokenizerError(
+        `The tokenizer's model_max_length ${this.modelMaxLength} leaves no room for a pair: the template adds ${this.numSpecial} special tokens, so a query and a document of one token each need ${need}; fix model_max_length in tokenizer_config.json (BERT models use 512).`,
+      );
+    }
+    if (model.maxPositions < need) {
+      throw new TokenizerError(
+        `The model's max_position_embeddings ${model.maxPositions} leaves no room for a pair: the tokenizer's template adds ${this.numSpecial} special tokens, so a query and a document of one token each need ${need}; the config.json is wrong or the model is not a cross-encoder.`,
+      );
+    }
+    // A model_max_length above max_position_embeddings is not an error: CrossEncoder.load uses the
+    // smaller of the two as the default maxLength (and refuses an explicit maxLength above it).
   }
 
   // ------------------------------------------------------------------------------ internals
@@ -272,8 +312,10 @@ export class Tokenizer {
   ): [number, number, boolean] {
     const cap = budget + this.numSpecial;
     const qn = this.core.encode(q, this.qBuf.reset(), cap);
+    const qCapped = this.core.capped;
     const dn = this.core.encode(d, this.dBuf.reset(), cap);
-    if (qn + dn <= budget) return [qn, dn, false];
+    // Text past the read limit was not looked at: count that as truncation too.
+    if (qn + dn <= budget) return [qn, dn, qCapped || this.core.capped];
     if (budget === 0) return [0, 0, true]; // Rust special-cases max_length 0 before any strategy
     if (onlySecond) {
       if (qn >= budget) {
@@ -329,6 +371,20 @@ export class Tokenizer {
       }
     }
   }
+}
+
+/** What of a model the tokenizer must fit: ModelSpec (src/model.ts) has these fields. */
+export type ModelShape = Pick<ModelSpec, 'vocabSize' | 'typeVocabSize' | 'maxPositions'>;
+
+/**
+ * Refuses, with a TokenizerError (E_BAD_TOKENIZER) that names the mismatch, a tokenizer that does not
+ * fit the model: an id the tokenizer can emit (vocabulary, added or special token) without an
+ * embedding row (>= vocab_size), a pair-template token type id >= type_vocab_size, or a
+ * model_max_length (or max_position_embeddings) too small for [CLS] q [SEP] d [SEP] with a token of
+ * each. Such a model would otherwise load and then fail every batch that holds an affected pair.
+ */
+export function assertTokenizerFitsModel(tokenizer: Tokenizer, model: ModelShape): void {
+  tokenizer.assertFits(model);
 }
 
 function checkString(v: unknown, what: string): asserts v is string {

@@ -18,7 +18,10 @@ export interface TokenizerSpec {
   core: CoreSpec;
   pairTemplate: TemplatePiece[];
   modelMaxLength: number;
+  /** 1 + the largest id the tokenizer can emit (vocabulary, added tokens, template specials). */
   vocabSize: number;
+  /** Which token has that largest id, for error messages. */
+  largestIdToken: string;
   clsId: number;
   sepId: number;
   padId: number;
@@ -126,11 +129,36 @@ function idOf(
   return id;
 }
 
-function maxId(vocab: ReadonlyMap<string, number>, added: readonly AddedToken[]): number {
+/** The largest id the tokenizer can emit and its token (vocabulary, added tokens, pair template). */
+function largestId(
+  vocab: ReadonlyMap<string, number>,
+  added: readonly AddedToken[],
+  template: readonly TemplatePiece[],
+): { vocabSize: number; largestIdToken: string } {
   let m = -1;
-  for (const id of vocab.values()) if (id > m) m = id;
-  for (const t of added) if (t.id > m) m = t.id;
-  return m;
+  let token = '';
+  for (const [t, id] of vocab) {
+    if (id > m) {
+      m = id;
+      token = t;
+    }
+  }
+  for (const t of added) {
+    if (t.id > m) {
+      m = t.id;
+      token = t.content;
+    }
+  }
+  for (const p of template) {
+    if (p.kind !== 'special') continue;
+    for (const id of p.ids) {
+      if (id > m) {
+        m = id;
+        token = `(special token of the pair template, id ${id})`;
+      }
+    }
+  }
+  return { vocabSize: m + 1, largestIdToken: token };
 }
 
 /** BERT's fixed pair template: [CLS] A [SEP] B [SEP] with type ids 0 0 0 1 1. */
@@ -326,7 +354,7 @@ export function specFromTokenizerJson(json: unknown, config?: Json, where = 'tok
     },
     pairTemplate,
     modelMaxLength,
-    vocabSize: maxId(vocab, added) + 1,
+    ...largestId(vocab, added, pairTemplate),
     clsId: idOf(names.cls, 'classifier ([CLS])', vocab, added, where),
     sepId: idOf(names.sep, 'separator ([SEP])', vocab, added, where),
     padId: idOf(names.pad, 'padding ([PAD])', vocab, added, where),
@@ -422,7 +450,7 @@ export function specFromVocab(
     pairTemplate: bertTemplate(clsId, sepId),
     modelMaxLength:
       modelMaxLengthOf(config.model_max_length ?? config.max_len, cfgWhere) ?? Number.POSITIVE_INFINITY,
-    vocabSize: maxId(vocab, added) + 1,
+    ...largestId(vocab, added, bertTemplate(clsId, sepId)),
     clsId,
     sepId,
     padId: vocab.get(names.pad) as number,
