@@ -21,7 +21,7 @@
  * cannot) are read as U+FFFD, which BertNormalizer's clean_text then removes: the result equals Hugging
  * Face's for the string with each lone surrogate replaced by U+FFFD (what any UTF-8 encoding of it gives).
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { InputError, TokenizerError } from './errors';
 import {
   specFromTokenizerJson,
@@ -107,12 +107,16 @@ export class Tokenizer {
       config = { ...(config ?? {}), ...(await readJsonObject(files.specialTokensMap)) };
     }
     if (files.tokenizerJson !== undefined) {
-      const json = await readJson(files.tokenizerJson);
+      const json = await readJson(files.tokenizerJson, TOKENIZER_FILE_LIMITS.tokenizerJson);
       return new Tokenizer(specFromTokenizerJson(json, config, files.tokenizerJson));
     }
     if (files.vocabTxt !== undefined) {
       return new Tokenizer(
-        specFromVocab(await readText(files.vocabTxt, 'vocab.txt'), config ?? {}, files.vocabTxt),
+        specFromVocab(
+          await readText(files.vocabTxt, 'vocab.txt', TOKENIZER_FILE_LIMITS.vocabTxt),
+          config ?? {},
+          files.vocabTxt,
+        ),
       );
     }
     throw new TokenizerError(
@@ -399,16 +403,34 @@ function describe(v: unknown): string {
   return typeof v;
 }
 
-async function readText(path: string, what: string): Promise<string> {
+/**
+ * Largest tokenizer files read, checked with stat before reading: tokenizer.json of the largest real
+ * BERT vocabularies is 3 MB (of any tokenizer on the Hub: 20 MB); vocab.txt at most 2 MB.
+ */
+export const TOKENIZER_FILE_LIMITS = {
+  tokenizerJson: 32 << 20,
+  vocabTxt: 16 << 20,
+  /** tokenizer_config.json and special_tokens_map.json. */
+  config: 4 << 20,
+} as const;
+
+async function readText(path: string, what: string, maxBytes: number): Promise<string> {
   try {
+    const { size } = await stat(path);
+    if (size > maxBytes) {
+      throw new TokenizerError(
+        `${what} at ${path} is ${size} bytes, more than the ${maxBytes} a tokenizer file may have; the file is corrupt or not a tokenizer file.`,
+      );
+    }
     return await readFile(path, 'utf8');
   } catch (err) {
+    if (err instanceof TokenizerError) throw err;
     throw new TokenizerError(`Cannot read ${what} at ${path}: ${(err as Error).message}`, { cause: err });
   }
 }
 
-async function readJson(path: string): Promise<unknown> {
-  const text = await readText(path, 'tokenizer file');
+async function readJson(path: string, maxBytes: number): Promise<unknown> {
+  const text = await readText(path, 'tokenizer file', maxBytes);
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
@@ -417,7 +439,7 @@ async function readJson(path: string): Promise<unknown> {
 }
 
 async function readJsonObject(path: string): Promise<Json> {
-  const v = await readJson(path);
+  const v = await readJson(path, TOKENIZER_FILE_LIMITS.config);
   if (typeof v !== 'object' || v === null || Array.isArray(v))
     throw new TokenizerError(`${path}: expected a JSON object`);
   return v as Json;
