@@ -419,7 +419,7 @@ export function parseVocabTxt(text: string, where = 'vocab.txt'): string[] {
   for (const br of ['\n', '\r']) {
     let n = 0;
     for (let i = text.indexOf(br); i >= 0 && n <= max + 1; i = text.indexOf(br, i + 1)) n++;
-    checkCount(n - 1, 0, max, 'vocabulary entries', where);
+    checkCount(Math.max(0, n - 1), 0, max, 'vocabulary entries', where);
   }
   const lines = text.split(/\r\n|\r|\n/);
   if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
