@@ -99,13 +99,13 @@ const MAX_PIECE = 256;
 /**
  * How much of a text is read: at most MAX_CHARS_PER_TOKEN code units per token wanted (at least
  * MIN_READ), and never more than MAX_READ. Text of any language needs far fewer (English about 5 per
- * token, CJK 1 or 2). What only hostile text needs - megabytes of one "word", of marks, of characters
- * clean_text removes - is then not read at all, which bounds the time one text costs: the slowest
- * characters (astral, marks, scripts without spaces) cost about 0.5 us each on a loaded 2-core host.
+ * token, CJK 1 or 2, even a text of 101-character [UNK] words 51). What only hostile text needs -
+ * megabytes of one "word", of marks, of characters clean_text removes - is then not read at all,
+ * which bounds the time one text costs.
  */
-export const MAX_CHARS_PER_TOKEN = 32;
+export const MAX_CHARS_PER_TOKEN = 64;
 export const MIN_READ = 1 << 12;
-export const MAX_READ = 1 << 16;
+export const MAX_READ = 1 << 18;
 
 /** Code units read for `tokens` tokens; no bound for Infinity (tokenize(): all of the text). */
 export function readLimitFor(tokens: number): number {
@@ -275,7 +275,7 @@ export class WordPieceCore {
   /** Normalizes text[p, q) into this.norm; returns its length. */
   private normalize(text: string, p: number, q: number): number {
     if (this.norm.length < q - p) this.norm = new Uint16Array(Math.max(q - p, this.norm.length * 2));
-    let norm = this.norm;
+    const norm = this.norm;
     const ascii = this.asciiMap;
     let n = 0;
     for (let i = p; i < q; i++) {
@@ -287,26 +287,42 @@ export class WordPieceCore {
       }
       let j = i + 1;
       while (j < q && text.charCodeAt(j) >= 128) j++;
-      const run = this.normalizeRun(text, i, j);
-      if (n + run.length + (q - j) > norm.length) {
-        const next = new Uint16Array((n + run.length + (q - j)) * 2);
-        next.set(norm.subarray(0, n));
-        this.norm = norm = next;
-      }
-      for (let k = 0; k < run.length; k++) norm[n++] = run.charCodeAt(k);
+      n = this.normalizeRun(text, i, j, n, q - j);
+      if (this.norm !== norm) return this.normalizeRest(text, j, q, n);
       i = j - 1;
     }
     return n;
   }
 
-  private normalizeRun(text: string, i: number, j: number): string {
-    if (j - i <= RUN_CACHE_MAX_KEY) return this.normalizePiece(text, i, j);
-    // Long runs (a word of several MB without ASCII in it...) go in pieces, cut before characters of
-    // canonical combining class 0, across which NFD never reorders. A run with no such character for
-    // MAX_PIECE code units (emoji, marks: not text) is cut there anyway, so that NFD's reordering
-    // (quadratic in V8 on a long run of marks) only ever sees a bounded piece.
-    const parts: string[] = [];
+  /** normalize() after its buffer was replaced: the same loop over the rest, on the new buffer. */
+  private normalizeRest(text: string, p: number, q: number, n0: number): number {
+    let n = n0;
+    for (let i = p; i < q; i++) {
+      const c = text.charCodeAt(i);
+      if (c < 128) {
+        const m = this.asciiMap[c] as number;
+        if (m >= 0) (this.norm as Uint16Array)[n++] = m;
+        continue;
+      }
+      let j = i + 1;
+      while (j < q && text.charCodeAt(j) >= 128) j++;
+      n = this.normalizeRun(text, i, j, n, q - j);
+      i = j - 1;
+    }
+    return n;
+  }
+
+  /**
+   * Normalizes the non-ASCII run text[i, j) into this.norm at n (room kept for `after` more code
+   * units); returns the new length. Long runs (a word of several MB without ASCII in it...) go in
+   * pieces, cut before characters of canonical combining class 0, across which NFD never reorders. A
+   * run with no such character for MAX_PIECE code units (emoji, marks: not text) is cut there anyway,
+   * so that NFD's reordering (quadratic in V8 on a long run of marks) only ever sees a bounded piece.
+   * Each piece goes straight into the buffer: no string of the whole run is built.
+   */
+  private normalizeRun(text: string, i: number, j: number, n: number, after: number): number {
     let a = i;
+    let at = n;
     while (j - a > RUN_CACHE_MAX_KEY) {
       const lim = Math.min(j, a + MAX_PIECE);
       let k = a + RUN_PIECE;
@@ -314,11 +330,23 @@ export class WordPieceCore {
       if (k >= j) break;
       const c = text.charCodeAt(k);
       if (c >= 0xdc00 && c <= 0xdfff) k--; // not between the halves of a surrogate pair
-      parts.push(this.normalizePiece(text, a, k));
+      at = this.append(this.normalizePiece(text, a, k), at, j - k + after);
       a = k;
     }
-    parts.push(this.normalizePiece(text, a, j));
-    return parts.join('');
+    return this.append(this.normalizePiece(text, a, j), at, after);
+  }
+
+  /** Copies s into this.norm at n, growing it to keep `after` more code units of room. */
+  private append(s: string, n: number, after: number): number {
+    let norm = this.norm;
+    if (n + s.length + after > norm.length) {
+      const next = new Uint16Array((n + s.length + after) * 2);
+      next.set(norm.subarray(0, n));
+      this.norm = norm = next;
+    }
+    let k = n;
+    for (let x = 0; x < s.length; x++) norm[k++] = s.charCodeAt(x);
+    return k;
   }
 
   /** One piece of a run, through the cache when it is short. */
@@ -382,7 +410,6 @@ export class WordPieceCore {
 
   private pretokenize(len: number, out: IdBuffer, stop: number): void {
     const norm = this.norm;
-    out.reserve(len + 1); // a word never gives more ids than it has code units
     let i = 0;
     while (i < len && out.length < stop) {
       let f = FLAGS[norm[i] as number] as number;
@@ -428,8 +455,11 @@ export class WordPieceCore {
    */
   private wordPiece(a: number, b: number, out: IdBuffer, hash: number): void {
     const norm = this.norm;
-    const data = out.data;
     const n0 = b - a;
+    // A word gives at most one id per code unit, and one [UNK] when it has more than maxChars.
+    const room = (n0 <= this.maxChars ? n0 : 1) + 1;
+    if (out.length + room > out.data.length) out.reserve(room);
+    const data = out.data;
     if (n0 <= this.maxChars) {
       const wTab = this.wTab;
       const mask = this.wMask;
@@ -541,9 +571,18 @@ export class WordPieceCore {
   }
 }
 
-/** Characters of canonical combining class 0 with no combining marks nearby in their blocks. */
+/**
+ * Where a long run may be cut: characters of canonical combining class 0 that decompose to nothing
+ * else (letters of a few scripts), and high surrogates - astral characters are emoji, CJK and symbols
+ * of class 0 but for a few marks, which only move under NFD next to other marks in non-canonical order.
+ */
 function isStarter(c: number): boolean {
   return (
+    (c >= 0xd800 && c <= 0xdbff) ||
+    (c >= 0x0e01 && c <= 0x0e30) || // Thai consonants and vowels of class 0
+    (c >= 0x0621 && c <= 0x064a) || // Arabic letters
+    (c >= 0x05d0 && c <= 0x05ea) || // Hebrew letters
+    (c >= 0x0915 && c <= 0x0939) || // Devanagari consonants
     (c >= 0x80 && c < 0x300) ||
     (c >= 0x400 && c <= 0x482) ||
     (c >= 0x48a && c <= 0x52f) ||
