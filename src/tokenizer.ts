@@ -32,6 +32,9 @@ import {
 import { IdBuffer, MAX_READ, WordPieceCore } from './tokenizer/wordpiece';
 import type { ModelSpec } from './types';
 
+/** Chunk mode scores at most this many tokens of a document (about 64 windows at maxLength 512). */
+export const MAX_CHUNK_TOKENS = 1 << 15;
+
 export type Truncation = 'longest_first' | 'only_second';
 export interface EncodeOptions {
   maxLength: number;
@@ -231,9 +234,11 @@ export class Tokenizer {
       );
     }
     const docBuf = new IdBuffer(); // the whole document: local, so a huge one is not kept alive
-    // Chunking needs all of the document, up to MAX_READ code units (the rest is not scored).
-    const nd = this.core.encode(document, docBuf, Number.POSITIVE_INFINITY, MAX_READ);
-    const docCapped = this.core.capped;
+    // Chunking needs all of the document, up to MAX_CHUNK_TOKENS tokens or MAX_READ code units
+    // (the rest is not scored): what one call may cost stays bounded.
+    let nd = this.core.encode(document, docBuf, MAX_CHUNK_TOKENS, MAX_READ);
+    const docCapped = this.core.capped || nd >= MAX_CHUNK_TOKENS;
+    nd = Math.min(nd, MAX_CHUNK_TOKENS);
     const qIds = this.qBuf.data;
     const dIds = docBuf.data;
     const chunks: Encoded[] = [];

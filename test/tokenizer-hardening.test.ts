@@ -9,8 +9,14 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type MlxRerankError, TokenizerError } from '../src/errors';
 import { CrossEncoder } from '../src/index';
-import { assertTokenizerFitsModel, TOKENIZER_FILE_LIMITS, Tokenizer } from '../src/tokenizer';
+import {
+  assertTokenizerFitsModel,
+  MAX_CHUNK_TOKENS,
+  TOKENIZER_FILE_LIMITS,
+  Tokenizer,
+} from '../src/tokenizer';
 import { TOKENIZER_LIMITS } from '../src/tokenizer/config';
+import { MAX_READ } from '../src/tokenizer/wordpiece';
 import { bertUncasedVocab } from '../src/workload';
 import { cleanupModels, syntheticModel } from './helpers/api-model';
 import { bertTokenizerJson } from './helpers/tokenizer-oracle';
@@ -207,5 +213,19 @@ describe('time per text is bounded: only what can reach maxLength tokens is read
     expect(e.ids.length).toBe(3 + tok.tokenize('q').length); // "hello" lies past the limit
     expect(e.truncated).toBe(true);
     expect(Array.from(tok.tokenize(hidden))).toEqual(Array.from(tok.tokenize('hello'))); // tokenize() reads all
+  });
+});
+
+describe('chunk mode reads a bounded part of the document', () => {
+  const tok = Tokenizer.fromTokenizerJson(baseJson());
+
+  it('windows cover the first MAX_CHUNK_TOKENS tokens of a longer document, and say truncated', () => {
+    const doc = '中'.repeat(MAX_CHUNK_TOKENS + 5000); // a token per code unit: within MAX_READ
+    expect(doc.length).toBeLessThan(MAX_READ);
+    const chunks = tok.encodeChunks('q', doc, { maxLength: 512, stride: 128 });
+    const room = 512 - 3 - 1;
+    const covered = (chunks.length - 1) * (room - 128) + ((chunks.at(-1)?.ids.length ?? 0) - 4);
+    expect(covered).toBe(MAX_CHUNK_TOKENS);
+    expect(chunks.every((c) => c.truncated)).toBe(true);
   });
 });

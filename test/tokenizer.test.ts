@@ -263,7 +263,7 @@ describe('encodeChunks', () => {
 
   it('windows cover the whole document, overlap by stride, and keep the query whole when it fits', () => {
     const [q, d] = msMarcoPairs(1, 4)[0] as [string, string];
-    const doc = lengthen(d, 300);
+    const doc = lengthen(d, 150); // ~87k code units: within what chunk mode reads (MAX_READ)
     const qIds = ours.tokenize(q);
     const dIds = Array.from(ours.tokenize(doc));
     const chunks = ours.encodeChunks(q, doc, { maxLength: 96, stride: 24 });

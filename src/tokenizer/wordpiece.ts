@@ -94,7 +94,7 @@ const RUN_PIECE = 48;
 const RUN_CACHE_MAX_SIZE = 50_000;
 const MAX_WINDOW = 1 << 16;
 /** Runs of non-ASCII longer than RUN_CACHE_MAX_KEY go in pieces of at most this many code units. */
-const MAX_PIECE = 256;
+const MAX_PIECE = 64;
 
 /**
  * How much of a text is read: at most MAX_CHARS_PER_TOKEN code units per token wanted (at least
@@ -105,7 +105,7 @@ const MAX_PIECE = 256;
  */
 export const MAX_CHARS_PER_TOKEN = 64;
 export const MIN_READ = 1 << 12;
-export const MAX_READ = 1 << 18;
+export const MAX_READ = 1 << 17;
 
 /** Code units read for `tokens` tokens; no bound for Infinity (tokenize(): all of the text). */
 export function readLimitFor(tokens: number): number {
