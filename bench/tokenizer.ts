@@ -22,8 +22,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
 import { Tokenizer } from '../src/tokenizer';
+import { bertTokenizerJson } from '../src/tokenizer/tokenizer-json';
 import { bertUncasedVocab, msMarcoPairs } from '../src/workload';
-import { bertTokenizerJson } from '../test/helpers/tokenizer-oracle';
 
 const { values } = parseArgs({
   options: {
@@ -40,7 +40,11 @@ const pairs = msMarcoPairs(count, Number(values.seed));
 const batches: Array<Array<[string, string]>> = [];
 for (let i = 0; i < pairs.length; i += BATCH) batches.push(pairs.slice(i, i + BATCH));
 
-const json = bertTokenizerJson(bertUncasedVocab(), { lowercase: true });
+const json = bertTokenizerJson(bertUncasedVocab(), {
+  lowercase: true,
+  stripAccents: null,
+  chineseChars: true,
+});
 const config = {
   do_lower_case: true,
   model_max_length: 512,

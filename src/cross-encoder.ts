@@ -44,7 +44,7 @@ import {
   type SchedulerLimits,
   type Segment,
 } from './scheduler';
-import { Tokenizer } from './tokenizer';
+import { assertTokenizerFitsModel, Tokenizer } from './tokenizer';
 import type { Activation, Backend, DeviceKind, DType, ModelFiles, ModelSpec } from './types';
 import {
   checkBoolean,
@@ -237,6 +237,7 @@ export class CrossEncoder {
       typeof model === 'string' ? await abortable(resolveModel(model, slice(o, HUB_KEYS)), signal) : model;
     const spec = await abortable(loadModelSpec(files), signal);
     const tokenizer = await abortable(Tokenizer.fromFiles(files), signal);
+    assertTokenizerFitsModel(tokenizer, spec);
     const limit = Math.min(tokenizer.modelMaxLength || spec.maxPositions, spec.maxPositions);
     const maxLength = o.maxLength ?? limit;
     if (maxLength > spec.maxPositions) {

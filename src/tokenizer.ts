@@ -21,7 +21,7 @@
  * cannot) are read as U+FFFD, which BertNormalizer's clean_text then removes: the result equals Hugging
  * Face's for the string with each lone surrogate replaced by U+FFFD (what any UTF-8 encoding of it gives).
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { InputError, TokenizerError } from './errors';
 import {
   specFromTokenizerJson,
@@ -29,7 +29,11 @@ import {
   type TemplatePiece,
   type TokenizerSpec,
 } from './tokenizer/config';
-import { IdBuffer, WordPieceCore } from './tokenizer/wordpiece';
+import { IdBuffer, MAX_READ, WordPieceCore } from './tokenizer/wordpiece';
+import type { ModelSpec } from './types';
+
+/** Chunk mode scores at most this many tokens of a document (about 64 windows at maxLength 512). */
+export const MAX_CHUNK_TOKENS = 1 << 15;
 
 export type Truncation = 'longest_first' | 'only_second';
 export interface EncodeOptions {
@@ -55,6 +59,10 @@ export class Tokenizer {
   readonly modelMaxLength: number;
   /** 1 + the largest id the tokenizer can emit: the embedding rows the model needs. */
   readonly vocabSize: number;
+  /** 1 + the largest token type id of the pair template: the type embedding rows the model needs. */
+  readonly typeVocabSize: number;
+  /** Tokens of the pair template around the query and the document ([CLS], [SEP], [SEP]: 3). */
+  readonly numSpecialTokens: number;
   readonly clsId: number;
   readonly sepId: number;
   readonly padId: number;
@@ -63,6 +71,7 @@ export class Tokenizer {
   private readonly core: WordPieceCore;
   private readonly template: readonly TemplatePiece[];
   private readonly numSpecial: number;
+  private readonly largestIdToken: string;
   private readonly qBuf = new IdBuffer();
   private readonly dBuf = new IdBuffer();
   private readonly scratch = new IdBuffer();
@@ -75,6 +84,9 @@ export class Tokenizer {
     this.numSpecial = spec.pairTemplate.reduce((n, p) => n + (p.kind === 'special' ? p.ids.length : 0), 0);
     this.modelMaxLength = spec.modelMaxLength;
     this.vocabSize = spec.vocabSize;
+    this.largestIdToken = spec.largestIdToken;
+    this.typeVocabSize = 1 + spec.pairTemplate.reduce((m, p) => Math.max(m, p.typeId), 0);
+    this.numSpecialTokens = this.numSpecial;
     this.clsId = spec.clsId;
     this.sepId = spec.sepId;
     this.padId = spec.padId;
@@ -98,12 +110,16 @@ export class Tokenizer {
       config = { ...(config ?? {}), ...(await readJsonObject(files.specialTokensMap)) };
     }
     if (files.tokenizerJson !== undefined) {
-      const json = await readJson(files.tokenizerJson);
+      const json = await readJson(files.tokenizerJson, TOKENIZER_FILE_LIMITS.tokenizerJson);
       return new Tokenizer(specFromTokenizerJson(json, config, files.tokenizerJson));
     }
     if (files.vocabTxt !== undefined) {
       return new Tokenizer(
-        specFromVocab(await readText(files.vocabTxt, 'vocab.txt'), config ?? {}, files.vocabTxt),
+        specFromVocab(
+          await readText(files.vocabTxt, 'vocab.txt', TOKENIZER_FILE_LIMITS.vocabTxt),
+          config ?? {},
+          files.vocabTxt,
+        ),
       );
     }
     throw new TokenizerError(
@@ -206,7 +222,7 @@ export class Tokenizer {
     checkString(document, 'document');
     const budget = maxLength - this.numSpecial;
     let nq = this.core.encode(query, this.qBuf.reset(), budget + 1);
-    let queryCut = false;
+    let queryCut = this.core.capped;
     if (budget - nq <= stride) {
       nq = Math.min(nq, Math.floor(budget / 2));
       queryCut = true;
@@ -218,11 +234,15 @@ export class Tokenizer {
       );
     }
     const docBuf = new IdBuffer(); // the whole document: local, so a huge one is not kept alive
-    const nd = this.core.encode(document, docBuf, Number.POSITIVE_INFINITY);
+    // Chunking needs all of the document, up to MAX_CHUNK_TOKENS tokens or MAX_READ code units
+    // (the rest is not scored): what one call may cost stays bounded.
+    let nd = this.core.encode(document, docBuf, MAX_CHUNK_TOKENS, MAX_READ);
+    const docCapped = this.core.capped || nd >= MAX_CHUNK_TOKENS;
+    nd = Math.min(nd, MAX_CHUNK_TOKENS);
     const qIds = this.qBuf.data;
     const dIds = docBuf.data;
     const chunks: Encoded[] = [];
-    const truncated = queryCut || nd > room;
+    const truncated = queryCut || docCapped || nd > room;
     for (let start = 0; ; start += room - stride) {
       const end = Math.min(start + room, nd);
       const total = nq + (end - start) + this.numSpecial;
@@ -233,6 +253,35 @@ export class Tokenizer {
       if (end >= nd) break;
     }
     return chunks;
+  }
+
+  /** See assertTokenizerFitsModel. */
+  assertFits(model: ModelShape): void {
+    const fix =
+      'the tokenizer files do not belong to this model (or its config.json is wrong): use the tokenizer published with the model';
+    if (this.vocabSize > model.vocabSize) {
+      throw new TokenizerError(
+        `The tokenizer can emit id ${this.vocabSize - 1} (${JSON.stringify(this.largestIdToken)}), but the model's vocab_size is ${model.vocabSize}: ids from ${model.vocabSize} on have no embedding row; ${fix}.`,
+      );
+    }
+    if (this.typeVocabSize > model.typeVocabSize) {
+      throw new TokenizerError(
+        `The tokenizer's pair template uses token type id ${this.typeVocabSize - 1}, but the model's type_vocab_size is ${model.typeVocabSize}; ${fix}.`,
+      );
+    }
+    const need = this.numSpecial + 2;
+    if (this.modelMaxLength < need) {
+      throw new TokenizerError(
+        `The tokenizer's model_max_length ${this.modelMaxLength} leaves no room for a pair: the template adds ${this.numSpecial} special tokens, so a query and a document of one token each need ${need}; fix model_max_length in tokenizer_config.json (BERT models use 512).`,
+      );
+    }
+    if (model.maxPositions < need) {
+      throw new TokenizerError(
+        `The model's max_position_embeddings ${model.maxPositions} leaves no room for a pair: the tokenizer's template adds ${this.numSpecial} special tokens, so a query and a document of one token each need ${need}; the config.json is wrong or the model is not a cross-encoder.`,
+      );
+    }
+    // A model_max_length above max_position_embeddings is not an error: CrossEncoder.load uses the
+    // smaller of the two as the default maxLength (and refuses an explicit maxLength above it).
   }
 
   // ------------------------------------------------------------------------------ internals
@@ -272,8 +321,10 @@ export class Tokenizer {
   ): [number, number, boolean] {
     const cap = budget + this.numSpecial;
     const qn = this.core.encode(q, this.qBuf.reset(), cap);
+    const qCapped = this.core.capped;
     const dn = this.core.encode(d, this.dBuf.reset(), cap);
-    if (qn + dn <= budget) return [qn, dn, false];
+    // Text past the read limit was not looked at: count that as truncation too.
+    if (qn + dn <= budget) return [qn, dn, qCapped || this.core.capped];
     if (budget === 0) return [0, 0, true]; // Rust special-cases max_length 0 before any strategy
     if (onlySecond) {
       if (qn >= budget) {
@@ -331,6 +382,20 @@ export class Tokenizer {
   }
 }
 
+/** What of a model the tokenizer must fit: ModelSpec (src/model.ts) has these fields. */
+export type ModelShape = Pick<ModelSpec, 'vocabSize' | 'typeVocabSize' | 'maxPositions'>;
+
+/**
+ * Refuses, with a TokenizerError (E_BAD_TOKENIZER) that names the mismatch, a tokenizer that does not
+ * fit the model: an id the tokenizer can emit (vocabulary, added or special token) without an
+ * embedding row (>= vocab_size), a pair-template token type id >= type_vocab_size, or a
+ * model_max_length (or max_position_embeddings) too small for [CLS] q [SEP] d [SEP] with a token of
+ * each. Such a model would otherwise load and then fail every batch that holds an affected pair.
+ */
+export function assertTokenizerFitsModel(tokenizer: Tokenizer, model: ModelShape): void {
+  tokenizer.assertFits(model);
+}
+
 function checkString(v: unknown, what: string): asserts v is string {
   if (typeof v !== 'string') throw new InputError(`${what} must be a string, got ${describe(v)}`);
 }
@@ -343,16 +408,34 @@ function describe(v: unknown): string {
   return typeof v;
 }
 
-async function readText(path: string, what: string): Promise<string> {
+/**
+ * Largest tokenizer files read, checked with stat before reading: tokenizer.json of the largest real
+ * BERT vocabularies is 3 MB (of any tokenizer on the Hub: 20 MB); vocab.txt at most 2 MB.
+ */
+export const TOKENIZER_FILE_LIMITS = {
+  tokenizerJson: 32 << 20,
+  vocabTxt: 16 << 20,
+  /** tokenizer_config.json and special_tokens_map.json. */
+  config: 4 << 20,
+} as const;
+
+async function readText(path: string, what: string, maxBytes: number): Promise<string> {
   try {
+    const { size } = await stat(path);
+    if (size > maxBytes) {
+      throw new TokenizerError(
+        `${what} at ${path} is ${size} bytes, more than the ${maxBytes} a tokenizer file may have; the file is corrupt or not a tokenizer file.`,
+      );
+    }
     return await readFile(path, 'utf8');
   } catch (err) {
+    if (err instanceof TokenizerError) throw err;
     throw new TokenizerError(`Cannot read ${what} at ${path}: ${(err as Error).message}`, { cause: err });
   }
 }
 
-async function readJson(path: string): Promise<unknown> {
-  const text = await readText(path, 'tokenizer file');
+async function readJson(path: string, maxBytes: number): Promise<unknown> {
+  const text = await readText(path, 'tokenizer file', maxBytes);
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
@@ -361,7 +444,7 @@ async function readJson(path: string): Promise<unknown> {
 }
 
 async function readJsonObject(path: string): Promise<Json> {
-  const v = await readJson(path);
+  const v = await readJson(path, TOKENIZER_FILE_LIMITS.config);
   if (typeof v !== 'object' || v === null || Array.isArray(v))
     throw new TokenizerError(`${path}: expected a JSON object`);
   return v as Json;

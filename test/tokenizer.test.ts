@@ -263,7 +263,7 @@ describe('encodeChunks', () => {
 
   it('windows cover the whole document, overlap by stride, and keep the query whole when it fits', () => {
     const [q, d] = msMarcoPairs(1, 4)[0] as [string, string];
-    const doc = lengthen(d, 300);
+    const doc = lengthen(d, 150); // ~87k code units: within what chunk mode reads (MAX_READ)
     const qIds = ours.tokenize(q);
     const dIds = Array.from(ours.tokenize(doc));
     const chunks = ours.encodeChunks(q, doc, { maxLength: 96, stride: 24 });
@@ -461,10 +461,11 @@ describe('hostile text', () => {
     expect(ours.encodePair(mb(8_000_000), mb(8_000_000), { maxLength: 128 })).toEqual(
       ours.encodePair(mb(500_000), mb(500_000), { maxLength: 128 }),
     );
-    // One 3 MB "word" is a single [UNK]: nothing to truncate.
+    // One 3 MB "word" is a single [UNK], as in Hugging Face; past the read limit the text was not
+    // looked at, which counts as truncated.
     const word = ours.encodePair(q, 'x'.repeat(3_000_000), { maxLength: 128 });
     expect(Array.from(word.ids.slice(-2))).toEqual([ours.unkId, ours.sepId]);
-    expect(word.truncated).toBe(false);
+    expect(word.truncated).toBe(true);
     expect(ours.tokenize('é'.repeat(1_000_000))).toEqual(new Int32Array([ours.unkId]));
   });
 

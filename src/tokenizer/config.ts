@@ -18,7 +18,10 @@ export interface TokenizerSpec {
   core: CoreSpec;
   pairTemplate: TemplatePiece[];
   modelMaxLength: number;
+  /** 1 + the largest id the tokenizer can emit (vocabulary, added tokens, template specials). */
   vocabSize: number;
+  /** Which token has that largest id, for error messages. */
+  largestIdToken: string;
   clsId: number;
   sepId: number;
   padId: number;
@@ -27,7 +30,20 @@ export interface TokenizerSpec {
 
 /** transformers' VERY_LARGE_INTEGER (int(1e30)) and similar sentinels mean "no limit". */
 const HUGE_MAX_LENGTH = 1e18;
-const MAX_VOCAB = 5_000_000;
+/**
+ * Entry counts checked before anything is built from them (a hostile file must not cost seconds and
+ * GBs before it is refused). Generous for every real vocabulary: WordPiece ones have 20k-250k entries.
+ */
+export const TOKENIZER_LIMITS = {
+  /** Vocabulary entries (tokenizer.json model.vocab, or vocab.txt lines). */
+  vocabEntries: 1 << 20,
+  /** Added tokens (tokenizer.json added_tokens, or tokenizer_config.json added_tokens_decoder). */
+  addedTokens: 1 << 16,
+  /** Length of one added token, in UTF-16 code units. */
+  addedTokenLength: 1024,
+  /** BPE merges (model.merges): counted, so that a huge list is refused before anything else. */
+  merges: 1 << 21,
+} as const;
 const MAX_ID = 0x7fffffff;
 
 type Json = Record<string, unknown>;
@@ -67,11 +83,37 @@ function modelMaxLengthOf(v: unknown, where: string): number | undefined {
   return v >= HUGE_MAX_LENGTH || !Number.isFinite(v) ? Number.POSITIVE_INFINITY : Math.floor(v);
 }
 
+/** Own keys of an object, counting no further than limit + 1. */
+function countKeys(obj: Json, limit: number): number {
+  let n = 0;
+  for (const k in obj) {
+    if (Object.hasOwn(obj, k) && ++n > limit) break;
+  }
+  return n;
+}
+
+function checkCount(n: number, min: number, max: number, what: string, where: string): void {
+  if (n < min || n > max) {
+    fail(
+      where,
+      n > max
+        ? `more than ${max} ${what}: refused as too large for a BERT tokenizer (the file is corrupt or hostile)`
+        : `no ${what}`,
+    );
+  }
+}
+
 function addedTokenOf(v: unknown, id: number, where: string): AddedToken {
   if (!isObject(v) || typeof v.content !== 'string' || v.content.length === 0) {
     fail(where, `added token ${id} must have a non-empty "content" string`);
   }
   const content = v.content;
+  if (content.length > TOKENIZER_LIMITS.addedTokenLength) {
+    fail(
+      where,
+      `added token ${id} is ${content.length} code units long (at most ${TOKENIZER_LIMITS.addedTokenLength})`,
+    );
+  }
   if (optBool(v, 'single_word', where, false)) {
     fail(where, `added token ${JSON.stringify(content)} has single_word: true, which is not supported`);
   }
@@ -126,11 +168,36 @@ function idOf(
   return id;
 }
 
-function maxId(vocab: ReadonlyMap<string, number>, added: readonly AddedToken[]): number {
+/** The largest id the tokenizer can emit and its token (vocabulary, added tokens, pair template). */
+function largestId(
+  vocab: ReadonlyMap<string, number>,
+  added: readonly AddedToken[],
+  template: readonly TemplatePiece[],
+): { vocabSize: number; largestIdToken: string } {
   let m = -1;
-  for (const id of vocab.values()) if (id > m) m = id;
-  for (const t of added) if (t.id > m) m = t.id;
-  return m;
+  let token = '';
+  for (const [t, id] of vocab) {
+    if (id > m) {
+      m = id;
+      token = t;
+    }
+  }
+  for (const t of added) {
+    if (t.id > m) {
+      m = t.id;
+      token = t.content;
+    }
+  }
+  for (const p of template) {
+    if (p.kind !== 'special') continue;
+    for (const id of p.ids) {
+      if (id > m) {
+        m = id;
+        token = `(special token of the pair template, id ${id})`;
+      }
+    }
+  }
+  return { vocabSize: m + 1, largestIdToken: token };
 }
 
 /** BERT's fixed pair template: [CLS] A [SEP] B [SEP] with type ids 0 0 0 1 1. */
@@ -261,9 +328,18 @@ export function specFromTokenizerJson(json: unknown, config?: Json, where = 'tok
     fail(where, `model type ${JSON.stringify(model.type)} is not supported (WordPiece, as BERT uses)`);
   }
   if (!isObject(model.vocab)) fail(where, '"model.vocab" must be an object of token -> id');
+  checkCount(
+    countKeys(model.vocab, TOKENIZER_LIMITS.vocabEntries),
+    1,
+    TOKENIZER_LIMITS.vocabEntries,
+    'vocabulary entries',
+    where,
+  );
+  if (Array.isArray(model.merges))
+    checkCount(model.merges.length, 0, TOKENIZER_LIMITS.merges, 'merges', where);
+  if (Array.isArray(json.added_tokens))
+    checkCount(json.added_tokens.length, 0, TOKENIZER_LIMITS.addedTokens, 'added tokens', where);
   const entries = Object.entries(model.vocab);
-  if (entries.length === 0 || entries.length > MAX_VOCAB)
-    fail(where, `vocabulary size ${entries.length} is out of range`);
   const vocab = new Map<string, number>();
   for (const [tok, id] of entries) {
     if (!isId(id))
@@ -326,7 +402,7 @@ export function specFromTokenizerJson(json: unknown, config?: Json, where = 'tok
     },
     pairTemplate,
     modelMaxLength,
-    vocabSize: maxId(vocab, added) + 1,
+    ...largestId(vocab, added, pairTemplate),
     clsId: idOf(names.cls, 'classifier ([CLS])', vocab, added, where),
     sepId: idOf(names.sep, 'separator ([SEP])', vocab, added, where),
     padId: idOf(names.pad, 'padding ([PAD])', vocab, added, where),
@@ -337,7 +413,14 @@ export function specFromTokenizerJson(json: unknown, config?: Json, where = 'tok
 // ------------------------------------------------------------------------------------ vocab.txt
 
 /** vocab.txt as transformers' load_vocab reads it: one token per line (\n, \r\n or \r), index = id. */
-export function parseVocabTxt(text: string): string[] {
+export function parseVocabTxt(text: string, where = 'vocab.txt'): string[] {
+  // Count before splitting: millions of lines must be refused before millions of strings exist.
+  const max = TOKENIZER_LIMITS.vocabEntries;
+  for (const br of ['\n', '\r']) {
+    let n = 0;
+    for (let i = text.indexOf(br); i >= 0 && n <= max + 1; i = text.indexOf(br, i + 1)) n++;
+    checkCount(Math.max(0, n - 1), 0, max, 'vocabulary entries', where);
+  }
   const lines = text.split(/\r\n|\r|\n/);
   if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
   return lines;
@@ -348,10 +431,9 @@ export function specFromVocab(
   config: Json = {},
   where = 'vocab.txt',
 ): TokenizerSpec {
-  const tokens = typeof vocabIn === 'string' ? parseVocabTxt(vocabIn) : vocabIn;
+  const tokens = typeof vocabIn === 'string' ? parseVocabTxt(vocabIn, where) : vocabIn;
   if (!Array.isArray(tokens)) fail(where, 'expected the text of vocab.txt or an array of tokens');
-  if (tokens.length === 0 || tokens.length > MAX_VOCAB)
-    fail(where, `vocabulary size ${tokens.length} is out of range`);
+  checkCount(tokens.length, 1, TOKENIZER_LIMITS.vocabEntries, 'vocabulary entries', where);
   const vocab = new Map<string, number>();
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i];
@@ -400,6 +482,8 @@ export function specFromVocab(
     for (const e of extra) if (tokenString(e) !== undefined) addSpecial(tokenString(e) as string, null);
   const decoder = config.added_tokens_decoder;
   if (isObject(decoder)) {
+    const n = countKeys(decoder, TOKENIZER_LIMITS.addedTokens);
+    checkCount(n, 0, TOKENIZER_LIMITS.addedTokens, 'added_tokens_decoder entries', cfgWhere);
     for (const [key, v] of Object.entries(decoder)) {
       const id = Number(key);
       if (!isId(id)) fail(cfgWhere, `added_tokens_decoder key ${JSON.stringify(key)} is not an id`);
@@ -422,7 +506,7 @@ export function specFromVocab(
     pairTemplate: bertTemplate(clsId, sepId),
     modelMaxLength:
       modelMaxLengthOf(config.model_max_length ?? config.max_len, cfgWhere) ?? Number.POSITIVE_INFINITY,
-    vocabSize: maxId(vocab, added) + 1,
+    ...largestId(vocab, added, bertTemplate(clsId, sepId)),
     clsId,
     sepId,
     padId: vocab.get(names.pad) as number,

@@ -22,6 +22,7 @@
  * Lone surrogates (possible in JS strings, impossible in Rust ones) are read as U+FFFD, which is what
  * any UTF-8 conversion of the string (Buffer, TextEncoder, the `tokenizers` binding) produces.
  */
+import { AddedTokenMatcher } from './added-tokens';
 import * as U from './unicode';
 
 // Module-local copies: V8 reads imported bindings through a checked cell on every use, which costs
@@ -46,7 +47,10 @@ export interface NormalizerOptions {
 export interface AddedToken {
   content: string;
   id: number;
-  /** Swallow whitespace on the left / right of a match (Rust AddedToken.lstrip / rstrip). */
+  /**
+   * Swallow whitespace on the left / right of a match (Rust AddedToken.lstrip / rstrip). Kept for
+   * what the file says, but without effect on ids: BertPreTokenizer drops that whitespace anyway.
+   */
   lstrip: boolean;
   rstrip: boolean;
 }
@@ -89,6 +93,25 @@ const RUN_CACHE_MAX_KEY = 64;
 const RUN_PIECE = 48;
 const RUN_CACHE_MAX_SIZE = 50_000;
 const MAX_WINDOW = 1 << 16;
+/** Runs of non-ASCII longer than RUN_CACHE_MAX_KEY go in pieces of at most this many code units. */
+const MAX_PIECE = 64;
+
+/**
+ * How much of a text is read: at most MAX_CHARS_PER_TOKEN code units per token wanted (at least
+ * MIN_READ), and never more than MAX_READ. Text of any language needs far fewer (English about 5 per
+ * token, CJK 1 or 2, even a text of 101-character [UNK] words 51). What only hostile text needs -
+ * megabytes of one "word", of marks, of characters clean_text removes - is then not read at all,
+ * which bounds the time one text costs.
+ */
+export const MAX_CHARS_PER_TOKEN = 64;
+export const MIN_READ = 1 << 12;
+export const MAX_READ = 1 << 17;
+
+/** Code units read for `tokens` tokens; no bound for Infinity (tokenize(): all of the text). */
+export function readLimitFor(tokens: number): number {
+  if (tokens === Number.POSITIVE_INFINITY) return tokens;
+  return Math.min(MAX_READ, Math.max(MIN_READ, tokens * MAX_CHARS_PER_TOKEN));
+}
 
 export class WordPieceCore {
   private readonly unkId: number;
@@ -113,9 +136,9 @@ export class WordPieceCore {
   private readonly wTab: Int32Array;
   private readonly wChars: Uint16Array;
   private readonly wMask: number;
-  // Added tokens, grouped by their first code unit.
-  private readonly addedFirst: string[];
-  private readonly addedByFirst = new Map<string, AddedToken[]>();
+  /** Whether the last encode() stopped reading at its readLimit. */
+  capped = false;
+  private readonly added: AddedTokenMatcher | null;
   // Scratch: the normalized text of the current window.
   private norm = new Uint16Array(4096);
   private readonly runCache = new Map<string, string>();
@@ -173,16 +196,7 @@ export class WordPieceCore {
       off += token.length;
     }
 
-    for (const t of spec.addedTokens) {
-      const first = t.content.charAt(0);
-      let list = this.addedByFirst.get(first);
-      if (list === undefined) {
-        list = [];
-        this.addedByFirst.set(first, list);
-      }
-      list.push(t);
-    }
-    this.addedFirst = [...this.addedByFirst.keys()];
+    this.added = spec.addedTokens.length > 0 ? new AddedTokenMatcher(spec.addedTokens) : null;
   }
 
   /**
@@ -190,49 +204,34 @@ export class WordPieceCore {
    * least `limit` exist - the ids up to the end of the word that reached `limit` (the rest of the
    * text is then not looked at). Stopping after whole words is what `tokenizers` 0.23 does when
    * truncation is on, and the count it compares in longest_first.
+   *
+   * At most `readLimit` code units of the text are read (see readLimitFor): past them the text is
+   * taken to end. `capped` tells whether that happened.
    */
-  encode(text: string, out: IdBuffer, limit: number): number {
+  encode(text: string, out: IdBuffer, limit: number, readLimit = readLimitFor(limit)): number {
     const start = out.length;
-    const n = text.length;
-    let pos = 0;
-    while (pos < n && out.length - start < limit) {
-      const m = this.addedFirst.length === 0 ? null : this.findAdded(text, pos);
-      const segEnd = m === null ? n : m.start;
-      if (segEnd > pos) this.encodeSegment(text, pos, segEnd, out, start + limit);
-      if (m === null) break;
-      if (out.length - start < limit) out.reserve(1)[out.length++] = m.id;
-      pos = m.end;
+    const stop = start + limit;
+    let end = text.length;
+    this.capped = end > readLimit;
+    if (this.capped) {
+      end = readLimit;
+      const c = text.charCodeAt(end - 1);
+      if (c >= 0xd800 && c <= 0xdbff) end--; // not half a surrogate pair
     }
-    // A huge word leaves a huge scratch buffer behind; do not keep it alive between calls.
+    const added = this.added;
+    added?.reset();
+    let pos = 0;
+    while (pos < end && out.length < stop) {
+      const at = added === null ? -1 : added.find(text, pos, end);
+      const segEnd = at < 0 ? end : at;
+      if (segEnd > pos) this.encodeSegment(text, pos, segEnd, out, stop);
+      if (at < 0 || added === null) break;
+      if (out.length < stop) out.reserve(1)[out.length++] = added.id;
+      pos = at + added.len;
+    }
+    // A huge window leaves a huge scratch buffer behind; do not keep it alive between calls.
     if (this.norm.length > 1 << 18) this.norm = new Uint16Array(4096);
     return out.length - start;
-  }
-
-  // ---------------------------------------------------------------- added tokens
-
-  private findAdded(text: string, pos: number): { start: number; end: number; id: number } | null {
-    let from = pos;
-    for (;;) {
-      let at = -1;
-      for (const f of this.addedFirst) {
-        const k = text.indexOf(f, from);
-        if (k >= 0 && (at < 0 || k < at)) at = k;
-      }
-      if (at < 0) return null;
-      let best: AddedToken | null = null;
-      for (const t of this.addedByFirst.get(text.charAt(at)) ?? []) {
-        if ((best === null || t.content.length > best.content.length) && text.startsWith(t.content, at))
-          best = t;
-      }
-      if (best !== null) {
-        let s = at;
-        let e = at + best.content.length;
-        if (best.lstrip) while (s > pos && isWhitespaceAt(text, s - 1)) s--;
-        if (best.rstrip) while (e < text.length && isWhitespaceAt(text, e)) e++;
-        return { start: s, end: e, id: best.id };
-      }
-      from = at + 1;
-    }
   }
 
   // ---------------------------------------------------------------- windows
@@ -276,7 +275,7 @@ export class WordPieceCore {
   /** Normalizes text[p, q) into this.norm; returns its length. */
   private normalize(text: string, p: number, q: number): number {
     if (this.norm.length < q - p) this.norm = new Uint16Array(Math.max(q - p, this.norm.length * 2));
-    let norm = this.norm;
+    const norm = this.norm;
     const ascii = this.asciiMap;
     let n = 0;
     for (let i = p; i < q; i++) {
@@ -288,40 +287,79 @@ export class WordPieceCore {
       }
       let j = i + 1;
       while (j < q && text.charCodeAt(j) >= 128) j++;
-      const run = this.normalizeRun(text, i, j);
-      if (n + run.length + (q - j) > norm.length) {
-        const next = new Uint16Array((n + run.length + (q - j)) * 2);
-        next.set(norm.subarray(0, n));
-        this.norm = norm = next;
-      }
-      for (let k = 0; k < run.length; k++) norm[n++] = run.charCodeAt(k);
+      n = this.normalizeRun(text, i, j, n, q - j);
+      if (this.norm !== norm) return this.normalizeRest(text, j, q, n);
       i = j - 1;
     }
     return n;
   }
 
-  private normalizeRun(text: string, i: number, j: number): string {
-    if (j - i > RUN_CACHE_MAX_KEY) {
-      // Long runs (a word of several MB without ASCII in it...) go in cached pieces, cut before
-      // characters with canonical combining class 0, across which NFD never reorders.
-      const parts: string[] = [];
-      let a = i;
-      for (let k = i + RUN_PIECE; k < j; k++) {
-        if (isStarter(text.charCodeAt(k))) {
-          parts.push(this.normalizeRun(text, a, k));
-          a = k;
-          k = a + RUN_PIECE - 1;
-        }
+  /** normalize() after its buffer was replaced: the same loop over the rest, on the new buffer. */
+  private normalizeRest(text: string, p: number, q: number, n0: number): number {
+    let n = n0;
+    for (let i = p; i < q; i++) {
+      const c = text.charCodeAt(i);
+      if (c < 128) {
+        const m = this.asciiMap[c] as number;
+        if (m >= 0) (this.norm as Uint16Array)[n++] = m;
+        continue;
       }
-      parts.push(a === i ? this.normalizeGeneral(text.slice(i, j)) : this.normalizeRun(text, a, j));
-      return parts.join('');
+      let j = i + 1;
+      while (j < q && text.charCodeAt(j) >= 128) j++;
+      n = this.normalizeRun(text, i, j, n, q - j);
+      i = j - 1;
     }
+    return n;
+  }
+
+  /**
+   * Normalizes the non-ASCII run text[i, j) into this.norm at n (room kept for `after` more code
+   * units); returns the new length. Long runs (a word of several MB without ASCII in it...) go in
+   * pieces, cut before characters of canonical combining class 0, across which NFD never reorders. A
+   * run with no such character for MAX_PIECE code units (emoji, marks: not text) is cut there anyway,
+   * so that NFD's reordering (quadratic in V8 on a long run of marks) only ever sees a bounded piece.
+   * Each piece goes straight into the buffer: no string of the whole run is built.
+   */
+  private normalizeRun(text: string, i: number, j: number, n: number, after: number): number {
+    let a = i;
+    let at = n;
+    while (j - a > RUN_CACHE_MAX_KEY) {
+      const lim = Math.min(j, a + MAX_PIECE);
+      let k = a + RUN_PIECE;
+      while (k < lim && !isStarter(text.charCodeAt(k))) k++;
+      if (k >= j) break;
+      const c = text.charCodeAt(k);
+      if (c >= 0xdc00 && c <= 0xdfff) k--; // not between the halves of a surrogate pair
+      at = this.append(this.normalizePiece(text, a, k), at, j - k + after);
+      a = k;
+    }
+    return this.append(this.normalizePiece(text, a, j), at, after);
+  }
+
+  /** Copies s into this.norm at n, growing it to keep `after` more code units of room. */
+  private append(s: string, n: number, after: number): number {
+    let norm = this.norm;
+    if (n + s.length + after > norm.length) {
+      const next = new Uint16Array((n + s.length + after) * 2);
+      next.set(norm.subarray(0, n));
+      this.norm = norm = next;
+    }
+    let k = n;
+    for (let x = 0; x < s.length; x++) norm[k++] = s.charCodeAt(x);
+    return k;
+  }
+
+  /** One piece of a run, through the cache when it is short. */
+  private normalizePiece(text: string, i: number, j: number): string {
     const s = text.slice(i, j);
+    if (j - i > RUN_CACHE_MAX_KEY) return this.normalizeGeneral(s);
     let r = this.runCache.get(s);
     if (r === undefined) {
       r = this.normalizeGeneral(s);
       if (this.runCache.size >= RUN_CACHE_MAX_SIZE) this.runCache.clear();
-      this.runCache.set(s, r);
+      // A slice of 13+ code units points into the caller's text: a copy as the key, so that the cache
+      // never keeps a document of many MB alive.
+      this.runCache.set(` ${s}`.slice(1), r);
     }
     return r;
   }
@@ -372,7 +410,6 @@ export class WordPieceCore {
 
   private pretokenize(len: number, out: IdBuffer, stop: number): void {
     const norm = this.norm;
-    out.reserve(len + 1); // a word never gives more ids than it has code units
     let i = 0;
     while (i < len && out.length < stop) {
       let f = FLAGS[norm[i] as number] as number;
@@ -418,8 +455,11 @@ export class WordPieceCore {
    */
   private wordPiece(a: number, b: number, out: IdBuffer, hash: number): void {
     const norm = this.norm;
-    const data = out.data;
     const n0 = b - a;
+    // A word gives at most one id per code unit, and one [UNK] when it has more than maxChars.
+    const room = (n0 <= this.maxChars ? n0 : 1) + 1;
+    if (out.length + room > out.data.length) out.reserve(room);
+    const data = out.data;
     if (n0 <= this.maxChars) {
       const wTab = this.wTab;
       const mask = this.wMask;
@@ -531,9 +571,18 @@ export class WordPieceCore {
   }
 }
 
-/** Characters of canonical combining class 0 with no combining marks nearby in their blocks. */
+/**
+ * Where a long run may be cut: characters of canonical combining class 0 that decompose to nothing
+ * else (letters of a few scripts), and high surrogates - astral characters are emoji, CJK and symbols
+ * of class 0 but for a few marks, which only move under NFD next to other marks in non-canonical order.
+ */
 function isStarter(c: number): boolean {
   return (
+    (c >= 0xd800 && c <= 0xdbff) ||
+    (c >= 0x0e01 && c <= 0x0e30) || // Thai consonants and vowels of class 0
+    (c >= 0x0621 && c <= 0x064a) || // Arabic letters
+    (c >= 0x05d0 && c <= 0x05ea) || // Hebrew letters
+    (c >= 0x0915 && c <= 0x0939) || // Devanagari consonants
     (c >= 0x80 && c < 0x300) ||
     (c >= 0x400 && c <= 0x482) ||
     (c >= 0x48a && c <= 0x52f) ||
@@ -548,9 +597,4 @@ function codePointAt(buf: Uint16Array, i: number, len: number): number {
   const hi = buf[i] as number;
   const lo = i + 1 < len ? (buf[i + 1] as number) : 0;
   return ((hi - 0xd800) << 10) + (lo - 0xdc00) + 0x10000;
-}
-
-function isWhitespaceAt(text: string, i: number): boolean {
-  const c = text.charCodeAt(i);
-  return c < 0xd800 ? ((FLAGS[c] as number) & F_WHITESPACE) !== 0 : false;
 }
