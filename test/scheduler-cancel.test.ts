@@ -8,10 +8,13 @@ import { type BatchMetrics, CrossEncoder, DeadlineError, type ModelFiles } from 
 import { cleanupModels, pairPool, syntheticModel } from './helpers/api-model';
 
 let files: ModelFiles;
+/** Batches of tens of ms (more than tokenizing a call takes), so a queue forms behind the engine. */
+let slow: ModelFiles;
 const BASE = { backend: 'cpu', maxLength: 64, warmup: false, maxBatchSize: 8 } as const;
 
 beforeAll(async () => {
   files = await syntheticModel('tiny', 4);
+  slow = await syntheticModel({ hiddenSize: 256, numLayers: 4, numHeads: 4, intermediateSize: 1024 }, 4);
 });
 
 afterAll(() => cleanupModels());
@@ -20,14 +23,14 @@ describe('cancellation on the cpu engine', () => {
   it("an aborted call's pairs not yet in the engine never reach it; a call after it gets one batch", async () => {
     const batches: BatchMetrics[] = [];
     const ac = new AbortController();
-    const ce = await CrossEncoder.load(files, {
+    const ce = await CrossEncoder.load(slow, {
       ...BASE,
       onBatch: (b) => {
         batches.push(b);
         ac.abort();
       },
     });
-    const pairs = pairPool(1, 400);
+    const pairs = pairPool(1, 40);
     const big = ce.predict(pairs, { signal: ac.signal });
     await expect(big).rejects.toMatchObject({ code: 'E_ABORTED' });
     const one = pairs[0] as [string, string];
@@ -35,7 +38,7 @@ describe('cancellation on the cpu engine', () => {
     // The engine computed the batch running when the abort came, then only the 1-pair call.
     expect(batches.map((b) => b.pairs)).toEqual([8, 1]);
     expect(ce.stats().pairs).toBe(9);
-    const fresh = await CrossEncoder.load(files, { ...BASE });
+    const fresh = await CrossEncoder.load(slow, { ...BASE });
     expect(await fresh.predict([one])).toEqual(alone);
     await fresh.dispose();
     await ce.dispose();
@@ -44,7 +47,7 @@ describe('cancellation on the cpu engine', () => {
   it("dispose() while a batch runs: the queue's other pairs never reach the engine", async () => {
     const batches: BatchMetrics[] = [];
     let disposing: Promise<void> | undefined;
-    const ce = await CrossEncoder.load(files, {
+    const ce = await CrossEncoder.load(slow, {
       ...BASE,
       onBatch: (b) => {
         batches.push(b);
