@@ -264,10 +264,11 @@ export class Scheduler {
       const batch = this.queue.form();
       if (batch) this.dispatch(batch);
     }
-    // More to do now: a window still filling, or room for another batch that the window holds. (When
-    // the engine is full, or the window is empty, a batch result or a new call schedules the pump: no
-    // rescheduling loop while there is nothing to do.)
-    const more = !complete || (this.inFlight.size < pipelineDepth && this.queue.windowSize > 0);
+    // More to do now: a window still filling, or room in the engine for another batch (from the window,
+    // or from pairs still to tokenize: with sortWindow 0 the window is one batch, so it is empty now).
+    // When the engine is full a batch result or a new call schedules the pump: no rescheduling loop
+    // while there is nothing to do (queue.depth counts only pairs not yet wholly in the engine).
+    const more = !complete || this.inFlight.size < pipelineDepth;
     if (this.queue.depth > 0 && more) this.schedulePump();
   }
 

@@ -23,13 +23,19 @@ export interface SchedulerLimits {
 
 /**
  * The cpu engine's batch size: the smallest batch within ~5% of its peak pairs/s. Measured with
- * `npm run bench:service -- --curve` (bench/service.ts: MiniLM-L6 shape, synthetic weights, MS MARCO-like
- * pairs of ~90 tokens, 2 threads on a shared 2-core x86-64 machine; docs/latency.md has the table):
- * PLACEHOLDER
- * Past that, throughput is flat while every batch (and so every request in it, and the wait of a call
- * arriving behind it) takes linearly longer: 16384 tokens took ~3 s there.
+ * `npm run bench:service -- --curve-only --curve-tokens 512,1024,2048,4096,8192 --curve-min-tokens 4096`
+ * (bench/service.ts: MiniLM-L6 shape, synthetic weights, MS MARCO-like pairs of ~96 tokens, 2 engine
+ * threads on a shared 2-core x86-64 machine at load ~18; best of 3 interleaved rounds; pairs/s):
+ *
+ *   batch tokens   512   1024   2048   4096   8192        (16384: ~3 s a batch on the same machine idle)
+ *   pairs/s        5.0    6.1    7.2    5.4    4.8        (length-sorted batches at 4096: 4.0)
+ *
+ * The curve does not rise past 2048 tokens (the differences are within that machine's noise), while
+ * every batch, every request in it and the wait of a call arriving behind it grow linearly with its
+ * size. 2048 tokens are also 32+ of the engine's row blocks (<= 64 rows), enough to give each of up to
+ * 16 threads several, so a bigger machine is not starved by it. docs/latency.md has the details.
  */
-export const CPU_BATCH_TOKENS = 4096;
+export const CPU_BATCH_TOKENS = 2048;
 
 /** Each limit's default and accepted range. */
 export const LIMITS: { readonly [K in keyof SchedulerLimits]: Range & { default: number } } = {
