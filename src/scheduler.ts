@@ -255,6 +255,13 @@ export class Scheduler {
       clearTimeout(this.waitTimer);
       this.waitTimer = undefined;
     }
+    // Arrival-order batches: a full batch already waiting goes to a free engine before any tokenizing,
+    // so the engine never waits on the JS thread between batches (with one batch in the engine at a
+    // time, that wait would be idle engine time).
+    if (sortWindow === 0 && this.inFlight.size < pipelineDepth && this.queue.holdsBatch()) {
+      const batch = this.queue.form();
+      if (batch) this.dispatch(batch);
+    }
     const target = sortWindow > 0 ? Math.max(sortWindow, maxBatchSize) : maxBatchSize;
     const complete = this.queue.fill(target, performance.now() + FILL_BUDGET_MS);
     const room = this.inFlight.size < pipelineDepth;
@@ -308,7 +315,8 @@ export class Scheduler {
     this.inFlight.add(done);
     void done.finally(() => {
       this.inFlight.delete(done);
-      this.schedulePump();
+      // At once, not a macrotask later: with one batch in the engine, the engine idles until the next.
+      this.pump();
     });
   }
 
