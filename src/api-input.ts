@@ -6,7 +6,7 @@
 import { InputError, MlxRerankError } from './errors';
 import { HUB_RANGES, type resolveModel } from './hub';
 import type { BatchMetrics, CallMetrics } from './metrics';
-import { type SchedulerLimits, tooManyPairs } from './scheduler';
+import { type Priority, type SchedulerLimits, tooManyPairs } from './scheduler';
 import type { Tokenizer } from './tokenizer';
 import type { Activation, Backend, DeviceKind, DType } from './types';
 import {
@@ -18,6 +18,8 @@ import {
   checkString,
   describe,
   int,
+  MAX_TIMER_MS,
+  real,
 } from './validate';
 
 export type HubOptions = NonNullable<Parameters<typeof resolveModel>[1]>;
@@ -64,6 +66,13 @@ export interface PredictOptions {
   signal?: AbortSignal;
   /** Receives this call's metrics just before it resolves. */
   onMetrics?: (metrics: CallMetrics) => void;
+  /** 'high' calls are batched before 'normal' (default) ones, 'normal' before 'low'; FIFO within each. */
+  priority?: Priority;
+  /**
+   * Milliseconds from the call: if some of its pairs have not reached the engine by then, it rejects
+   * with DeadlineError (E_DEADLINE) and those pairs are never computed. Default: no deadline.
+   */
+  deadlineMs?: number;
 }
 
 export interface RankOptions extends PredictOptions {
@@ -91,6 +100,8 @@ export const OPTION_RANGES = {
   ...HUB_RANGES,
   /** Default: all documents. */
   topK: int(0, 2 ** 32 - 1),
+  /** Default: none. 0 is accepted (a budget already spent fails with E_DEADLINE). */
+  deadlineMs: real(0, MAX_TIMER_MS),
 } as const;
 
 export const ACTIVATIONS: readonly Activation[] = ['none', 'sigmoid', 'softmax'];
@@ -136,6 +147,8 @@ export const PREDICT_KEYS: { readonly [K in keyof PredictOptions]-?: true } = {
   activation: true,
   signal: true,
   onMetrics: true,
+  priority: true,
+  deadlineMs: true,
 };
 export const RANK_KEYS: { readonly [K in keyof RankOptions]-?: true } = {
   ...PREDICT_KEYS,

@@ -37,8 +37,9 @@ import { loadModelSpec } from './model';
 import { type NativeEngine, native } from './native';
 import {
   DEFAULT_LIMITS,
-  GPU_BATCH_LIMITS,
+  engineDefaults,
   type PairEncoder,
+  PRIORITIES,
   resolveLimits,
   Scheduler,
   type SchedulerLimits,
@@ -57,14 +58,6 @@ import {
   int,
   readOptions,
 } from './validate';
-
-/** GPU_BATCH_LIMITS for the limits the caller left unset. */
-function gpuBatchDefaults(o: Partial<SchedulerLimits>): Partial<SchedulerLimits> {
-  return {
-    ...(o.maxBatchTokens === undefined && { maxBatchTokens: GPU_BATCH_LIMITS.maxBatchTokens }),
-    ...(o.maxBatchSize === undefined && { maxBatchSize: GPU_BATCH_LIMITS.maxBatchSize }),
-  };
-}
 
 export interface RankResult {
   /** Index of the document in the array given to rank(). */
@@ -276,7 +269,7 @@ export class CrossEncoder {
       const onBatch = o.onBatch;
       const scheduler = new Scheduler({
         ...limits,
-        ...(engine.info().device === 'gpu' && gpuBatchDefaults(o)),
+        ...engineDefaults(engine.info().device, o),
         engine,
         encode,
         numLabels: spec.numLabels,
@@ -419,8 +412,13 @@ export class CrossEncoder {
       o.onMetrics === undefined
         ? undefined
         : checkFunction<(m: CallMetrics) => void>('onMetrics', o.onMetrics);
+    const priority = o.priority === undefined ? undefined : checkOneOf('priority', o.priority, PRIORITIES);
+    const deadlineMs =
+      o.deadlineMs === undefined
+        ? undefined
+        : checkNumber('deadlineMs', o.deadlineMs, OPTION_RANGES.deadlineMs);
     throwIfAborted(signal);
-    const { logits, metrics } = await this.scheduler.submit(pairs, signal);
+    const { logits, metrics } = await this.scheduler.submit(pairs, { signal, priority, deadlineMs });
     if (onMetrics) callSafely(onMetrics, metrics, 'onMetrics');
     return activate(logits, this.info.spec.numLabels, activation);
   }

@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'E_INPUT' // bad arguments from the caller (pairs not strings, bad options, ...)
   | 'E_QUEUE_FULL' // maxQueuePairs reached: back off and retry
   | 'E_ABORTED' // the caller's AbortSignal fired
+  | 'E_DEADLINE' // the call's deadlineMs passed before all its pairs reached the engine
   | 'E_DISPOSED' // the CrossEncoder was disposed
   | 'E_BACKEND_UNAVAILABLE' // the requested engine is not compiled in or has no device
   | 'E_ENGINE'; // the engine failed while computing (out of memory, device lost, ...)
@@ -83,6 +84,12 @@ export class AbortedError extends MlxRerankError<'E_ABORTED'> {
     super('E_ABORTED', message, options);
   }
 }
+/** The call's `deadlineMs` passed while some of its pairs still waited for the engine (they never ran). */
+export class DeadlineError extends MlxRerankError<'E_DEADLINE'> {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_DEADLINE', message, options);
+  }
+}
 export class DisposedError extends MlxRerankError<'E_DISPOSED'> {
   constructor(message = 'This CrossEncoder was disposed; load the model again to keep scoring.') {
     super('E_DISPOSED', message);
@@ -111,6 +118,7 @@ const BY_CODE: { [C in ErrorCode]: (message: string, cause: unknown) => MlxReran
   E_INPUT: (m, cause) => new InputError(m, { cause }),
   E_QUEUE_FULL: (m, cause) => new QueueFullError(m, { cause }),
   E_ABORTED: (m, cause) => new AbortedError(m, { cause }),
+  E_DEADLINE: (m, cause) => new DeadlineError(m, { cause }),
   E_DISPOSED: (m) => new DisposedError(m),
   E_BACKEND_UNAVAILABLE: (m, cause) => new BackendUnavailableError(m, { cause }),
   E_ENGINE: (m, cause) => new EngineError(m, { cause }),

@@ -10,13 +10,16 @@
  * - At most `pipelineDepth` batches are in the engine at once (default 2: one computing, one queued on
  *   the engine thread), so latency stays low and memory bounded.
  * - Backpressure: more than `maxQueuePairs` pairs waiting -> QueueFullError at once.
- * - Abort: the call leaves the queue at once; its sequences already in the engine finish, results
- *   dropped. Dispose: every unsettled call rejects DisposedError at once, in-flight batches settle,
- *   then engine.dispose().
+ * - Abort: the call leaves the queue at once; its sequences not yet handed to the engine never are,
+ *   those already in the engine finish, results dropped. Dispose: every unsettled call rejects
+ *   DisposedError at once, in-flight batches settle, then engine.dispose().
+ * - Priorities and deadlines: a call waits in its priority's lane ('high' before 'normal' before 'low',
+ *   arrival order within each); a call still holding pairs in the queue when its deadline passes fails
+ *   with DeadlineError, and those pairs never reach the engine.
  * - A batch the engine refuses with E_INPUT (one call's bad sequence) is retried a call at a time, so
  *   only that call fails.
  */
-import { AbortedError, DisposedError, fromNativeError, QueueFullError } from './errors';
+import { AbortedError, DeadlineError, DisposedError, fromNativeError, QueueFullError } from './errors';
 import { callSafely } from './listeners';
 import { type BatchMetrics, type CallMetrics, MetricsRecorder, paddingPct, type Stats } from './metrics';
 import type { EngineMemory, ForwardResult } from './native';
@@ -28,14 +31,17 @@ import {
   newCall,
   type Pair,
   type PairEncoder,
+  type SubmitOptions,
   windowScored,
 } from './scheduler/calls';
 import { resolveLimits, type SchedulerLimits } from './scheduler/limits';
 import { type Batch, BatchQueue, type Seq } from './scheduler/queue';
 
-export type { CallResult, PairEncoder, Segment } from './scheduler/calls';
+export type { CallResult, PairEncoder, Priority, Segment, SubmitOptions } from './scheduler/calls';
+export { PRIORITIES } from './scheduler/calls';
 export {
   DEFAULT_LIMITS,
+  engineDefaults,
   GPU_BATCH_LIMITS,
   LIMITS,
   resolveLimits,
@@ -62,6 +68,13 @@ export interface SchedulerOptions extends Partial<SchedulerLimits> {
 export function tooManyPairs(n: number, maxQueuePairs: number): QueueFullError {
   return new QueueFullError(
     `This call has ${n} pairs, more than maxQueuePairs (${maxQueuePairs}): split it into smaller calls or raise maxQueuePairs.`,
+  );
+}
+
+function deadlineError(call: Call): DeadlineError {
+  const left = call.queuedPairs;
+  return new DeadlineError(
+    `The call's deadline (${Math.round(call.deadline - call.enqueuedAt)} ms) passed with ${left} of its ${call.count} pairs not yet handed to the engine; they were not scored. Give it more time, a higher priority, or reduce the load.`,
   );
 }
 
@@ -93,6 +106,7 @@ export class Scheduler {
     this.queue = new BatchQueue(this.limits, opts.encode, {
       tokenizeFailed: (call, err) => this.fail(call, err),
       truncated: () => this.recorder.truncatedPairs++,
+      expired: (call) => this.fail(call, deadlineError(call)),
     });
   }
 
@@ -112,16 +126,19 @@ export class Scheduler {
   /**
    * Queues the pairs (already validated as [string, string]; the scheduler reads the first
    * `pairs.length` of them, later, as it tokenizes) and resolves with their logits, or rejects
-   * QueueFullError / AbortedError / DisposedError / the engine's or tokenizer's error.
+   * QueueFullError / AbortedError / DeadlineError / DisposedError / the engine's or tokenizer's error.
+   * `opts` is the call's AbortSignal, or its signal, priority and deadline (already validated).
    */
-  submit(pairs: readonly Pair[], signal?: AbortSignal): Promise<CallResult> {
+  submit(pairs: readonly Pair[], opts?: AbortSignal | SubmitOptions): Promise<CallResult> {
+    const o: SubmitOptions = opts instanceof AbortSignal ? { signal: opts } : (opts ?? {});
+    const signal = o.signal;
     const refused = this.admit(pairs.length, signal);
     if (refused) {
       this.recorder.failedCalls++;
       return Promise.reject(refused);
     }
     return new Promise<CallResult>((resolve, reject) => {
-      const call = newCall(pairs, this.numLabels, resolve, reject, signal);
+      const call = newCall(pairs, this.numLabels, resolve, reject, o);
       if (call.count === 0) {
         this.finish(call);
         return;
@@ -129,6 +146,13 @@ export class Scheduler {
       if (signal) {
         call.onAbort = () => this.fail(call, new AbortedError(undefined, { cause: signal.reason }));
         signal.addEventListener('abort', call.onAbort, { once: true });
+      }
+      if (o.deadlineMs !== undefined) {
+        // Fails the call when its deadline comes while pairs of it still wait (form() checks too, for
+        // a timer that fires late behind a busy event loop).
+        call.deadlineTimer = setTimeout(() => {
+          if (call.live && call.queuedPairs > 0) this.fail(call, deadlineError(call));
+        }, o.deadlineMs);
       }
       this.calls.add(call);
       this.queue.add(call);
@@ -231,6 +255,13 @@ export class Scheduler {
       clearTimeout(this.waitTimer);
       this.waitTimer = undefined;
     }
+    // Arrival-order batches: a full batch already waiting goes to a free engine before any tokenizing,
+    // so the engine never waits on the JS thread between batches (with one batch in the engine at a
+    // time, that wait would be idle engine time).
+    if (sortWindow === 0 && this.inFlight.size < pipelineDepth && this.queue.holdsBatch()) {
+      const batch = this.queue.form();
+      if (batch) this.dispatch(batch);
+    }
     const target = sortWindow > 0 ? Math.max(sortWindow, maxBatchSize) : maxBatchSize;
     const complete = this.queue.fill(target, performance.now() + FILL_BUDGET_MS);
     const room = this.inFlight.size < pipelineDepth;
@@ -240,10 +271,11 @@ export class Scheduler {
       const batch = this.queue.form();
       if (batch) this.dispatch(batch);
     }
-    // More to do now: a window still filling, or room for another batch that the window holds. (When
-    // the engine is full, or the window is empty, a batch result or a new call schedules the pump: no
-    // rescheduling loop while there is nothing to do.)
-    const more = !complete || (this.inFlight.size < pipelineDepth && this.queue.windowSize > 0);
+    // More to do now: a window still filling, or room in the engine for another batch (from the window,
+    // or from pairs still to tokenize: with sortWindow 0 the window is one batch, so it is empty now).
+    // When the engine is full a batch result or a new call schedules the pump: no rescheduling loop
+    // while there is nothing to do (queue.depth counts only pairs not yet wholly in the engine).
+    const more = !complete || this.inFlight.size < pipelineDepth;
     if (this.queue.depth > 0 && more) this.schedulePump();
   }
 
@@ -283,7 +315,8 @@ export class Scheduler {
     this.inFlight.add(done);
     void done.finally(() => {
       this.inFlight.delete(done);
-      this.schedulePump();
+      // At once, not a macrotask later: with one batch in the engine, the engine idles until the next.
+      this.pump();
     });
   }
 

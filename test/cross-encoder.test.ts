@@ -473,7 +473,7 @@ describe('padding on the MS MARCO-like workload (32 pairs a request)', () => {
       return st;
     };
     const c1 = await run(1);
-    const c8 = await run(8);
+    const c8 = await run(8, 1024); // the length-sorted policy (the default is arrival order, 0)
     const c8fifo = await run(8, 0);
     for (const st of [c1, c8, c8fifo]) {
       expect(st.pairs).toBe(pairs.length);

@@ -26,6 +26,19 @@ export interface CallResult {
   metrics: CallMetrics;
 }
 
+/** A call's place in the queue: 'high' before 'normal' before 'low'; arrival order within each. */
+export type Priority = 'high' | 'normal' | 'low';
+export const PRIORITIES: readonly Priority[] = ['high', 'normal', 'low'];
+
+/** What a call asks of the scheduler besides its pairs. */
+export interface SubmitOptions {
+  signal?: AbortSignal | undefined;
+  /** Default 'normal'. */
+  priority?: Priority | undefined;
+  /** Milliseconds from now by which every pair must have reached the engine, else DeadlineError. */
+  deadlineMs?: number | undefined;
+}
+
 export interface Call {
   /** The pairs; the first `count` are read (CrossEncoder hands over its own copy of the caller's). */
   pairs: readonly Pair[];
@@ -52,6 +65,11 @@ export interface Call {
   reject: (e: Error) => void;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
+  /** Index into PRIORITIES (0 = high): the lane the call waits in. */
+  lane: number;
+  /** performance.now() by which its pairs must reach the engine (Infinity: none), and its timer. */
+  deadline: number;
+  deadlineTimer: NodeJS.Timeout | undefined;
 }
 
 export function newCall(
@@ -59,13 +77,14 @@ export function newCall(
   numLabels: number,
   resolve: (r: CallResult) => void,
   reject: (e: Error) => void,
-  signal: AbortSignal | undefined,
+  opts: SubmitOptions = {},
 ): Call {
   const n = pairs.length;
+  const enqueuedAt = performance.now();
   return {
     pairs,
     count: n,
-    enqueuedAt: performance.now(),
+    enqueuedAt,
     live: true,
     cursor: 0,
     queuedPairs: n,
@@ -81,8 +100,11 @@ export function newCall(
     lastBatch: 0,
     resolve,
     reject,
-    signal,
+    signal: opts.signal,
     onAbort: undefined,
+    lane: PRIORITIES.indexOf(opts.priority ?? 'normal'),
+    deadline: opts.deadlineMs === undefined ? Number.POSITIVE_INFINITY : enqueuedAt + opts.deadlineMs,
+    deadlineTimer: undefined,
   };
 }
 
@@ -142,10 +164,11 @@ export function callMetrics(call: Call, now: number): CallMetrics {
   };
 }
 
-/** Stops listening to the call's signal (it settled). */
+/** Stops listening to the call's signal and deadline (it settled). */
 export function detach(call: Call): void {
   call.live = false;
   if (call.signal && call.onAbort) call.signal.removeEventListener('abort', call.onAbort);
+  if (call.deadlineTimer) clearTimeout(call.deadlineTimer);
 }
 
 function decrement(a: Int32Array, i: number): number {

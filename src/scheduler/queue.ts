@@ -4,13 +4,28 @@
  *
  * - Pairs are tokenized lazily, a window at a time (never a whole huge call at once), in slices bounded
  *   by a deadline, so the event loop stays free and tokenizing batch N+1 overlaps the engine computing N.
- * - The window (the first `max(sortWindow, maxBatchSize)` sequences) is sorted by length and cut into as
- *   few contiguous runs as `maxBatchTokens` and `maxBatchSize` allow, with about equal tokens each
- *   (balancedCuts); the next batch is the run holding the OLDEST waiting sequence, so nothing starves
- *   and each batch holds pairs of similar length. `sortWindow: 0` forms batches in arrival order.
+ * - Calls wait in one lane per priority ('high', 'normal', 'low'); the queue's order is lane first, then
+ *   arrival. Tokenizing takes from the first lane with work, and batches take sequences in that order.
+ * - `sortWindow: 0` (default): the next batch is the front of the queue, as many sequences as
+ *   `maxBatchTokens` and `maxBatchSize` allow: request-fair, the oldest calls complete first, and under a
+ *   burst of N equal calls the mean call waits ~(N+1)/2 batches' worth instead of N.
+ * - `sortWindow: N > 0` (the previous policy): the first `max(N, maxBatchSize)` sequences are sorted by
+ *   length and cut into as few contiguous runs as the limits allow, with about equal tokens each
+ *   (balancedCuts); the next batch is the run holding the first waiting sequence. Pads less on an engine
+ *   that pads, but spreads every call in the window over all its batches.
+ * - A call whose deadline passed while it still has sequences here fails (hooks.expired) before a batch
+ *   is cut, so its sequences never reach the engine.
  */
 import { InputError, MlxRerankError } from '../errors';
-import { type Call, type Pair, type PairEncoder, type Segment, tokenized, windowDispatched } from './calls';
+import {
+  type Call,
+  type Pair,
+  type PairEncoder,
+  PRIORITIES,
+  type Segment,
+  tokenized,
+  windowDispatched,
+} from './calls';
 import type { SchedulerLimits } from './limits';
 
 /** A tokenized window of one pair, waiting for (or riding in) a batch. */
@@ -39,19 +54,73 @@ export interface QueueHooks {
   tokenizeFailed(call: Call, err: MlxRerankError): void;
   /** A pair was truncated to fit maxLength. */
   truncated(): void;
+  /** `call`'s deadline passed while it still had sequences waiting: the call must fail. */
+  expired(call: Call): void;
+}
+
+/**
+ * The calls of one priority with pairs still to tokenize, in arrival order (dead ones skipped lazily),
+ * from `head` on. Slots before the head are cleared as it passes them (advance): a finished call must
+ * not stay reachable from here, or every call outlives a few scavenges, is promoted, and the old
+ * generation fills with them (a mark-compact pause every few hundred calls).
+ */
+class Lane {
+  private calls: (Call | undefined)[] = [];
+  private head = 0;
+
+  push(call: Call): void {
+    this.calls.push(call);
+  }
+
+  /** The first call with pairs to tokenize, after letting go of the finished or dead ones before it. */
+  front(): Call | undefined {
+    for (let c = this.calls[this.head]; c; c = this.calls[this.head]) {
+      if (c.live && c.cursor < c.count) return c;
+      this.advance();
+    }
+    return undefined;
+  }
+
+  /** The earliest enqueue time of a live call here (calls are in arrival order). */
+  oldest(): number {
+    for (let i = this.head; i < this.calls.length; i++) {
+      const c = this.calls[i] as Call;
+      if (c.live) return c.enqueuedAt;
+    }
+    return Number.POSITIVE_INFINITY;
+  }
+
+  /** Moves past the call at the head, letting go of it; an empty lane starts again at slot 0. */
+  private advance(): void {
+    this.calls[this.head++] = undefined;
+    if (this.head === this.calls.length) {
+      this.calls.length = 0;
+      this.head = 0;
+    }
+  }
+
+  /** Keeps the list's memory bounded: drops passed slots, and dead calls once they dominate. */
+  compact(): void {
+    const size = this.calls.length - this.head;
+    if (this.head > 1024 && this.head > size) {
+      this.calls = this.calls.slice(this.head);
+      this.head = 0;
+    }
+    if (size < 64) return;
+    let live = 0;
+    for (let i = this.head; i < this.calls.length; i++) if ((this.calls[i] as Call).live) live++;
+    if (live * 2 < size) {
+      this.calls = this.calls.slice(this.head).filter((c) => c?.live === true);
+      this.head = 0;
+    }
+  }
 }
 
 export class BatchQueue {
   /** Pairs waiting: not yet wholly handed to the engine. */
   depth = 0;
-  /**
-   * Calls with pairs still to tokenize, in arrival order (dead ones skipped lazily), from `head` on.
-   * Slots before the head are cleared as it passes them (advance): a finished call must not stay
-   * reachable from here, or every call outlives a few scavenges, is promoted, and the old generation
-   * fills with them (a mark-compact pause every few hundred calls).
-   */
-  private pending: (Call | undefined)[] = [];
-  private head = 0;
+  /** Calls with pairs still to tokenize, one lane per priority (PRIORITIES order). */
+  private lanes: Lane[] = PRIORITIES.map(() => new Lane());
   /** Tokenized sequences waiting for a batch, in arrival order; `dirty` once a call in it died. */
   private ready: Seq[] = [];
   private dirty = false;
@@ -71,7 +140,7 @@ export class BatchQueue {
 
   add(call: Call): void {
     this.depth += call.count;
-    this.pending.push(call);
+    (this.lanes[call.lane] as Lane).push(call);
   }
 
   /** The call settled early (failed, aborted): its pairs stop counting, its sequences leave lazily. */
@@ -79,7 +148,7 @@ export class BatchQueue {
     this.depth -= call.queuedPairs;
     call.queuedPairs = 0;
     this.dirty = true;
-    this.compact();
+    (this.lanes[call.lane] as Lane).compact();
   }
 
   /** The batch went to the engine: pairs whose last window it holds leave the queue. */
@@ -88,8 +157,7 @@ export class BatchQueue {
   }
 
   clear(): void {
-    this.pending = [];
-    this.head = 0;
+    this.lanes = PRIORITIES.map(() => new Lane());
     this.ready = [];
   }
 
@@ -104,11 +172,8 @@ export class BatchQueue {
 
   oldestEnqueuedAt(): number {
     for (const s of this.ready) if (s.call.live) return s.call.enqueuedAt;
-    for (let i = this.head; i < this.pending.length; i++) {
-      const c = this.pending[i] as Call;
-      if (c.live) return c.enqueuedAt;
-    }
-    return performance.now();
+    const oldest = Math.min(...this.lanes.map((l) => l.oldest()));
+    return Number.isFinite(oldest) ? oldest : performance.now();
   }
 
   /**
@@ -117,12 +182,8 @@ export class BatchQueue {
    */
   fill(target: number, deadline: number): boolean {
     this.dropDead();
-    while (this.ready.length < target && this.head < this.pending.length) {
-      const call = this.pending[this.head] as Call;
-      if (!call.live || call.cursor >= call.count) {
-        this.advance();
-        continue;
-      }
+    let call = this.front();
+    while (this.ready.length < target && call) {
       const i = call.cursor++;
       const t0 = performance.now();
       let segs: Segment[];
@@ -139,6 +200,7 @@ export class BatchQueue {
           err instanceof MlxRerankError ? err : new InputError(`Pair ${i}: ${String(err)}`),
         );
         this.dropDead();
+        call = this.front();
         continue;
       }
       const ms = performance.now() - t0;
@@ -156,39 +218,47 @@ export class BatchQueue {
           tokenizeMs: ms / segs.length,
         });
       }
-      if (call.cursor >= call.count) this.advance();
       if (performance.now() > deadline) break;
+      call = this.front();
     }
-    this.compact();
-    for (let c = this.pending[this.head]; c && (!c.live || c.cursor >= c.count); ) {
-      this.advance();
-      c = this.pending[this.head];
-    }
-    return this.ready.length >= target || this.head >= this.pending.length;
+    for (const l of this.lanes) l.compact();
+    return this.ready.length >= target || this.front() === undefined;
   }
 
-  /** Takes the next batch: the balanced run of the length-sorted window that holds the oldest sequence. */
-  form(): Batch | undefined {
+  /** The call to tokenize next: the oldest of the first lane that has one. */
+  private front(): Call | undefined {
+    for (const l of this.lanes) {
+      const c = l.front();
+      if (c) return c;
+    }
+    return undefined;
+  }
+
+  /**
+   * Takes the next batch: the front of the queue (sortWindow 0), or the balanced run of the
+   * length-sorted window that holds the queue's first sequence (sortWindow > 0).
+   */
+  form(now = performance.now()): Batch | undefined {
     const { maxBatchTokens, maxBatchSize, sortWindow } = this.limits;
+    this.expire(now);
     this.dropDead();
-    const ready = this.ready;
-    if (ready.length === 0) return undefined;
+    if (this.ready.length === 0) return undefined;
+    const queue = this.inQueueOrder();
     let chosen: Seq[];
-    if (sortWindow === 0 || ready.length === 1) {
+    if (sortWindow === 0 || queue.length === 1) {
       chosen = [];
       let tokens = 0;
-      for (const s of ready) {
+      for (const s of queue) {
         const len = s.ids.length;
         if (chosen.length > 0 && (chosen.length >= maxBatchSize || tokens + len > maxBatchTokens)) break;
         chosen.push(s);
         tokens += len;
       }
-      this.ready = ready.slice(chosen.length);
     } else {
-      const sorted = ready.slice(0, Math.max(sortWindow, maxBatchSize));
-      const oldest = sorted[0] as Seq;
+      const sorted = queue.slice(0, Math.max(sortWindow, maxBatchSize));
+      const first = sorted[0] as Seq;
       sorted.sort((a, b) => a.ids.length - b.ids.length || a.order - b.order);
-      const at = sorted.indexOf(oldest);
+      const at = sorted.indexOf(first);
       const cuts = balancedCuts(
         sorted.map((x) => x.ids.length),
         maxBatchTokens,
@@ -197,12 +267,30 @@ export class BatchQueue {
       let g = 0;
       while ((cuts[g + 1] as number) <= at) g++;
       chosen = sorted.slice(cuts[g] as number, cuts[g + 1] as number);
-      const taken = new Set(chosen);
-      // Keep arrival order in the batch (the engine does not care; results are scattered by pair).
+      // Keep queue order in the batch (the engine does not care; results are scattered by pair).
       chosen.sort((a, b) => a.order - b.order);
-      this.ready = ready.filter((s) => !taken.has(s));
+    }
+    if (chosen.length === this.ready.length) this.ready = [];
+    else {
+      const taken = new Set(chosen);
+      this.ready = this.ready.filter((s) => !taken.has(s));
     }
     return this.batchOf(chosen);
+  }
+
+  /** The window in queue order: by priority lane, then arrival (`ready` is in arrival order). */
+  private inQueueOrder(): Seq[] {
+    const ready = this.ready;
+    const lane = (ready[0] as Seq).call.lane;
+    if (ready.every((s) => s.call.lane === lane)) return ready;
+    return [...ready].sort((a, b) => a.call.lane - b.call.lane || a.order - b.order);
+  }
+
+  /** Fails the calls whose deadline passed while sequences of theirs still wait here. */
+  private expire(now: number): void {
+    for (const s of this.ready) {
+      if (s.call.live && s.call.deadline <= now) this.hooks.expired(s.call);
+    }
   }
 
   /** A batch of these sequences, numbered; its tokenizeMs is its sequences' (packing is added later). */
@@ -223,31 +311,6 @@ export class BatchQueue {
     if (!this.dirty) return;
     this.ready = this.ready.filter((s) => s.call.live);
     this.dirty = false;
-  }
-
-  /** Moves past the call at the head, letting go of it; an empty queue starts again at slot 0. */
-  private advance(): void {
-    this.pending[this.head++] = undefined;
-    if (this.head === this.pending.length) {
-      this.pending.length = 0;
-      this.head = 0;
-    }
-  }
-
-  /** Keeps the pending list's memory bounded: drops passed slots, and dead calls once they dominate. */
-  private compact(): void {
-    const size = this.pending.length - this.head;
-    if (this.head > 1024 && this.head > size) {
-      this.pending = this.pending.slice(this.head);
-      this.head = 0;
-    }
-    if (size < 64) return;
-    let live = 0;
-    for (let i = this.head; i < this.pending.length; i++) if ((this.pending[i] as Call).live) live++;
-    if (live * 2 < size) {
-      this.pending = this.pending.slice(this.head).filter((c) => c?.live === true);
-      this.head = 0;
-    }
   }
 }
 
