@@ -219,7 +219,9 @@ describe('errors, limits and auth', () => {
 
   it('429 with Retry-After when the queue is full; the rest succeed and the server keeps serving', async () => {
     const small = await startServer(
-      options({ load: { backend: 'cpu', threads: 1, maxQueuePairs: 16, maxBatchSize: 8 } }),
+      // Batches can never fill (32 > the queue's 16 pairs), so the first pairs wait maxWaitMs in the
+      // queue while the other requests arrive: the queue is full whatever the machine's speed.
+      options({ load: { backend: 'cpu', threads: 1, maxQueuePairs: 16, maxBatchSize: 32, maxWaitMs: 300 } }),
     );
     try {
       await small.loaded;

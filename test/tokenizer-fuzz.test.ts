@@ -146,18 +146,22 @@ describe('fuzz (b): time linear in the input', () => {
     ['generated hostile mix', mixed],
   ];
   // tokenize() reads all of its input: the whole of each size is tokenized.
-  it.each(cases)('%s: doubling the input at most ~2.5x the time', (_name, unit) => {
-    // From 128k code units on: below, the working set moves out of the CPU caches, a one-time step.
-    const sizes = [1 << 17, 1 << 18, 1 << 19];
-    const texts = sizes.map((n) => fill(unit, n));
-    for (const t of texts) ours.tokenize(t); // warm up (and flatten)
-    const times = cpuTimes((t) => ours.tokenize(t), texts);
-    // Per doubling, with 3 ms of slack for timer and cache effects, and over the whole 4x range (a
-    // quadratic cost shows 4x per doubling, 16x over the range).
-    const shown = `${times.map((x) => x.toFixed(2)).join(' ')} ms`;
-    for (let k = 1; k < times.length; k++) {
-      expect(times[k], shown).toBeLessThan(2.5 * (times[k - 1] as number) + 3);
-    }
-    expect(times[2], shown).toBeLessThan(2.5 * 2.5 * (times[0] as number) + 3);
-  });
+  it.each(cases)(
+    '%s: time grows linearly with the input (under 3x per doubling, never 4x)',
+    (_name, unit) => {
+      // From 256k code units on: below, the working set moves out of the CPU caches (a one-time step),
+      // and calls of a few ms are at the mercy of a loaded machine's scheduler even as CPU time.
+      const sizes = [1 << 18, 1 << 19, 1 << 20];
+      const texts = sizes.map((n) => fill(unit, n));
+      for (const t of texts) ours.tokenize(t); // warm up (and flatten)
+      const times = cpuTimes((t) => ours.tokenize(t), texts, 6);
+      // A quadratic cost shows 4x per doubling and 16x over the 4x range; linear shows 2x and 4x. The
+      // bounds sit between the two, with 5 ms of slack for timer, GC and cache effects.
+      const shown = `${times.map((x) => x.toFixed(2)).join(' ')} ms`;
+      for (let k = 1; k < times.length; k++) {
+        expect(times[k], shown).toBeLessThan(3 * (times[k - 1] as number) + 5);
+      }
+      expect(times[2], shown).toBeLessThan(2.5 * 2.5 * (times[0] as number) + 5);
+    },
+  );
 });
