@@ -10,8 +10,10 @@
  * All read the same tokenizer.json (real bert-base-uncased vocabulary). Options: --pairs N (default
  * 2048), --time MS per task (default 2000), --seed S, --max-length L.
  */
-// One core: the npm script also sets UV_THREADPOOL_SIZE=1, since the Rust binding's encode runs on
-// libuv's pool (its encodeBatch takes no pairs), and these before the binding starts rayon.
+// One core as far as possible: rayon is held to one thread (set before the binding starts it). The
+// Rust binding's encode runs on libuv's pool (its encodeBatch takes no pairs); the npm script sets that
+// pool to 2 threads, not 1: with one, the run hangs before printing anything (the pool's only thread
+// is taken while other work queued behind it waits). Compare the "pairs per CPU-second" column.
 process.env.RAYON_NUM_THREADS = '1';
 process.env.TOKENIZERS_PARALLELISM = 'false';
 
