@@ -19,11 +19,17 @@ import {
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { MlxRerankError } from '../src/errors';
 import { type ResolveOptions, resolveModel } from '../src/hub';
 import { isRepoFile, isRepoId, isRevision, normalizeEtag } from '../src/hub/names';
 import { synthesizeModel } from '../src/synth';
-import { type HubRepoSpec, type HubServer, sha256, startHubServer } from './helpers/hub-server';
+import {
+  caught,
+  type HubRepoSpec,
+  type HubServer,
+  hubOptions,
+  sha256,
+  startHubServer,
+} from './helpers/hub-server';
 
 const C1 = 'a'.repeat(40);
 const HEX40 = '0123456789abcdef0123456789abcdef01234567';
@@ -105,19 +111,8 @@ const isUnder = (root: string, p: string) => {
   return rel !== '' && !rel.startsWith(`..${sep}`) && rel !== '..' && !rel.startsWith(sep);
 };
 
-function opts(server: HubServer | undefined, cacheDir: string, more: ResolveOptions = {}): ResolveOptions {
-  return { endpoint: server?.url ?? 'http://127.0.0.1:9', cacheDir, progress: false, retries: 0, ...more };
-}
-
-async function caught(p: Promise<unknown>): Promise<MlxRerankError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(MlxRerankError);
-    return err as MlxRerankError;
-  }
-  throw new Error('expected a rejection');
-}
+const opts = (server: HubServer | undefined, cacheDir: string, more: ResolveOptions = {}) =>
+  hubOptions(server, cacheDir, { retries: 0, ...more });
 
 describe('names from the Hub become no path', () => {
   // Each of these, sent by the Hub, once named a file or folder; none is a sha256 / git sha1 / commit.

@@ -4,12 +4,19 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { MlxRerankError } from '../src/errors';
 import { parseId, type ResolveOptions, resolveModel } from '../src/hub';
 import { hubCacheDir } from '../src/hub/cache';
 import { createProgressReporter, ProgressBar, renderBar } from '../src/progress';
 import { synthesizeModel, writeSafetensors } from '../src/synth';
-import { gitBlobSha1, type HubRepoSpec, type HubServer, sha256, startHubServer } from './helpers/hub-server';
+import {
+  caught,
+  gitBlobSha1,
+  type HubRepoSpec,
+  type HubServer,
+  hubOptions,
+  sha256,
+  startHubServer,
+} from './helpers/hub-server';
 
 const run = promisify(execFile);
 const C1 = 'a'.repeat(40);
@@ -73,19 +80,8 @@ async function freshCache(): Promise<string> {
   return dir;
 }
 
-function opts(server: HubServer | undefined, cacheDir: string, more: ResolveOptions = {}): ResolveOptions {
-  return { endpoint: server?.url ?? 'http://127.0.0.1:9', cacheDir, progress: false, retries: 2, ...more };
-}
-
-async function caught(p: Promise<unknown>): Promise<MlxRerankError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(MlxRerankError);
-    return err as MlxRerankError;
-  }
-  throw new Error('expected a rejection');
-}
+const opts = (server: HubServer | undefined, cacheDir: string, more: ResolveOptions = {}) =>
+  hubOptions(server, cacheDir, { retries: 2, ...more });
 
 const bytes = async (p: string) => new Uint8Array(await readFile(p));
 const repoDir = (cache: string, id: string) => join(cache, `models--${id.replace('/', '--')}`);

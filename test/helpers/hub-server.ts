@@ -18,6 +18,9 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { expect } from 'vitest';
+import { MlxRerankError } from '../../src/errors';
+import type { ResolveOptions } from '../../src/hub';
 
 export interface HubRepoSpec {
   private?: boolean;
@@ -282,4 +285,24 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
       await Promise.all([new Promise((r) => hub.close(r)), new Promise((r) => cdn.close(r))]);
     },
   };
+}
+
+/** resolveModel options for a test: this server (or a closed port), this cache, no progress bar. */
+export function hubOptions(
+  server: HubServer | undefined,
+  cacheDir: string,
+  more: ResolveOptions = {},
+): ResolveOptions {
+  return { endpoint: server?.url ?? 'http://127.0.0.1:9', cacheDir, progress: false, ...more };
+}
+
+/** The MlxRerankError a promise rejects with (fails the test when it resolves or throws anything else). */
+export async function caught(p: Promise<unknown>): Promise<MlxRerankError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(MlxRerankError);
+    return err as MlxRerankError;
+  }
+  throw new Error('expected a rejection');
 }
