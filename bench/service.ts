@@ -14,6 +14,8 @@
  *    latency p50/p90/p99/max (from each request's scheduled arrival, so a late timer does not hide
  *    queueing), queue wait, batch sizes; the knee (highest rate whose p99 < 5 x unloaded latency).
  * Writes service.md and service-latency.svg to `--out` (default bench-results/service).
+ * `--backend mlx` runs the mlx engine (on the GPU unless `--device cpu`; `--dtype float16` etc.), with the
+ * previous policy's GPU batch limits and the current GPU defaults.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,10 +26,11 @@ import { syntheticModel } from '../src/bench/model';
 import { resolveModel } from '../src/hub';
 import type { BatchMetrics } from '../src/metrics';
 import { loadModelSpec } from '../src/model';
-import { type NativeEngine, native } from '../src/native';
+import { type NativeEngine, type NativeEngineOptions, native } from '../src/native';
 import {
   DEFAULT_LIMITS,
   engineDefaults,
+  GPU_BATCH_LIMITS,
   Scheduler,
   type SchedulerEngine,
   type SchedulerLimits,
@@ -49,6 +52,9 @@ const { values } = parseArgs({
     burst: { type: 'string', default: '200' },
     'burst-docs': { type: 'string', default: '10' },
     threads: { type: 'string' },
+    backend: { type: 'string', default: 'cpu' },
+    device: { type: 'string' },
+    dtype: { type: 'string' },
     curve: { type: 'boolean', default: false },
     'curve-only': { type: 'boolean', default: false },
     'curve-tokens': { type: 'string', default: '512,1024,2048,4096,8192,16384' },
@@ -74,13 +80,25 @@ for (const [name, v] of Object.entries({ docsLo, docsHi, seconds, burstN, burstD
 if (docsLo < 1 || docsHi < docsLo) throw new Error(`--docs must be N or LO-HI with 1 <= LO <= HI`);
 if (rates.some((r) => !(r > 0 && r <= 4))) throw new Error('--rates: fractions of capacity in (0, 4]');
 
-/** The two policies compared: the scheduler before issue 15, and the current cpu defaults. */
+if (values.backend !== 'cpu' && values.backend !== 'mlx') throw new Error('--backend must be cpu or mlx');
+/** `--backend mlx` runs on the GPU unless `--device cpu` (MLX's CPU) is asked for. */
+const device = values.device ?? (values.backend === 'mlx' ? 'gpu' : 'cpu');
+if (device !== 'cpu' && device !== 'gpu') throw new Error('--device must be cpu or gpu');
+
+/**
+ * The two policies compared: the scheduler before issue 15 (on a GPU with its GPU batch limits), and
+ * the current defaults for the engine's device.
+ */
 const POLICIES: Array<{ name: string; limits: Partial<SchedulerLimits> }> = [
   {
     name: 'previous',
-    limits: { sortWindow: 1024, maxBatchTokens: 16384, maxBatchSize: 256, pipelineDepth: 2 },
+    limits: {
+      sortWindow: 1024,
+      ...(device === 'gpu' ? GPU_BATCH_LIMITS : { maxBatchTokens: 16384, maxBatchSize: 256 }),
+      pipelineDepth: 2,
+    },
   },
-  { name: 'new', limits: { ...DEFAULT_LIMITS, ...engineDefaults('cpu', {}) } },
+  { name: 'new', limits: { ...DEFAULT_LIMITS, ...engineDefaults(device, {}) } },
 ];
 
 // --- model, tokenizer, engine --------------------------------------------------------------------------
@@ -109,8 +127,9 @@ const files = await resolveModel(dir, { offline: true });
 const tokenizer = await Tokenizer.fromFiles(files);
 const spec = await loadModelSpec(files);
 const engine: NativeEngine = await native().loadEngine({
-  backend: 'cpu',
-  device: 'cpu',
+  backend: values.backend,
+  device,
+  ...(values.dtype !== undefined && { dtype: values.dtype as NativeEngineOptions['dtype'] }),
   weights: files.weights,
   spec,
   ...(values.threads !== undefined && { threads: Number(values.threads) }),
@@ -492,5 +511,5 @@ function lineChart(title: string, s: Array<{ name: string; points: Array<[number
       `<rect x="${L + PW + 16}" y="${ly - 9}" width="12" height="12" fill="${c}"/><text x="${L + PW + 34}" y="${ly + 1}" font-size="11">${esc(line.name)}</text>`,
     );
   });
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">\n<rect width="${W}" height="${H}" fill="#ffffff"/>\n${parts.join('\n')}\n</svg>\n`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">\n<title>${esc(title)}</title>\n<rect width="${W}" height="${H}" fill="#ffffff"/>\n${parts.join('\n')}\n</svg>\n`;
 }
