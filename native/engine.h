@@ -41,7 +41,7 @@ struct ForwardResult {
   double inferenceMs = 0;     // time the engine spent on this batch
   int64_t computedSlots = 0;  // token slots really computed (>= tokens.size(); padding = the difference)
   bool cancelled = false;     // stopped by its CancelToken: logits empty, nothing to deliver
-  int layersRun = 0;          // encoder layers computed (all of them unless cancelled)
+  int layersRun = 0;          // encoder layers run (all unless cancelled; the last may be cut short)
 };
 
 // Stops a running forward (docs/architecture.md, "Cancellation"): cancel() from any thread; the engine
