@@ -182,13 +182,13 @@ describe('mid-batch cancellation on the cpu engine (real addon)', () => {
     await expect(call).rejects.toMatchObject({ code: 'E_ABORTED' });
     const got = await after;
     await run.s.dispose();
-    const [stopped, next] = run.results as [{ r: ForwardResult; ms: number }, { r: ForwardResult }];
+    const [stopped, next] = run.results as [{ r: ForwardResult }, { r: ForwardResult }];
     expect(run.results.length).toBe(2);
+    // Aborted about a fifth of the way in (after the whole batch's time / 5), it stopped at a layer
+    // boundary: the addon's count of layers run, not a timing, says so.
     expect(stopped.r.cancelled).toBe(true);
     expect(stopped.r.layersRun).toBeLessThan(numLayers);
     expect(stopped.r.logits.length).toBe(0);
-    // Aborted a fifth of the way in, stopped within a layer (an eighth): far from the whole batch.
-    expect(stopped.ms).toBeLessThan(0.9 * fullMs);
     expect(next.r.cancelled).toBe(false);
     expect(sameBits(got.logits, alone.logits)).toBe(true);
   });
