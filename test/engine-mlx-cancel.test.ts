@@ -73,6 +73,21 @@ describe.skipIf(devices.length === 0).each(devices.length > 0 ? devices : ['cpu'
         worst = Math.max(worst, Math.abs(v - (withId.logits[i] as number)));
       });
       expect(worst).toBeLessThanOrEqual(tol);
+      // What evaluating layer by layer costs a large batch (printed, not asserted: timings are the
+      // bench's business): median of 5 forwards each way, interleaved.
+      const times: [number[], number[]] = [[], []];
+      for (let i = 0; i < 5; i++) {
+        for (const [k, id] of [[0, undefined] as const, [1, 10 + i] as const]) {
+          const t0 = performance.now();
+          await engine.forward(...big, id);
+          times[k].push(performance.now() - t0);
+        }
+      }
+      const med = (v: number[]) => [...v].sort((x, y) => x - y)[2] as number;
+      console.log(
+        `[engine-mlx-cancel] ${device}: 32,768-token forward ${med(times[0]).toFixed(2)} ms as one graph, ` +
+          `${med(times[1]).toFixed(2)} ms layer by layer (cancellable): ${(med(times[1]) / med(times[0])).toFixed(3)}x`,
+      );
     });
 
     it('cancel(id) a third of the way in stops the large batch at a layer boundary', async () => {
