@@ -1,5 +1,5 @@
-// NativeEngine (forward, warmup, info, memory, dispose) and loadEngine(options), which makes one. Every
-// method that touches the engine posts a job to the engine's Worker and returns its promise.
+// NativeEngine (forward, cancel, warmup, info, memory, dispose) and loadEngine(options), which makes
+// one. Every method that touches the engine posts a job to the engine's Worker and returns its promise.
 #include <chrono>
 #include <cmath>
 #include <map>
