@@ -13,6 +13,9 @@
  * 5. Open-loop sweep: Poisson arrivals at `--rates` x capacity for `--seconds` each: achieved pairs/s,
  *    latency p50/p90/p99/max (from each request's scheduled arrival, so a late timer does not hide
  *    queueing), queue wait, batch sizes; the knee (highest rate whose p99 < 5 x unloaded latency).
+ * 6. Abort (`--abort`, or alone with `--abort-only`): a `--abort-pairs` (2,000) pair call aborted while
+ *    its first batch runs, a 1-pair call sent right after; that call's latency against its unloaded
+ *    latency and one layer's time, with and without mid-batch cancellation, under both policies.
  * Writes service.md and service-latency.svg to `--out` (default bench-results/service).
  * `--backend mlx` runs the mlx engine (on the GPU unless `--device cpu`; `--dtype float16` etc.), with the
  * previous policy's GPU batch limits and the current GPU defaults.
@@ -63,6 +66,10 @@ const { values } = parseArgs({
     'curve-sorted': { type: 'string', default: '4096' },
     out: { type: 'string', default: 'bench-results/service' },
     seed: { type: 'string', default: '15' },
+    abort: { type: 'boolean', default: false },
+    'abort-only': { type: 'boolean', default: false },
+    'abort-pairs': { type: 'string', default: '2000' },
+    'abort-rounds': { type: 'string', default: '3' },
   },
 });
 
@@ -342,6 +349,15 @@ if (values.curve || values['curve-only']) {
   }
 }
 
+if (values['abort-only']) {
+  await abortScenario();
+  mkdirSync(values.out, { recursive: true });
+  writeFileSync(join(values.out, 'service.md'), `${md.join('\n')}\n`);
+  console.error(`wrote ${join(values.out, 'service.md')}`);
+  await engine.dispose();
+  process.exit(0);
+}
+
 // --- 2. unloaded latency, 3. capacity --------------------------------------------------------------------
 const meanDocs = Math.round((docsLo + docsHi) / 2);
 const single = Array.from({ length: 5 }, () => request(meanDocs));
@@ -459,12 +475,133 @@ const series = POLICIES.flatMap((p) =>
     ),
   })),
 );
+if (values.abort) await abortScenario();
 mkdirSync(values.out, { recursive: true });
 writeFileSync(join(values.out, 'service-latency.svg'), lineChart('Request latency vs offered load', series));
 log('![latency vs offered load](service-latency.svg)');
 writeFileSync(join(values.out, 'service.md'), `${md.join('\n')}\n`);
 console.error(`wrote ${join(values.out, 'service.md')} and service-latency.svg`);
 await engine.dispose();
+
+/**
+ * 6. Issue 15's abort must-show: a call of `--abort-pairs` pairs is aborted halfway through its first
+ * batch and a 1-pair call is sent right after; its latency is compared with its unloaded latency and
+ * with one layer's time of the batch that was running (that batch's engine time / layers). Each policy
+ * runs without mid-batch cancellation (the engine as the scheduler sees it has no cancel(): the running
+ * batches finish) and with it, interleaved, `--abort-rounds` rounds; medians reported.
+ */
+async function abortScenario(): Promise<void> {
+  const bigN = Number(values['abort-pairs']);
+  const rounds = Number(values['abort-rounds']);
+  const one = [request(1)[0] as Pair];
+  /** The shared engine, with or without cancel(); `started` resolves at the first forward. */
+  const engineFor = (cancel: boolean, results: Array<{ cancelled: boolean; layersRun: number }>) => {
+    let started = () => {};
+    const first = new Promise<void>((r) => {
+      started = r;
+    });
+    const e: SchedulerEngine = {
+      forward: (t, ty, o, id) => {
+        started();
+        return engine.forward(t, ty, o, id).then((r) => {
+          results.push({ cancelled: r.cancelled === true, layersRun: r.layersRun ?? spec.numLayers });
+          return r;
+        });
+      },
+      memory: () => engine.memory(),
+      dispose: async () => {},
+      ...(cancel && { cancel: (id: number) => engine.cancel(id) }),
+    };
+    return { e, first };
+  };
+  const big = request(bigN);
+  /** The running batch's engine time under `limits`: the big call's first batch, then aborted. */
+  const batchMs = async (limits: Partial<SchedulerLimits>): Promise<number> => {
+    let ms = 0;
+    const ac = new AbortController();
+    const s = new Scheduler({
+      ...limits,
+      engine: engineFor(true, []).e,
+      encode,
+      numLabels: spec.numLabels,
+      onBatch: (b) => {
+        ms ||= b.inferenceMs;
+        ac.abort();
+      },
+    });
+    await s.submit(big, { signal: ac.signal }).catch(() => {});
+    await s.dispose();
+    return ms;
+  };
+  const aborted = async (limits: Partial<SchedulerLimits>, cancel: boolean, afterMs: number) => {
+    const results: Array<{ cancelled: boolean; layersRun: number }> = [];
+    const { e, first } = engineFor(cancel, results);
+    const s = new Scheduler({ ...limits, engine: e, encode, numLabels: spec.numLabels });
+    const ac = new AbortController();
+    const call = s.submit(big, { signal: ac.signal }).catch(() => {});
+    await first;
+    await sleep(afterMs);
+    ac.abort();
+    const t0 = performance.now();
+    await s.submit(one);
+    const ms = performance.now() - t0;
+    await call;
+    await s.dispose();
+    return { ms, stopped: results.filter((r) => r.cancelled) };
+  };
+  const unloadedOne = async (limits: Partial<SchedulerLimits>) => {
+    const s = new Scheduler({ ...limits, engine: shared, encode, numLabels: spec.numLabels });
+    const t0 = performance.now();
+    await s.submit(one);
+    const ms = performance.now() - t0;
+    await s.dispose();
+    return ms;
+  };
+  const median = (v: number[]) =>
+    pct(
+      [...v].sort((a, b) => a - b),
+      0.5,
+    );
+  const rows: Array<{ policy: string; cancel: boolean; one: number[]; stopped: string[] }> = [];
+  const calib = new Map<string, { batch: number; unloaded: number[] }>();
+  for (const p of POLICIES) calib.set(p.name, { batch: await batchMs(p.limits), unloaded: [] });
+  for (const p of POLICIES)
+    for (const cancel of [false, true]) rows.push({ policy: p.name, cancel, one: [], stopped: [] });
+  for (let round = 0; round < rounds; round++) {
+    for (const row of rows) {
+      const p = POLICIES.find((x) => x.name === row.policy) as (typeof POLICIES)[number];
+      const c = calib.get(p.name) as { batch: number; unloaded: number[] };
+      c.unloaded.push(await unloadedOne(p.limits));
+      const r = await aborted(p.limits, row.cancel, c.batch / 2);
+      row.one.push(r.ms);
+      row.stopped.push(r.stopped.map((x) => x.layersRun).join('+') || '-');
+      console.error(
+        `abort round ${round} ${row.policy} cancel=${row.cancel}: 1-pair call ${f0(r.ms)} ms, stopped ${row.stopped.at(-1)}`,
+      );
+    }
+  }
+  log(`## Abort: a ${bigN}-pair call aborted while it runs, a 1-pair call sent right after`);
+  log();
+  log(
+    `Aborted halfway through its first batch; median of ${rounds} interleaved rounds. One layer = the running batch's engine time / ${spec.numLayers} layers. Target (issue 15): the 1-pair call within 2 x its unloaded latency + one layer.`,
+  );
+  log();
+  log(
+    '| Policy | mid-batch cancel | running batch (ms) | one layer (ms) | 1-pair unloaded (ms) | 1-pair after the abort (ms) | target (ms) | met | layers run by the stopped batches |',
+  );
+  log('| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |');
+  for (const row of rows) {
+    const c = calib.get(row.policy) as { batch: number; unloaded: number[] };
+    const layer = c.batch / spec.numLayers;
+    const unl = median(c.unloaded);
+    const got = median(row.one);
+    const target = 2 * unl + layer;
+    log(
+      `| ${row.policy} | ${row.cancel ? 'yes' : 'no'} | ${f0(c.batch)} | ${f0(layer)} | ${f0(unl)} | ${f0(got)} | ${f0(target)} | ${got <= target ? 'yes' : 'no'} | ${row.cancel ? row.stopped.join(', ') : '-'} |`,
+    );
+  }
+  log();
+}
 
 /** Lines of latency (ms, y) against offered load (% of capacity, x); the charts in src/bench do not plot this. */
 function lineChart(title: string, s: Array<{ name: string; points: Array<[number, number]> }>): string {

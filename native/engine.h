@@ -3,7 +3,9 @@
 // catches everything before it reaches N-API and turns it into a rejected promise with a `code`.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -38,6 +40,33 @@ struct ForwardResult {
   std::vector<float> logits;  // pairs * numLabels, row-major
   double inferenceMs = 0;     // time the engine spent on this batch
   int64_t computedSlots = 0;  // token slots really computed (>= tokens.size(); padding = the difference)
+  bool cancelled = false;     // stopped by its CancelToken: logits empty, nothing to deliver
+  int layersRun = 0;          // encoder layers run (all unless cancelled; the last may be cut short)
+};
+
+// Stops a running forward (docs/architecture.md, "Cancellation"): cancel() from any thread; the engine
+// polls stopAt() at every encoder layer boundary and returns a result with `cancelled` set at the first
+// one after the cancel (between boundaries it may skip the rest of the layer's work). A forward given
+// no token runs to the end.
+class CancelToken {
+ public:
+  void cancel() { cancelled_.store(true); }
+  bool cancelled() const { return cancelled_.load(); }
+  // Engine thread, before encoder layer `layer`: true = stop now. Each call is counted and shown to
+  // onCheck, so that a test can tell how far a forward got after a cancel without timing it.
+  bool stopAt(int layer) {
+    checks_.fetch_add(1);
+    if (onCheck) onCheck(layer);
+    return cancelled();
+  }
+  int checks() const { return checks_.load(); }
+  std::function<void(int layer)> onCheck;  // tests: runs on the engine thread at each stopAt
+
+ private:
+  // Sequentially consistent on purpose: a check that misses a cancel happens before the cancel's
+  // checks() read, so a forward makes at most one check after the one a canceller saw.
+  std::atomic<bool> cancelled_{false};
+  std::atomic<int> checks_{0};
 };
 
 struct MemoryInfo {
@@ -71,8 +100,8 @@ class Engine {
  public:
   virtual ~Engine() = default;
   // Runs on the engine's own thread (never the JS thread); the batch was validated by the caller
-  // (validateBatch) before it got here.
-  virtual ForwardResult forward(const PackedBatch& batch) = 0;
+  // (validateBatch) before it got here. `cancel` (may be null) can stop it at a layer boundary.
+  virtual ForwardResult forward(const PackedBatch& batch, CancelToken* cancel = nullptr) = 0;
   virtual MemoryInfo memory() const = 0;
   virtual std::string backend() const = 0;     // "cpu" | "mlx"
   virtual std::string device() const = 0;      // "cpu" | "gpu"

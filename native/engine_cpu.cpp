@@ -166,18 +166,24 @@ class CpuEngine final : public Engine {
     if (compute_ != Compute::F32) checkQuantisation();
   }
 
-  ForwardResult forward(const PackedBatch& batch) override {
+  ForwardResult forward(const PackedBatch& batch, CancelToken* cancel = nullptr) override {
     const auto t0 = std::chrono::steady_clock::now();
     const int T = static_cast<int>(batch.tokens.size());
     const int B = static_cast<int>(batch.pairs());
+    cancel_ = cancel;
     reserve(T, B, batch);
     embed(batch);
     for (int l = 0; l < static_cast<int>(layers_.size()); ++l) {
+      if (cancel && cancel->stopAt(l)) return cancelledAt(l, t0);
       if (l + 1 < static_cast<int>(layers_.size()))
         fullLayer(layers_[l], batch);
       else
         clsLayer(layers_[l], batch);
     }
+    // A cancel during the last layer may have skipped part of it: the boundary after it stops too.
+    if (cancel && cancel->stopAt(static_cast<int>(layers_.size())))
+      return cancelledAt(static_cast<int>(layers_.size()), t0);
+    cancel_ = nullptr;  // the head runs to the end
     // Pooler (dense + tanh on [CLS]) and classifier, on B rows.
     const int L = static_cast<int>(spec_.numLabels);
     ForwardResult r;
@@ -188,9 +194,23 @@ class CpuEngine final : public Engine {
                0);
     });
     r.computedSlots = T;
+    r.layersRun = static_cast<int>(layers_.size());
     r.inferenceMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     return r;
   }
+
+  // What a forward stopped before layer `layer` returns: no logits, its time so far.
+  ForwardResult cancelledAt(int layer, std::chrono::steady_clock::time_point t0) const {
+    ForwardResult r;
+    r.cancelled = true;
+    r.layersRun = layer;
+    r.inferenceMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    return r;
+  }
+
+  // Cancelled mid-layer: the layer's remaining row blocks and attention tasks are skipped (their
+  // output is never read), so a long layer does not delay the stop at the next boundary.
+  bool skipping() const { return cancel_ != nullptr && cancel_->cancelled(); }
 
   MemoryInfo memory() const override {
     MemoryInfo m;
@@ -399,7 +419,9 @@ class CpuEngine final : public Engine {
     const int want = (rows + 2 * pool_.size() - 1) / (2 * pool_.size());
     const int mb = std::max(mr, std::min(rowBlockMax_, (want + mr - 1) / mr * mr));
     const int blocks = (rows + mb - 1) / mb;
-    pool_.parallelFor(blocks, [&](int b, int w) { fn(b * mb, std::min(mb, rows - b * mb), w); });
+    pool_.parallelFor(blocks, [&](int b, int w) {
+      if (!skipping()) fn(b * mb, std::min(mb, rows - b * mb), w);
+    });
   }
 
   void embed(const PackedBatch& batch) {
@@ -453,6 +475,7 @@ class CpuEngine final : public Engine {
     const int heads = static_cast<int>(spec_.numHeads);
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd_));
     pool_.parallelFor(static_cast<int>(batch.pairs()) * heads, [&](int task, int w) {
+      if (skipping()) return;
       const int p = task / heads, h = task % heads;
       const int off = batch.offsets[p], len = batch.offsets[p + 1] - off;
       const size_t row = static_cast<size_t>(clsOnly ? p : off) * H_ + h * hd_;
@@ -503,6 +526,7 @@ class CpuEngine final : public Engine {
   FloatBuffer x_, x1_, q_, kv_, ctx_, xc_, pooled_;
   std::vector<FloatBuffer> workerFfn_, workerAttn_;
   std::vector<int> positions_;
+  CancelToken* cancel_ = nullptr;  // the running forward's (engine thread only)
   int64_t weightBytes_ = 0;
   std::atomic<int64_t> scratchBytes_{0}, peakScratch_{0};
 };

@@ -252,14 +252,20 @@ class MlxEngine final : public Engine {
     StreamPool::instance().release(stream_);
   }
 
-  ForwardResult forward(const PackedBatch& batch) override {
+  ForwardResult forward(const PackedBatch& batch, CancelToken* cancel = nullptr) override {
     const auto started = std::chrono::steady_clock::now();
     ForwardResult result;
     try {
-      mx::array logits = run(batch, result.computedSlots);
-      mx::eval(logits);
-      const float* data = logits.data<float>();
-      result.logits.assign(data, data + logits.size());
+      // Small batches are not worth stopping (see run()): they run as one graph, as before.
+      CancelToken* stopper = static_cast<int64_t>(batch.tokens.size()) >= cancelRows() ? cancel : nullptr;
+      std::optional<mx::array> logits = run(batch, result.computedSlots, stopper, result.layersRun);
+      if (logits) {
+        mx::eval(*logits);
+        const float* data = logits->data<float>();
+        result.logits.assign(data, data + logits->size());
+      } else {
+        result.cancelled = true;
+      }
     } catch (const EngineError&) {
       throw;
     } catch (const std::exception& err) {
@@ -514,7 +520,23 @@ class MlxEngine final : public Engine {
     return mx::take(all, layout[0], 0, s);
   }
 
-  mx::array run(const PackedBatch& batch, int64_t& computedSlots) {
+  // Batches of at least this many tokens are evaluated a layer at a time when they can be cancelled
+  // (MLX_RERANK_CANCEL_ROWS overrides it). Below it a forward is one graph: a per-layer wait would cost
+  // small batches host/device overlap, and they are done within a few ms anyway.
+  static int64_t cancelRows() {
+    static const int64_t rows = [] {
+      const char* env = std::getenv("MLX_RERANK_CANCEL_ROWS");
+      return env ? std::atoll(env) : int64_t{8192};
+    }();
+    return rows;
+  }
+
+  // The forward's graph (nullopt: `cancel` stopped it; layersRun says before which layer). With a
+  // cancel token each layer's output is queued with async_eval, and before building layer l the host
+  // waits for layer l-2: the device always has the next layer queued, and a cancel leaves at most one
+  // layer of queued work behind it.
+  std::optional<mx::array> run(const PackedBatch& batch, int64_t& computedSlots, CancelToken* cancel,
+                               int& layersRun) {
     const mx::Stream s = stream_;
     const size_t pairs = batch.pairs();
     const int64_t tokens = static_cast<int64_t>(batch.tokens.size());
@@ -560,13 +582,28 @@ class MlxEngine final : public Engine {
         mx::take(typeEmb_, int32Array(types), 0, s), s);
     x = mx::fast::layer_norm(x, embLnG_, embLnB_, static_cast<float>(spec_.layerNormEps), s);
 
-    for (const Layer& L : layers_) {
+    std::optional<mx::array> behind, last;  // cancellable: the outputs of layers l-2 and l-1
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      const Layer& L = layers_[l];
+      if (cancel) {
+        if (behind) behind->wait();
+        if (cancel->stopAt(static_cast<int>(l))) {
+          layersRun = static_cast<int>(l);
+          return std::nullopt;
+        }
+      }
       auto qkv = mx::addmm(L.qkvB, x, L.qkvW, 1.0f, 1.0f, s);
       auto ctx = varlen ? varlenAttention(qkv, layout[0], layout[1], heads, headDim, s)
                         : attention(qkv, plan, layout, masks);
       x = attnOut_({ctx, x, L.outW, L.outB, L.ln1G, L.ln1B})[0];
       x = ffn_({x, L.ffnInW, L.ffnInB, L.ffnOutW, L.ffnOutB, L.ln2G, L.ln2B})[0];
+      if (cancel) {
+        mx::async_eval(x);
+        behind = last;
+        last = x;
+      }
     }
+    layersRun = static_cast<int>(layers_.size());
 
     auto pooled = mx::tanh(mx::addmm(poolB_, mx::take(x, int32Array(cls), 0, s), poolW_, 1.0f, 1.0f, s), s);
     auto logits = mx::addmm(clsB_, pooled, clsW_, 1.0f, 1.0f, s);

@@ -58,6 +58,10 @@ export interface ForwardResult {
   logits: Float32Array; // pairs * numLabels
   inferenceMs: number;
   computedSlots: number;
+  /** Stopped by cancel(batchId) (logits empty: nothing to deliver); absent from engines that cannot. */
+  cancelled?: boolean;
+  /** Encoder layers computed: all of them unless cancelled. */
+  layersRun?: number;
 }
 
 export interface EngineInfo {
@@ -76,7 +80,18 @@ export interface EngineMemory {
 
 /** One loaded model. Every method that computes runs on the engine's own native thread. */
 export interface NativeEngine {
-  forward(tokens: Int32Array, typeIds: Int32Array, offsets: Int32Array): Promise<ForwardResult>;
+  /** `batchId` (any finite number, the caller's): cancel(batchId) can stop this batch while it runs. */
+  forward(
+    tokens: Int32Array,
+    typeIds: Int32Array,
+    offsets: Int32Array,
+    batchId?: number,
+  ): Promise<ForwardResult>;
+  /**
+   * Stops the batches in flight forwarded with `batchId` at their next layer boundary (one not started
+   * never starts); they resolve with `cancelled: true`. True when there was one.
+   */
+  cancel(batchId: number): boolean;
   /** Runs the engine's warm-up (compiles common shapes); resolves with the milliseconds it took. */
   warmup(): Promise<number>;
   info(): EngineInfo;
@@ -144,7 +159,9 @@ function mappedAsync<T>(fn: () => Promise<T>): Promise<T> {
 
 function wrapEngine(e: NativeEngine): NativeEngine {
   return {
-    forward: (tokens, typeIds, offsets) => mappedAsync(() => e.forward(tokens, typeIds, offsets)),
+    forward: (tokens, typeIds, offsets, batchId) =>
+      mappedAsync(() => e.forward(tokens, typeIds, offsets, batchId)),
+    cancel: (batchId) => mapped(() => e.cancel(batchId)),
     warmup: () => mappedAsync(() => e.warmup()),
     info: () => mapped(() => e.info()),
     memory: () => mapped(() => e.memory()),

@@ -10,16 +10,25 @@
  * - At most `pipelineDepth` batches are in the engine at once (default 2: one computing, one queued on
  *   the engine thread), so latency stays low and memory bounded.
  * - Backpressure: more than `maxQueuePairs` pairs waiting -> QueueFullError at once.
- * - Abort: the call leaves the queue at once; its sequences not yet handed to the engine never are,
- *   those already in the engine finish, results dropped. Dispose: every unsettled call rejects
- *   DisposedError at once, in-flight batches settle, then engine.dispose().
+ * - Abort: the call leaves the queue at once; its sequences not yet handed to the engine never are.
+ *   A batch in the engine whose calls have all settled (aborted, expired, failed, disposed) is
+ *   cancelled: the engine stops it at its next layer boundary (engines with `cancel`); a batch holding
+ *   any live call's pair runs to the end. Dispose: every unsettled call rejects DisposedError at once,
+ *   in-flight batches are cancelled and settle, then engine.dispose().
  * - Priorities and deadlines: a call waits in its priority's lane ('high' before 'normal' before 'low',
  *   arrival order within each); a call still holding pairs in the queue when its deadline passes fails
  *   with DeadlineError, and those pairs never reach the engine.
  * - A batch the engine refuses with E_INPUT (one call's bad sequence) is retried a call at a time, so
  *   only that call fails.
  */
-import { AbortedError, DeadlineError, DisposedError, fromNativeError, QueueFullError } from './errors';
+import {
+  AbortedError,
+  DeadlineError,
+  DisposedError,
+  EngineError,
+  fromNativeError,
+  QueueFullError,
+} from './errors';
 import { callSafely } from './listeners';
 import { type BatchMetrics, type CallMetrics, MetricsRecorder, paddingPct, type Stats } from './metrics';
 import type { EngineMemory, ForwardResult } from './native';
@@ -51,7 +60,14 @@ export { balancedCuts } from './scheduler/queue';
 
 /** The part of NativeEngine the scheduler uses. */
 export interface SchedulerEngine {
-  forward(tokens: Int32Array, typeIds: Int32Array, offsets: Int32Array): Promise<ForwardResult>;
+  forward(
+    tokens: Int32Array,
+    typeIds: Int32Array,
+    offsets: Int32Array,
+    batchId?: number,
+  ): Promise<ForwardResult>;
+  /** Stops the batch forwarded with `batchId` at a layer boundary; without it batches always run to the end. */
+  cancel?(batchId: number): boolean;
   memory(): EngineMemory;
   dispose(): Promise<void>;
 }
@@ -81,6 +97,15 @@ function deadlineError(call: Call): DeadlineError {
 /** Longest slice of tokenizing per macrotask; the window fills over several when it takes longer. */
 const FILL_BUDGET_MS = 2;
 
+/** Ids for engine.forward/cancel, unique in the process: schedulers may share an engine (the bench). */
+let lastEngineBatchId = 0;
+
+/** A batch in the engine: its id there and the live calls with pairs in it. */
+interface Running {
+  engineId: number;
+  live: Set<Call>;
+}
+
 export class Scheduler {
   readonly limits: SchedulerLimits;
   readonly recorder = new MetricsRecorder();
@@ -90,6 +115,7 @@ export class Scheduler {
   private readonly onCall: ((c: CallMetrics) => void) | undefined;
   private readonly queue: BatchQueue;
   private readonly inFlight = new Set<Promise<void>>();
+  private readonly running = new Map<Batch, Running>();
   /** Every call not yet settled, wherever its pairs are (queued, in the engine): dispose settles them all. */
   private readonly calls = new Set<Call>();
   private pumpScheduled = false;
@@ -201,6 +227,7 @@ export class Scheduler {
     detach(call);
     this.calls.delete(call);
     this.queue.drop(call);
+    this.cancelRunning(call);
     this.recorder.failedCalls++;
     call.reject(err);
     // Room in the queue or a dead call at the front may unblock the dispatcher.
@@ -302,15 +329,25 @@ export class Scheduler {
     }
     batch.tokenizeMs += performance.now() - t0;
     batch.startedAt = performance.now();
+    const live = new Set<Call>();
+    for (const s of seqs) if (s.call.live) live.add(s.call);
+    const engineId = ++lastEngineBatchId;
+    this.running.set(batch, { engineId, live });
     let p: Promise<ForwardResult>;
     try {
-      p = this.engine.forward(tokens, typeIds, offsets);
+      p = this.engine.forward(tokens, typeIds, offsets, engineId);
     } catch (err) {
       p = Promise.reject(err);
     }
     const done: Promise<void> = p.then(
-      (r) => this.complete(batch, r),
-      (err) => this.failBatch(batch, err),
+      (r) => {
+        this.running.delete(batch);
+        this.complete(batch, r);
+      },
+      (err) => {
+        this.running.delete(batch);
+        this.failBatch(batch, err);
+      },
     );
     this.inFlight.add(done);
     void done.finally(() => {
@@ -320,7 +357,31 @@ export class Scheduler {
     });
   }
 
+  /**
+   * `call` settled: a batch in the engine left with no live call computes nothing anyone waits for, so
+   * the engine stops it at its next layer boundary and the engine is free for the calls behind it.
+   */
+  private cancelRunning(call: Call): void {
+    const cancel = this.engine.cancel?.bind(this.engine);
+    if (!cancel) return;
+    for (const r of this.running.values()) {
+      if (!r.live.delete(call) || r.live.size > 0) continue;
+      try {
+        cancel(r.engineId);
+      } catch {
+        // Not stopping it only costs time: the batch finishes and its results are dropped.
+      }
+    }
+  }
+
   private complete(batch: Batch, r: ForwardResult): void {
+    if (r.cancelled) {
+      // Only a batch of settled calls is cancelled: nothing to deliver. Were a live call in it anyway,
+      // it must fail rather than wait forever.
+      if (batch.seqs.some((s) => s.call.live))
+        this.failBatch(batch, new EngineError('The engine stopped a batch that still had callers waiting.'));
+      return;
+    }
     const endedAt = performance.now();
     const L = this.numLabels;
     const engineStart = Math.max(batch.startedAt, endedAt - r.inferenceMs);

@@ -1,10 +1,11 @@
 /**
  * Issue 15's scheduler mechanisms against the in-test engine (test/helpers/api-engine.ts), which records
- * what reaches it: request-fair batching (FIFO by call), priorities, deadlines, and an aborted call's
- * pairs that never reach the engine. test/scheduler-cancel.test.ts checks the last on the real addon.
+ * what reaches it: request-fair batching (FIFO by call), priorities, deadlines, an aborted call's
+ * pairs that never reach the engine, and which running batches the scheduler asks the engine to
+ * cancel. test/scheduler-cancel.test.ts checks the cancellations on the real addon.
  */
 import { describe, expect, it } from 'vitest';
-import { DeadlineError } from '../src/errors';
+import { DeadlineError, EngineError } from '../src/errors';
 import type { ForwardResult } from '../src/native';
 import { type PairEncoder, Scheduler, type SchedulerOptions } from '../src/scheduler';
 import { encodeChars, randomText, referenceLogits, rng, TestEngine } from './helpers/api-engine';
@@ -170,6 +171,82 @@ describe('cancellation before the engine', () => {
     expect((await p).logits).toEqual(expected(after));
     // Only the batch that was running when the abort came held the victim's pairs.
     expect(engine.count('V')).toBe(10);
+    await s.dispose();
+  });
+});
+
+/**
+ * TestEngine with cancel(batchId): records the ids forward() got and the ids cancelled, and resolves a
+ * cancelled batch as the addon does (`cancelled: true`, no logits), or, with `cancelAll`, every batch
+ * (an engine misbehaving).
+ */
+class CancellingEngine extends TaggingEngine {
+  readonly ids: number[] = [];
+  readonly cancels: number[] = [];
+  cancelAll = false;
+  override forward(t: Int32Array, ty: Int32Array, o: Int32Array, batchId?: number): Promise<ForwardResult> {
+    const id = batchId ?? -1;
+    this.ids.push(id);
+    return super
+      .forward(t, ty, o)
+      .then((r) =>
+        this.cancelAll || this.cancels.includes(id)
+          ? { ...r, logits: new Float32Array(0), cancelled: true }
+          : r,
+      );
+  }
+  cancel(batchId: number): boolean {
+    this.cancels.push(batchId);
+    return true;
+  }
+}
+
+describe('cancellation of running batches', () => {
+  it('a batch in the engine is cancelled when its last live call is aborted, never while one is live', async () => {
+    const engine = new CancellingEngine({ delayMs: 40 });
+    const s = make(engine, { maxBatchSize: 8, pipelineDepth: 2 });
+    const r = rng(11);
+    const ac = { a: new AbortController(), b: new AbortController(), c: new AbortController() };
+    // a and b share the first batch, c fills the second, d waits in the queue.
+    const a = s.submit(tagged('a', 4, r), ac.a.signal);
+    const b = s.submit(tagged('b', 4, r), ac.b.signal);
+    const c = s.submit(tagged('c', 8, r), ac.c.signal);
+    const dPairs = tagged('d', 8, r);
+    const d = s.submit(dPairs);
+    while (engine.ids.length < 2) await tick();
+    const [first, second] = engine.ids as [number, number];
+    expect(engine.tags.map((t) => t.join(''))).toEqual(['aaaabbbb', 'cccccccc']);
+    ac.a.abort();
+    expect(engine.cancels).toEqual([]); // b is still waiting on the first batch
+    ac.c.abort();
+    expect(engine.cancels).toEqual([second]);
+    ac.b.abort();
+    expect(engine.cancels).toEqual([second, first]);
+    for (const p of [a, b, c]) await expect(p).rejects.toMatchObject({ code: 'E_ABORTED' });
+    // d's batch went in after them and was never cancelled: its scores are right.
+    expect((await d).logits).toEqual(expected(dPairs));
+    expect(engine.cancels.length).toBe(2);
+    expect(new Set(engine.ids).size).toBe(engine.ids.length);
+    await s.dispose();
+  });
+
+  it('dispose() cancels the batches in the engine', async () => {
+    const engine = new CancellingEngine({ delayMs: 40 });
+    const s = make(engine, { maxBatchSize: 8, pipelineDepth: 2 });
+    const calls = [s.submit(tagged('x', 8, rng(12))), s.submit(tagged('y', 8, rng(13)))];
+    const settled = Promise.allSettled(calls);
+    while (engine.ids.length < 2) await tick();
+    await s.dispose();
+    for (const p of await settled)
+      expect(p).toMatchObject({ status: 'rejected', reason: { code: 'E_DISPOSED' } });
+    expect(engine.cancels.sort()).toEqual([...engine.ids].sort());
+  });
+
+  it('a batch the engine reports cancelled while a call still waits on it fails that call (never hangs)', async () => {
+    const engine = new CancellingEngine();
+    engine.cancelAll = true;
+    const s = make(engine);
+    await expect(s.submit(tagged('z', 3, rng(14)))).rejects.toBeInstanceOf(EngineError);
     await s.dispose();
   });
 });

@@ -1,6 +1,8 @@
-// NativeEngine (forward, warmup, info, memory, dispose) and loadEngine(options), which makes one. Every
-// method that touches the engine posts a job to the engine's Worker and returns its promise.
+// NativeEngine (forward, cancel, warmup, info, memory, dispose) and loadEngine(options), which makes
+// one. Every method that touches the engine posts a job to the engine's Worker and returns its promise.
 #include <chrono>
+#include <cmath>
+#include <map>
 #include <memory>
 
 #include "addon/addon.h"
@@ -11,6 +13,35 @@ namespace {
 
 constexpr const char* kDisposed = "This engine was disposed; load the model again to keep scoring.";
 
+// The cancel tokens of an engine's batches in flight, by the id forward() was given (several may share
+// one). JS thread only.
+class CancelRegistry {
+ public:
+  std::shared_ptr<CancelToken> track(double id) {
+    auto token = std::make_shared<CancelToken>();
+    byId_.emplace(id, token);
+    return token;
+  }
+  void forget(const CancelToken* token) {
+    for (auto it = byId_.begin(); it != byId_.end(); ++it)
+      if (it->second.get() == token) {
+        byId_.erase(it);
+        return;
+      }
+  }
+  bool cancel(double id) {
+    bool found = false;
+    for (auto [it, end] = byId_.equal_range(id); it != end; ++it) {
+      it->second->cancel();
+      found = true;
+    }
+    return found;
+  }
+
+ private:
+  std::multimap<double, std::shared_ptr<CancelToken>> byId_;
+};
+
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  public:
   static Napi::Function define(Napi::Env env) {
@@ -18,7 +49,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         env, "NativeEngine",
         {InstanceMethod<&EngineWrap::forward>("forward"), InstanceMethod<&EngineWrap::warmup>("warmup"),
          InstanceMethod<&EngineWrap::info>("info"), InstanceMethod<&EngineWrap::memory>("memory"),
-         InstanceMethod<&EngineWrap::dispose>("dispose")});
+         InstanceMethod<&EngineWrap::dispose>("dispose"), InstanceMethod<&EngineWrap::cancel>("cancel")});
   }
 
   explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {}
@@ -51,13 +82,26 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     copy(0, batch->tokens);
     copy(1, batch->typeIds);
     copy(2, batch->offsets);
+    std::shared_ptr<CancelToken> token;  // with a batch id: cancel(id) can stop it
+    if (info.Length() > 3 && !info[3].IsUndefined()) {
+      const double id = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : NAN;
+      if (!std::isfinite(id))  // NaN would break the registry's ordering
+        return rejected(env, "E_INPUT",
+                        "forward()'s fourth argument, the batch id, must be a finite number.");
+      token = cancels_->track(id);
+    }
     auto deferred = Napi::Promise::Deferred::New(env);
     const ModelSpec spec = spec_;
-    worker_->post([batch, spec, deferred](Worker& w) -> Completion* {
-      return settle(&deferred, [&]() -> Settle::Value {
+    worker_->post([batch, spec, deferred, token, cancels = cancels_](Worker& w) -> Completion* {
+      Settle* s = settle(&deferred, [&]() -> Settle::Value {
         if (!w.engine()) throw EngineError(ErrorCode::Engine, "engine not loaded");
         validateBatch(*batch, spec);
-        auto result = std::make_shared<ForwardResult>(w.engine()->forward(*batch));
+        // Cancelled while it waited behind another batch: not started at all.
+        auto result = std::make_shared<ForwardResult>();
+        if (token && token->cancelled())
+          result->cancelled = true;
+        else
+          *result = w.engine()->forward(*batch, token.get());
         return [result](Napi::Env env) -> Napi::Value {
           auto logits = Napi::Float32Array::New(env, result->logits.size());
           std::copy(result->logits.begin(), result->logits.end(), logits.Data());
@@ -65,11 +109,32 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           o.Set("logits", logits);
           o.Set("inferenceMs", Napi::Number::New(env, result->inferenceMs));
           o.Set("computedSlots", Napi::Number::New(env, static_cast<double>(result->computedSlots)));
+          o.Set("cancelled", Napi::Boolean::New(env, result->cancelled));
+          o.Set("layersRun", Napi::Number::New(env, result->layersRun));
           return o;
         };
       });
+      // The JS thread forgets the token once the batch settled (the registry, not this object, which
+      // the GC may have collected by then).
+      if (token) s->after = [cancels, token](Napi::Env) { cancels->forget(token.get()); };
+      return s;
     });
     return deferred.Promise();
+  }
+
+  // cancel(batchId): stops every batch in flight that forward() was given this id for, at its next
+  // layer boundary (a batch not started yet never starts); it then resolves with `cancelled: true` and
+  // no logits. Returns whether there was one. The ids are the caller's; the scheduler never reuses one.
+  Napi::Value cancel(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const double id =
+        info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : NAN;
+    if (!std::isfinite(id)) {
+      makeError(env, "E_INPUT", "cancel(batchId) takes the finite number given to forward().")
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return Napi::Boolean::New(env, cancels_->cancel(id));
   }
 
   Napi::Value warmup(const Napi::CallbackInfo& info) {
@@ -143,6 +208,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   std::shared_ptr<Worker> worker_;
+  std::shared_ptr<CancelRegistry> cancels_ = std::make_shared<CancelRegistry>();
   ModelSpec spec_;
   bool disposed_ = false;
   Napi::Reference<Napi::Promise> disposePromise_;

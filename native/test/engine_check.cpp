@@ -10,20 +10,26 @@
 // an EngineError, never a crash (the sanitizer or valgrind is the judge). The reduced-precision dtypes
 // ('bfloat16', 'int8') run the same pairs (batch vs single bit-identical, logits within a bound of the
 // float32 ones), and every bf16 / int8 GEMM kernel this CPU can run is checked bit for bit against the
-// scalar one on odd shapes (edges, K tails, residual, activations). Exit status 0 = all passed.
+// scalar one on odd shapes (edges, K tails, residual, activations). A forward cancelled from another
+// thread (CancelToken) must stop at the first layer boundary after the cancel. Exit status 0 = all passed.
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "batch_plan.h"
@@ -284,6 +290,92 @@ void mutateHeaders(const std::string& file, const ModelSpec& spec, long count) {
               loaded);
 }
 
+// Mid-batch cancellation (issue 15), counted in layer boundary checks rather than timed: a forward
+// cancelled from another thread makes at most one check after the cancel (it stops at the first
+// boundary after it), whenever the cancel lands; one never cancelled gives the same bits as a forward
+// without a token; one cancelled before it starts computes no layer.
+void checkCancel(const std::string& file, const ModelSpec& spec) {
+  std::unique_ptr<Engine> engine = makeCpuEngine(spec, {file}, EngineOptions{});
+  const int L = static_cast<int>(spec.numLayers);
+  PackedBatch batch;
+  batch.offsets.push_back(0);
+  std::mt19937 rng(5);
+  for (int p = 0; p < 24; ++p) {
+    const int len = 2 + static_cast<int>(rng() % std::min<int64_t>(spec.maxPositions - 1, 60));
+    for (int t = 0; t < len; ++t) {
+      batch.tokens.push_back(static_cast<int32_t>(rng() % spec.vocabSize));
+      batch.typeIds.push_back(t > len / 2 && spec.typeVocabSize > 1 ? 1 : 0);
+    }
+    batch.offsets.push_back(static_cast<int32_t>(batch.tokens.size()));
+  }
+  const ForwardResult plain = engine->forward(batch);
+  auto samePlain = [&](const ForwardResult& r) {
+    return r.logits.size() == plain.logits.size() &&
+           std::memcmp(r.logits.data(), plain.logits.data(), plain.logits.size() * sizeof(float)) == 0;
+  };
+  {
+    CancelToken t;
+    const ForwardResult r = engine->forward(batch, &t);
+    CHECK(!r.cancelled && r.layersRun == L && samePlain(r) && t.checks() == L + 1,
+          "cancel: an uncancelled forward with a token differs (layers %d, checks %d)", r.layersRun,
+          t.checks());
+  }
+  {
+    CancelToken t;
+    t.cancel();
+    const ForwardResult r = engine->forward(batch, &t);
+    CHECK(r.cancelled && r.layersRun == 0 && r.logits.empty() && t.checks() == 1,
+          "cancel: a token cancelled before the forward ran %d layers, %d checks", r.layersRun, t.checks());
+  }
+  {  // the engine waits at boundary 1 until another thread has cancelled: it stops right there
+    CancelToken t;
+    std::mutex m;
+    std::condition_variable cv;
+    bool asked = false, done = false;
+    std::thread canceller([&] {
+      std::unique_lock<std::mutex> lock(m);
+      cv.wait(lock, [&] { return asked; });
+      t.cancel();
+      done = true;
+      cv.notify_all();
+    });
+    t.onCheck = [&](int layer) {
+      if (layer != 1) return;
+      std::unique_lock<std::mutex> lock(m);
+      asked = true;
+      cv.notify_all();
+      cv.wait(lock, [&] { return done; });
+    };
+    const ForwardResult r = engine->forward(batch, &t);
+    canceller.join();
+    CHECK(r.cancelled && r.layersRun == 1 && r.logits.empty() && t.checks() == 2,
+          "cancel at boundary 1: cancelled %d, layers %d, checks %d", r.cancelled, r.layersRun, t.checks());
+  }
+  // Cancels landing anywhere in the forward (after 0..5 ms): never more than one check after it.
+  int stopped = 0;
+  for (int round = 0; round < 6; ++round) {
+    CancelToken t;
+    std::atomic<bool> started{false};
+    int seen = -1;
+    t.onCheck = [&](int) { started = true; };
+    std::thread canceller([&] {
+      while (!started) std::this_thread::yield();
+      std::this_thread::sleep_for(std::chrono::microseconds(1000 * round));
+      t.cancel();
+      seen = t.checks();
+    });
+    const ForwardResult r = engine->forward(batch, &t);
+    canceller.join();
+    CHECK(t.checks() <= seen + 1, "cancel after %d checks: the forward made %d", seen, t.checks());
+    CHECK(seen > L || r.cancelled, "cancel after %d of %d checks: not cancelled", seen, L + 1);
+    CHECK(r.cancelled ? r.logits.empty() && r.layersRun == t.checks() - 1 : samePlain(r),
+          "cancel after %d checks: wrong result (cancelled %d, layers %d)", seen, r.cancelled, r.layersRun);
+    stopped += r.cancelled;
+  }
+  std::printf("ok cancellation at layer boundaries (%d layers; %d of 6 timed cancels stopped a forward)\n", L,
+              stopped);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -309,6 +401,13 @@ int main(int argc, char** argv) {
       CHECK(false, "%s: %s", dir.c_str(), e.what());
     }
     if (first && !firstF32.empty()) firstSpec = specOf(readJson(dir + "/config.json"));
+  }
+  if (!firstF32.empty()) {
+    try {
+      checkCancel(firstF32, firstSpec);
+    } catch (const std::exception& e) {
+      CHECK(false, "cancel: %s", e.what());
+    }
   }
   if (!firstF32.empty() && mutations > 0) mutateHeaders(firstF32, firstSpec, mutations);
   failures += checkBatchPlans();
