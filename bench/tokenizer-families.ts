@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
 import { Tokenizer } from '../src/tokenizer';
-import { FamilyTokenizer } from '../src/tokenizer/families';
+
 import { bertUncasedVocab, msMarcoPairs } from '../src/workload';
 
 const { values } = parseArgs({
@@ -70,7 +70,7 @@ for (const kind of ['unigram', 'bpe'] as const) {
     string,
     unknown
   >;
-  const ours = FamilyTokenizer.fromTokenizerJson(JSON.parse(text), config);
+  const ours = Tokenizer.fromTokenizerJson(JSON.parse(text), config);
   tokensPerPair.set(kind, ours.encodePairs(pairs, { maxLength }).tokens.length / pairs.length);
   const rust = Rust.fromString(text);
   rust.setTruncation(maxLength, { strategy: 'LongestFirst' });

@@ -9,7 +9,18 @@
  * read once, plus the longest token's length of overlap), so finding every match costs O(text) and
  * the first match after `from` never looks further than the block that holds it.
  */
-import type { AddedToken } from './wordpiece';
+
+/** A token of tokenizer.json's added_tokens matched on the raw text. */
+export interface AddedToken {
+  content: string;
+  id: number;
+  /**
+   * Swallow whitespace on the left / right of a match (Rust AddedToken.lstrip / rstrip). Without
+   * effect on WordPiece ids (BertPreTokenizer drops that whitespace anyway); the families apply it.
+   */
+  lstrip: boolean;
+  rstrip: boolean;
+}
 
 const BLOCK = 4096;
 

@@ -7,8 +7,8 @@
  * JS regex \s also takes U+FEFF and leaves out U+0085, so the class is spelt out.
  */
 import { TokenizerError } from '../errors';
+import type { IdBuffer } from './ids';
 import { hashSpan, WORD_CACHE_MAX_KEY, WordCache } from './word-cache';
-import type { IdBuffer } from './wordpiece';
 
 const WS = '\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
 const GPT2_SPLIT = new RegExp(

@@ -6,13 +6,10 @@
  *    BertConverter builds BertTokenizerFast from the slow tokenizer.
  * Anything else gets a TokenizerError that names the file, the field and what is supported.
  */
-import { TokenizerError } from '../errors';
-import type { AddedToken, CoreSpec, NormalizerOptions } from './wordpiece';
-
-/** One piece of the pair template: a special token's ids, or sequence A (query) / B (document). */
-export type TemplatePiece =
-  | { kind: 'special'; ids: number[]; typeId: number }
-  | { kind: 'A' | 'B'; typeId: number };
+import { isObject } from '../validate';
+import type { AddedToken } from './added-tokens';
+import { bertTemplate, fail, isId, parsePairTemplate, type TemplatePiece } from './pair';
+import type { CoreSpec, NormalizerOptions } from './wordpiece';
 
 export interface TokenizerSpec {
   core: CoreSpec;
@@ -44,27 +41,14 @@ export const TOKENIZER_LIMITS = {
   /** BPE merges (model.merges): counted, so that a huge list is refused before anything else. */
   merges: 1 << 21,
 } as const;
-const MAX_ID = 0x7fffffff;
 
 type Json = Record<string, unknown>;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function fail(where: string, message: string): never {
-  throw new TokenizerError(`${where}: ${message}`);
-}
 
 function optBool(obj: Json, key: string, where: string, dflt: boolean): boolean {
   const v = obj[key];
   if (v === undefined || v === null) return dflt;
   if (typeof v !== 'boolean') fail(where, `"${key}" must be true or false, got ${JSON.stringify(v)}`);
   return v;
-}
-
-function isId(v: unknown): v is number {
-  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_ID;
 }
 
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
@@ -200,69 +184,6 @@ function largestId(
   return { vocabSize: m + 1, largestIdToken: token };
 }
 
-/** BERT's fixed pair template: [CLS] A [SEP] B [SEP] with type ids 0 0 0 1 1. */
-function bertTemplate(clsId: number, sepId: number): TemplatePiece[] {
-  return [
-    { kind: 'special', ids: [clsId], typeId: 0 },
-    { kind: 'A', typeId: 0 },
-    { kind: 'special', ids: [sepId], typeId: 0 },
-    { kind: 'B', typeId: 1 },
-    { kind: 'special', ids: [sepId], typeId: 1 },
-  ];
-}
-
-function checkTemplate(t: TemplatePiece[], where: string): TemplatePiece[] {
-  const a = t.filter((p) => p.kind === 'A').length;
-  const b = t.filter((p) => p.kind === 'B').length;
-  if (a !== 1 || b !== 1) fail(where, 'the pair template must contain $A and $B exactly once');
-  return t;
-}
-
-// ------------------------------------------------------------------------------------ tokenizer.json
-
-function parsePostProcessor(pp: unknown, where: string): TemplatePiece[] {
-  if (!isObject(pp))
-    fail(where, '"post_processor" is missing; a BERT tokenizer needs [CLS] / [SEP] templates');
-  if (pp.type === 'BertProcessing') {
-    const cls = pp.cls;
-    const sep = pp.sep;
-    if (!Array.isArray(cls) || !isId(cls[1]) || !Array.isArray(sep) || !isId(sep[1])) {
-      fail(where, 'BertProcessing needs "cls" and "sep" as [token, id]');
-    }
-    return bertTemplate(cls[1], sep[1]);
-  }
-  if (pp.type !== 'TemplateProcessing') {
-    fail(
-      where,
-      `post_processor type ${JSON.stringify(pp.type)} is not supported (TemplateProcessing or BertProcessing)`,
-    );
-  }
-  const specials = isObject(pp.special_tokens) ? pp.special_tokens : {};
-  if (!Array.isArray(pp.pair)) fail(where, 'TemplateProcessing needs a "pair" template');
-  const pieces: TemplatePiece[] = [];
-  for (const item of pp.pair) {
-    if (isObject(item) && isObject(item.Sequence)) {
-      const { id, type_id } = item.Sequence;
-      if ((id !== 'A' && id !== 'B') || !isId(type_id))
-        fail(where, `bad Sequence item ${JSON.stringify(item)}`);
-      pieces.push({ kind: id, typeId: type_id });
-    } else if (isObject(item) && isObject(item.SpecialToken)) {
-      const { id, type_id } = item.SpecialToken;
-      const st = typeof id === 'string' ? specials[id] : undefined;
-      if (!isObject(st) || !Array.isArray(st.ids) || !st.ids.every(isId) || !isId(type_id)) {
-        fail(
-          where,
-          `special token ${JSON.stringify(id)} of the pair template has no ids in "special_tokens"`,
-        );
-      }
-      pieces.push({ kind: 'special', ids: st.ids as number[], typeId: type_id });
-    } else {
-      fail(where, `bad pair template item ${JSON.stringify(item)}`);
-    }
-  }
-  return checkTemplate(pieces, where);
-}
-
 interface RawBertNormalizer {
   clean_text: boolean;
   handle_chinese_chars: boolean;
@@ -375,7 +296,7 @@ export function specFromTokenizerJson(json: unknown, config?: Json, where = 'tok
       added.push(addedTokenOf(t, t.id, where));
     }
   }
-  const pairTemplate = parsePostProcessor(json.post_processor, where);
+  const pairTemplate = parsePairTemplate(json.post_processor, where);
 
   const padding = isObject(json.padding) ? json.padding : {};
   const names = specialNames(cfg, {

@@ -10,21 +10,16 @@
  * as much as the part that reaches maxLength tokens. Encoding stops after the pre-token that reaches
  * maxLength ids, as `tokenizers` 0.23 does (which decides which sequence longest_first calls longer).
  */
-import { InputError, TokenizerError } from '../errors';
-import type { Encoded, EncodedBatch, EncodeOptions } from '../tokenizer';
+
+import { isObject } from '../validate';
 import { BytePairEncoder } from './bpe';
-import type { TemplatePiece } from './config';
+import type { IdBuffer, TextCore, TokenizerParts } from './ids';
+import { fail, parsePairTemplate, templateIds } from './pair';
 import { PrecompiledCharsmap } from './precompiled';
 import { isRustWhitespace, type PrependScheme, UnigramPipeline } from './unigram';
-import { IdBuffer } from './wordpiece';
 
 /** How an XLM-RoBERTa tokenizer.json is read: see docs/tokenizers.md. */
 export type UnigramReading = 'transformers' | 'file';
-
-export interface FamilyOptions {
-  /** Default 'transformers': what transformers 5 (sentence-transformers 6) builds; 'file': as written. */
-  reading?: UnigramReading;
-}
 
 const MAX_ADDED_TOKENS = 100_000;
 const MAX_ADDED_LENGTH = 1024;
@@ -89,15 +84,18 @@ class AddedTokenSet {
 }
 
 /** Text -> ids: added tokens (raw, then normalized ones), windows, the model core. */
-class TextEncoder {
+class TextEncoder implements TextCore {
+  /** The whole text is read (in windows, until `limit` ids): never capped. */
+  readonly capped = false;
   constructor(
     private readonly core: SegmentCore,
     private readonly raw: AddedTokenSet,
     private readonly normalized: AddedTokenSet,
   ) {}
 
-  /** Appends the ids of `text` to out (from out.length 0) and returns their count. */
-  encode(text: string, out: IdBuffer, cap: number): number {
+  encode(text: string, out: IdBuffer, limit: number): number {
+    const from = out.length;
+    const cap = from + limit;
     // Lone surrogates read as U+FFFD (what any UTF-8 encoding of the JS string gives Python / Rust):
     // the models replace them where they meet them, in non-ASCII stretches only.
     const s = text;
@@ -128,7 +126,7 @@ class TextEncoder {
       pos = cut;
       window = WINDOW;
     }
-    return out.length;
+    return out.length - from;
   }
 
   private segment(s: string, start: number, end: number, out: IdBuffer, cap: number): void {
@@ -152,286 +150,73 @@ class TextEncoder {
   }
 }
 
-/** A Unigram or byte-level BPE tokenizer with the WordPiece Tokenizer's pair API. */
-export class FamilyTokenizer {
-  readonly kind: 'unigram' | 'bpe';
-  readonly modelMaxLength: number;
-  readonly vocabSize: number;
-  /** The template's first special token (<s> / [CLS]) and the one after the query (</s> / [SEP]). */
-  readonly clsId: number;
-  readonly sepId: number;
-  /** tokenizer_config.json's pad_token / unk_token, or -1 when the tokenizer has none. */
-  readonly padId: number;
-  readonly unkId: number;
-  private readonly text: TextEncoder;
-  private readonly template: readonly TemplatePiece[];
-  private readonly numSpecial: number;
-  private readonly qBuf = new IdBuffer();
-  private readonly dBuf = new IdBuffer();
-  private readonly outTokens = new IdBuffer(1 << 14);
-  private readonly outTypes = new IdBuffer(1 << 14);
-
-  private constructor(parts: {
-    kind: 'unigram' | 'bpe';
-    text: TextEncoder;
-    template: TemplatePiece[];
-    modelMaxLength: number;
-    vocabSize: number;
-    idOf: (token: string) => number;
-    config: Json;
-  }) {
-    this.kind = parts.kind;
-    this.text = parts.text;
-    this.template = parts.template;
-    this.numSpecial = parts.template.reduce((n, p) => n + (p.kind === 'special' ? p.ids.length : 0), 0);
-    this.modelMaxLength = parts.modelMaxLength;
-    this.vocabSize = parts.vocabSize;
-    const t = parts.template;
-    const a = t.findIndex((p) => p.kind === 'A');
-    const first = t[0];
-    const afterA = t[a + 1];
-    this.clsId = first?.kind === 'special' ? (first.ids[0] ?? -1) : -1;
-    this.sepId = afterA?.kind === 'special' ? (afterA.ids[0] ?? -1) : -1;
-    const named = (key: string, dflt: string) => {
-      const v = parts.config[key];
-      const name =
-        typeof v === 'string' ? v : isObject(v) && typeof v.content === 'string' ? v.content : dflt;
-      return parts.idOf(name);
-    };
-    const unigram = parts.kind === 'unigram';
-    this.padId = named('pad_token', unigram ? '<pad>' : '[PAD]');
-    this.unkId = named('unk_token', unigram ? '<unk>' : '[UNK]');
-  }
-
-  /** Whether tokenizer.json holds a model this class reads (Unigram or BPE). */
-  static handles(json: unknown): boolean {
-    if (!isObject(json) || !isObject(json.model)) return false;
-    return json.model.type === 'Unigram' || json.model.type === 'BPE';
-  }
-
-  /** From a parsed tokenizer.json and tokenizer_config.json (+ special_tokens_map.json) values. */
-  static fromTokenizerJson(
-    json: unknown,
-    config?: Json,
-    options: FamilyOptions = {},
-    where = 'tokenizer.json',
-  ): FamilyTokenizer {
-    if (!isObject(json)) fail(where, 'expected a JSON object');
-    const model = json.model;
-    if (!isObject(model)) fail(where, '"model" is missing');
-    const added = addedTokens(json.added_tokens, where);
-    const cfg = config ?? {};
-    const template = pairTemplate(json.post_processor, where);
-    const modelMaxLength = maxLengthOf(cfg.model_max_length, where);
-    if (model.type === 'Unigram') {
-      const reading = options.reading ?? 'transformers';
-      if (reading !== 'transformers' && reading !== 'file') {
-        throw new InputError(`reading must be 'transformers' or 'file', got ${JSON.stringify(reading)}`);
-      }
-      const { core, vocabSize } = unigramCore(json, model, cfg, reading, where);
-      return new FamilyTokenizer({
-        kind: 'unigram',
-        text: textEncoder(core, added, false, where),
-        template,
-        modelMaxLength,
-        vocabSize: Math.max(vocabSize, ...added.map((t) => t.id + 1)),
-        idOf: (name) => added.find((t) => t.content === name)?.id ?? core.pieceId(name),
-        config: cfg,
-      });
-    }
-    if (model.type === 'BPE') {
-      const { core, vocabSize, vocab } = bpeCore(json, model, where);
-      return new FamilyTokenizer({
-        kind: 'bpe',
-        text: textEncoder(core, added, true, where),
-        template,
-        modelMaxLength,
-        vocabSize: Math.max(vocabSize, ...added.map((t) => t.id + 1)),
-        idOf: (name) => added.find((t) => t.content === name)?.id ?? vocab.get(name) ?? -1,
-        config: cfg,
-      });
-    }
+/**
+ * The Tokenizer parts (src/tokenizer.ts) of a tokenizer.json whose model is Unigram or BPE, with
+ * tokenizer_config.json (+ special_tokens_map.json) values in `config`.
+ */
+export function familyFromTokenizerJson(
+  json: Json,
+  config: Json,
+  reading: UnigramReading,
+  where: string,
+): TokenizerParts {
+  const model = json.model;
+  if (!isObject(model)) fail(where, '"model" is missing');
+  const added = addedTokens(json.added_tokens, where);
+  const pairTemplate = parsePairTemplate(json.post_processor, where);
+  const modelMaxLength = maxLengthOf(config.model_max_length, where);
+  let kind: 'unigram' | 'bpe';
+  let core: TextEncoder;
+  let vocab: { size: number; largest: string; id(token: string): number };
+  if (model.type === 'Unigram') {
+    const u = unigramCore(json, model, config, reading, where);
+    kind = 'unigram';
+    core = textEncoder(u.core, added, false, where);
+    vocab = { size: u.vocabSize, largest: u.largest, id: (t) => u.core.pieceId(t) };
+  } else if (model.type === 'BPE') {
+    const b = bpeCore(json, model, where);
+    kind = 'bpe';
+    core = textEncoder(b.core, added, true, where);
+    let largest = '';
+    for (const [t, id] of b.vocab) if (id === b.vocabSize - 1) largest = t;
+    vocab = { size: b.vocabSize, largest, id: (t) => b.vocab.get(t) ?? -1 };
+  } else {
     fail(where, `model type ${JSON.stringify(model.type)} is not Unigram or BPE`);
   }
-
-  /** Ids of one text, no specials. */
-  tokenize(text: string): Int32Array {
-    checkString(text, 'text');
-    const buf = new IdBuffer();
-    const n = this.text.encode(text, buf, Number.POSITIVE_INFINITY);
-    return buf.data.slice(0, n);
+  let vocabSize = vocab.size;
+  let largestIdToken = vocab.largest;
+  for (const t of added) {
+    if (t.id >= vocabSize) {
+      vocabSize = t.id + 1;
+      largestIdToken = t.content;
+    }
   }
-
-  encodePair(query: string, document: string, opts: EncodeOptions): Encoded {
-    const { budget, onlySecond } = this.options(opts);
-    checkString(query, 'query');
-    checkString(document, 'document');
-    const [nq, nd, truncated] = this.encodeLengths(query, document, budget, onlySecond, '');
-    const total = nq + nd + this.numSpecial;
-    const ids = new Int32Array(total);
-    const typeIds = new Int32Array(total);
-    this.writeTemplate(ids, typeIds, 0, nq, nd);
-    return { ids, typeIds, truncated };
-  }
-
-  encodePairs(pairs: ReadonlyArray<readonly [string, string]>, opts: EncodeOptions): EncodedBatch {
-    const { budget, onlySecond } = this.options(opts);
-    if (!Array.isArray(pairs))
-      throw new InputError(`pairs must be an array of [query, document], got ${describe(pairs)}`);
-    const offsets = new Int32Array(pairs.length + 1);
-    const tok = this.outTokens.reset();
-    const typ = this.outTypes.reset();
-    let truncatedCount = 0;
-    for (let i = 0; i < pairs.length; i++) {
-      const pair = pairs[i];
-      if (!Array.isArray(pair) || pair.length < 2) {
-        throw new InputError(`pairs[${i}] must be a [query, document] array, got ${describe(pair)}`);
-      }
-      const q: unknown = pair[0];
-      const d: unknown = pair[1];
-      checkString(q, `pairs[${i}][0] (query)`);
-      checkString(d, `pairs[${i}][1] (document)`);
-      const [nq, nd, truncated] = this.encodeLengths(q, d, budget, onlySecond, `pairs[${i}]: `);
-      if (truncated) truncatedCount++;
-      const total = nq + nd + this.numSpecial;
-      tok.reserve(total);
-      typ.reserve(total);
-      this.writeTemplate(tok.data, typ.data, tok.length, nq, nd);
-      tok.length += total;
-      typ.length += total;
-      offsets[i + 1] = tok.length;
-    }
-    return {
-      tokens: tok.data.slice(0, tok.length),
-      typeIds: typ.data.slice(0, typ.length),
-      offsets,
-      truncated: truncatedCount,
-    };
-  }
-
-  /**
-   * Long documents: overlapping windows of the document that each fit with the query, exactly as the
-   * WordPiece Tokenizer's encodeChunks (Hugging Face's overflowing tokens with stride).
-   */
-  encodeChunks(query: string, document: string, opts: { maxLength: number; stride: number }): Encoded[] {
-    if (typeof opts !== 'object' || opts === null)
-      throw new InputError('options must be { maxLength, stride }');
-    const { maxLength, stride } = opts;
-    if (!Number.isInteger(maxLength) || maxLength < this.numSpecial + 1) {
-      throw new InputError(
-        `maxLength must be an integer >= ${this.numSpecial + 1} for chunking, got ${describe(maxLength)}`,
-      );
-    }
-    if (!Number.isInteger(stride) || stride < 0) {
-      throw new InputError(`stride must be a non-negative integer, got ${describe(stride)}`);
-    }
-    checkString(query, 'query');
-    checkString(document, 'document');
-    const budget = maxLength - this.numSpecial;
-    let nq = this.text.encode(query, this.qBuf.reset(), budget + 1);
-    let queryCut = false;
-    if (budget - nq <= stride) {
-      nq = Math.min(nq, Math.floor(budget / 2));
-      queryCut = true;
-    }
-    const room = budget - nq;
-    if (room <= stride) {
-      throw new InputError(
-        `stride (${stride}) must be smaller than the document room of each chunk (${room} tokens with maxLength ${maxLength}); use a smaller stride or a larger maxLength`,
-      );
-    }
-    const doc = new IdBuffer(); // the whole document: local, so a huge one is not kept alive
-    const nd = this.text.encode(document, doc, Number.POSITIVE_INFINITY);
-    const chunks: Encoded[] = [];
-    const truncated = queryCut || nd > room;
-    for (let start = 0; ; start += room - stride) {
-      const end = Math.min(start + room, nd);
-      const total = nq + (end - start) + this.numSpecial;
-      const ids = new Int32Array(total);
-      const typeIds = new Int32Array(total);
-      this.writeTemplate(ids, typeIds, 0, nq, end - start, doc.data, start);
-      chunks.push({ ids, typeIds, truncated });
-      if (end >= nd) break;
-    }
-    return chunks;
-  }
-
-  private options(opts: EncodeOptions): { budget: number; onlySecond: boolean } {
-    if (typeof opts !== 'object' || opts === null)
-      throw new InputError('options must be { maxLength, truncation? }');
-    const { maxLength, truncation } = opts;
-    const ok =
-      maxLength === Number.POSITIVE_INFINITY || (Number.isInteger(maxLength) && maxLength >= this.numSpecial);
-    if (!ok) {
-      throw new InputError(
-        `maxLength must be an integer >= ${this.numSpecial} (room for the template's special tokens) or Infinity, got ${describe(maxLength)}`,
-      );
-    }
-    if (truncation !== undefined && truncation !== 'longest_first' && truncation !== 'only_second') {
-      throw new InputError(
-        `truncation must be 'longest_first' or 'only_second', got ${describe(truncation)}`,
-      );
-    }
-    return { budget: maxLength - this.numSpecial, onlySecond: truncation === 'only_second' };
-  }
-
-  /** The same truncation as the WordPiece Tokenizer (tokenizers' truncate_encodings). */
-  private encodeLengths(
-    q: string,
-    d: string,
-    budget: number,
-    onlySecond: boolean,
-    where: string,
-  ): [number, number, boolean] {
-    const cap = budget + this.numSpecial;
-    const qn = this.text.encode(q, this.qBuf.reset(), cap);
-    const dn = this.text.encode(d, this.dBuf.reset(), cap);
-    if (qn + dn <= budget) return [qn, dn, false];
-    if (budget === 0) return [0, 0, true];
-    if (onlySecond) {
-      if (qn >= budget) {
-        throw new InputError(
-          `${where}the query has ${qn > budget ? `more than ${budget}` : budget} tokens, which leaves no room for the document within maxLength ${cap} with truncation 'only_second' (Hugging Face fails the same way); use 'longest_first' or a larger maxLength`,
-        );
-      }
-      return [qn, budget - qn, true];
-    }
-    const swap = qn > dn;
-    let n1 = swap ? dn : qn;
-    let n2 = n1 > budget ? n1 : Math.max(n1, budget - n1);
-    if (n1 + n2 > budget) {
-      n1 = Math.floor(budget / 2);
-      n2 = n1 + (budget % 2);
-    }
-    return swap ? [n2, n1, true] : [n1, n2, true];
-  }
-
-  private writeTemplate(
-    ids: Int32Array,
-    typeIds: Int32Array,
-    at: number,
-    nq: number,
-    nd: number,
-    d: Int32Array = this.dBuf.data,
-    dStart = 0,
-  ): void {
-    let k = at;
-    for (const p of this.template) {
-      if (p.kind === 'special') {
-        for (const id of p.ids) {
-          ids[k] = id;
-          typeIds[k++] = p.typeId;
-        }
-      } else {
-        const src = p.kind === 'A' ? this.qBuf.data : d;
-        const s = p.kind === 'A' ? 0 : dStart;
-        const n = p.kind === 'A' ? nq : nd;
-        for (let i = 0; i < n; i++) ids[k + i] = src[s + i] as number;
-        typeIds.fill(p.typeId, k, k + n);
-        k += n;
+  for (const p of pairTemplate) {
+    if (p.kind !== 'special') continue;
+    for (const id of p.ids) {
+      if (id >= vocabSize) {
+        vocabSize = id + 1;
+        largestIdToken = `(special token of the pair template, id ${id})`;
       }
     }
   }
+  const idOf = (key: string, dflt: string): number => {
+    const v = config[key];
+    const name = typeof v === 'string' ? v : isObject(v) && typeof v.content === 'string' ? v.content : dflt;
+    return added.find((t) => t.content === name)?.id ?? vocab.id(name);
+  };
+  const unigram = kind === 'unigram';
+  return {
+    kind,
+    core,
+    pairTemplate,
+    modelMaxLength,
+    vocabSize,
+    largestIdToken,
+    ...templateIds(pairTemplate),
+    padId: idOf('pad_token', unigram ? '<pad>' : '[PAD]'),
+    unkId: idOf('unk_token', unigram ? '<unk>' : '[UNK]'),
+  };
 }
 
 // ------------------------------------------------------------------------------------------ reading
@@ -442,7 +227,7 @@ function unigramCore(
   config: Json,
   reading: UnigramReading,
   where: string,
-): { core: UnigramPipeline; vocabSize: number } {
+): { core: UnigramPipeline; vocabSize: number; largest: string } {
   const vocab = model.vocab;
   if (!Array.isArray(vocab)) fail(where, 'the Unigram model needs "vocab" as [piece, score] pairs');
   const pieces: Array<[string, number]> = [];
@@ -472,7 +257,7 @@ function unigramCore(
     },
     where,
   );
-  return { core, vocabSize: pieces.length };
+  return { core, vocabSize: pieces.length, largest: pieces[pieces.length - 1]?.[0] ?? '' };
 }
 
 function readUnigramNormalizer(
@@ -644,64 +429,9 @@ function addedTokens(v: unknown, where: string): AddedSpec[] {
   return out;
 }
 
-function pairTemplate(pp: unknown, where: string): TemplatePiece[] {
-  if (!isObject(pp) || pp.type !== 'TemplateProcessing' || !Array.isArray(pp.pair)) {
-    fail(where, 'the "post_processor" must be a TemplateProcessing with a "pair" template');
-  }
-  const specials = isObject(pp.special_tokens) ? pp.special_tokens : {};
-  const pieces: TemplatePiece[] = [];
-  for (const item of pp.pair) {
-    if (
-      isObject(item) &&
-      isObject(item.Sequence) &&
-      (item.Sequence.id === 'A' || item.Sequence.id === 'B') &&
-      isId(item.Sequence.type_id)
-    ) {
-      pieces.push({ kind: item.Sequence.id, typeId: item.Sequence.type_id });
-    } else if (isObject(item) && isObject(item.SpecialToken) && isId(item.SpecialToken.type_id)) {
-      const name = item.SpecialToken.id;
-      const st = typeof name === 'string' ? specials[name] : undefined;
-      if (!isObject(st) || !Array.isArray(st.ids) || !st.ids.every(isId))
-        fail(where, `special token ${JSON.stringify(name)} of the pair template has no ids`);
-      pieces.push({ kind: 'special', ids: st.ids as number[], typeId: item.SpecialToken.type_id });
-    } else fail(where, `bad pair template item ${JSON.stringify(item)}`);
-  }
-  if (
-    pieces.filter((p) => p.kind === 'A').length !== 1 ||
-    pieces.filter((p) => p.kind === 'B').length !== 1
-  ) {
-    fail(where, 'the pair template must contain $A and $B exactly once');
-  }
-  return pieces;
-}
-
 function maxLengthOf(v: unknown, where: string): number {
   if (v === undefined || v === null) return Number.POSITIVE_INFINITY;
   if (typeof v !== 'number' || !(v > 0))
     fail(where, `"model_max_length" must be a positive number, got ${String(v)}`);
   return v >= HUGE_MAX_LENGTH || !Number.isFinite(v) ? Number.POSITIVE_INFINITY : Math.floor(v);
-}
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function isId(v: unknown): v is number {
-  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0x7fffffff;
-}
-
-function fail(where: string, message: string): never {
-  throw new TokenizerError(`${where}: ${message}`);
-}
-
-function checkString(v: unknown, what: string): asserts v is string {
-  if (typeof v !== 'string') throw new InputError(`${what} must be a string, got ${describe(v)}`);
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return `an array of length ${v.length}`;
-  if (typeof v === 'number') return String(v);
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v);
-  return typeof v;
 }

@@ -12,9 +12,9 @@
  * same order, and ties keep the first candidate (shorter pieces first, the unk edge last), as in Rust.
  */
 import { TokenizerError } from '../errors';
+import type { IdBuffer } from './ids';
 import type { PrecompiledCharsmap } from './precompiled';
 import { FNV_OFFSET, FNV_PRIME, WordCache } from './word-cache';
-import type { IdBuffer } from './wordpiece';
 
 /** `tokenizers`' K_UNK_PENALTY: an unknown character scores the lowest piece score minus this. */
 const UNK_PENALTY = 10;

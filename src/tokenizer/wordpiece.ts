@@ -22,7 +22,8 @@
  * Lone surrogates (possible in JS strings, impossible in Rust ones) are read as U+FFFD, which is what
  * any UTF-8 conversion of the string (Buffer, TextEncoder, the `tokenizers` binding) produces.
  */
-import { AddedTokenMatcher } from './added-tokens';
+import { type AddedToken, AddedTokenMatcher } from './added-tokens';
+import type { IdBuffer, TextCore } from './ids';
 import * as U from './unicode';
 
 // Module-local copies: V8 reads imported bindings through a checked cell on every use, which costs
@@ -44,17 +45,6 @@ export interface NormalizerOptions {
   lowercase: boolean;
 }
 
-export interface AddedToken {
-  content: string;
-  id: number;
-  /**
-   * Swallow whitespace on the left / right of a match (Rust AddedToken.lstrip / rstrip). Kept for
-   * what the file says, but without effect on ids: BertPreTokenizer drops that whitespace anyway.
-   */
-  lstrip: boolean;
-  rstrip: boolean;
-}
-
 export interface CoreSpec {
   vocab: ReadonlyMap<string, number>;
   unkId: number;
@@ -63,28 +53,6 @@ export interface CoreSpec {
   normalizer: NormalizerOptions;
   /** Matched on the raw text before normalization (normalized: false). */
   addedTokens: readonly AddedToken[];
-}
-
-/** A growable Int32Array used as an output stream of ids. */
-export class IdBuffer {
-  data: Int32Array;
-  length = 0;
-  constructor(capacity = 1024) {
-    this.data = new Int32Array(capacity);
-  }
-  reset(): this {
-    this.length = 0;
-    return this;
-  }
-  reserve(extra: number): Int32Array {
-    const need = this.length + extra;
-    if (need > this.data.length) {
-      const next = new Int32Array(Math.max(need, this.data.length * 2));
-      next.set(this.data.subarray(0, this.length));
-      this.data = next;
-    }
-    return this.data;
-  }
 }
 
 const FNV_OFFSET = 0x811c9dc5 | 0;
@@ -113,7 +81,7 @@ export function readLimitFor(tokens: number): number {
   return Math.min(MAX_READ, Math.max(MIN_READ, tokens * MAX_CHARS_PER_TOKEN));
 }
 
-export class WordPieceCore {
+export class WordPieceCore implements TextCore {
   private readonly unkId: number;
   private readonly maxChars: number;
   private readonly opts: NormalizerOptions;
