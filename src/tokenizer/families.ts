@@ -12,6 +12,7 @@
  */
 
 import { isObject } from '../validate';
+import { type AddedToken, AddedTokenMatcher } from './added-tokens';
 import { BytePairEncoder } from './bpe';
 import type { IdBuffer, TextCore, TokenizerParts } from './ids';
 import { fail, parsePairTemplate, templateIds } from './pair';
@@ -34,52 +35,43 @@ interface SegmentCore {
   encode(text: string, start: number, end: number, atTextStart: boolean, out: IdBuffer, cap: number): void;
 }
 
-interface Added {
-  content: string;
-  id: number;
-  lstrip: boolean;
-  rstrip: boolean;
-}
-
 interface Match {
   start: number;
   end: number;
   id: number;
 }
 
-/** Leftmost-longest matching of a set of added tokens (what `tokenizers`' Aho-Corasick does). */
+/**
+ * Leftmost-longest matching of a set of added tokens (what `tokenizers`' Aho-Corasick does), in time
+ * linear in the text whatever the tokens (./added-tokens.ts), with lstrip / rstrip applied.
+ */
 class AddedTokenSet {
   readonly size: number;
-  constructor(private readonly tokens: readonly Added[]) {
+  private readonly matcher: AddedTokenMatcher;
+  constructor(private readonly tokens: readonly AddedToken[]) {
     this.size = tokens.length;
+    this.matcher = new AddedTokenMatcher(tokens);
   }
 
-  /** The first match starting in [from, limit) (it may end past limit), with lstrip/rstrip applied. */
+  /** Call before searching another text. */
+  reset(): void {
+    this.matcher.reset();
+  }
+
+  /**
+   * The first match starting in [from, limit) (it may end past limit), with lstrip/rstrip applied.
+   * Calls for one text come with `from` not decreasing (reset() in between).
+   */
   find(text: string, from: number, limit: number): Match | undefined {
-    let best: Added | undefined;
-    let bestAt = limit;
-    for (const t of this.tokens) {
-      // Only this window is searched (a slice of a flat string shares its characters): the rest
-      // of a long text may never be read.
-      const end = limit + t.content.length - 1;
-      let at: number;
-      if (end >= text.length) at = text.indexOf(t.content, from);
-      else {
-        const rel = text.slice(from, end).indexOf(t.content);
-        at = rel < 0 ? -1 : from + rel;
-      }
-      if (at < 0 || at >= limit) continue;
-      if (at < bestAt || (at === bestAt && best !== undefined && t.content.length > best.content.length)) {
-        best = t;
-        bestAt = at;
-      }
-    }
-    if (best === undefined) return undefined;
-    let start = bestAt;
-    let end = bestAt + best.content.length;
-    if (best.lstrip) while (start > from && isRustWhitespace(text.charCodeAt(start - 1))) start--;
-    if (best.rstrip) while (end < text.length && isRustWhitespace(text.charCodeAt(end))) end++;
-    return { start, end, id: best.id };
+    const m = this.matcher;
+    const at = m.find(text, from, text.length, limit);
+    if (at < 0) return undefined;
+    const t = this.tokens[m.index] as AddedToken;
+    let start = at;
+    let end = at + m.len;
+    if (t.lstrip) while (start > from && isRustWhitespace(text.charCodeAt(start - 1))) start--;
+    if (t.rstrip) while (end < text.length && isRustWhitespace(text.charCodeAt(end))) end++;
+    return { start, end, id: m.id };
   }
 }
 
@@ -102,6 +94,8 @@ class TextEncoder implements TextCore {
     const n = s.length;
     let pos = 0;
     let window = WINDOW;
+    this.raw.reset();
+    this.normalized.reset();
     while (pos < n && out.length < cap) {
       const limit = Math.min(n, pos + window);
       const m = this.raw.size > 0 ? this.raw.find(s, pos, limit) : undefined;
@@ -395,7 +389,7 @@ function textEncoder(
   return new TextEncoder(core, new AddedTokenSet(raw), new AddedTokenSet(norm));
 }
 
-interface AddedSpec extends Added {
+interface AddedSpec extends AddedToken {
   normalized: boolean;
 }
 
