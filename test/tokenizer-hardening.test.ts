@@ -16,7 +16,7 @@ import {
   Tokenizer,
 } from '../src/tokenizer';
 import { AddedTokenMatcher } from '../src/tokenizer/added-tokens';
-import { TOKENIZER_LIMITS } from '../src/tokenizer/config';
+import { TOKENIZER_LIMITS } from '../src/tokenizer/fields';
 import { MAX_READ } from '../src/tokenizer/wordpiece';
 import { bertUncasedVocab } from '../src/workload';
 import { cleanupModels, syntheticModel } from './helpers/api-model';

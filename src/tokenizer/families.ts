@@ -14,17 +14,22 @@
 import { isObject } from '../validate';
 import { type AddedToken, AddedTokenMatcher } from './added-tokens';
 import { BytePairEncoder } from './bpe';
+import {
+  addedTokenOf,
+  checkCount,
+  largestId,
+  modelMaxLengthOf,
+  TOKENIZER_LIMITS,
+  tokenString,
+} from './fields';
 import type { IdBuffer, TextCore, TokenizerParts } from './ids';
-import { fail, parsePairTemplate, templateIds } from './pair';
+import { fail, isId, parsePairTemplate, templateIds } from './pair';
 import { PrecompiledCharsmap } from './precompiled';
 import { isRustWhitespace, type PrependScheme, UnigramPipeline } from './unigram';
 
 /** How an XLM-RoBERTa tokenizer.json is read: see docs/tokenizers.md. */
 export type UnigramReading = 'transformers' | 'file';
 
-const MAX_ADDED_TOKENS = 100_000;
-const MAX_ADDED_LENGTH = 1024;
-const HUGE_MAX_LENGTH = 1e18;
 /** Input read per window, in UTF-16 code units (grown when a window has no safe cut). */
 const WINDOW = 4096;
 
@@ -158,45 +163,26 @@ export function familyFromTokenizerJson(
   if (!isObject(model)) fail(where, '"model" is missing');
   const added = addedTokens(json.added_tokens, where);
   const pairTemplate = parsePairTemplate(json.post_processor, where);
-  const modelMaxLength = maxLengthOf(config.model_max_length, where);
+  const modelMaxLength =
+    modelMaxLengthOf(config.model_max_length, 'tokenizer_config.json') ?? Number.POSITIVE_INFINITY;
   let kind: 'unigram' | 'bpe';
   let core: TextEncoder;
-  let vocab: { size: number; largest: string; id(token: string): number };
+  let vocab: { entries: Iterable<readonly [string, number]>; id(token: string): number };
   if (model.type === 'Unigram') {
     const u = unigramCore(json, model, config, reading, where);
     kind = 'unigram';
     core = textEncoder(u.core, added, false, where);
-    vocab = { size: u.vocabSize, largest: u.largest, id: (t) => u.core.pieceId(t) };
+    vocab = { entries: u.pieces.map(([p], i) => [p, i] as const), id: (t) => u.core.pieceId(t) };
   } else if (model.type === 'BPE') {
     const b = bpeCore(json, model, where);
     kind = 'bpe';
     core = textEncoder(b.core, added, true, where);
-    let largest = '';
-    for (const [t, id] of b.vocab) if (id === b.vocabSize - 1) largest = t;
-    vocab = { size: b.vocabSize, largest, id: (t) => b.vocab.get(t) ?? -1 };
+    vocab = { entries: b.vocab, id: (t) => b.vocab.get(t) ?? -1 };
   } else {
     fail(where, `model type ${JSON.stringify(model.type)} is not Unigram or BPE`);
   }
-  let vocabSize = vocab.size;
-  let largestIdToken = vocab.largest;
-  for (const t of added) {
-    if (t.id >= vocabSize) {
-      vocabSize = t.id + 1;
-      largestIdToken = t.content;
-    }
-  }
-  for (const p of pairTemplate) {
-    if (p.kind !== 'special') continue;
-    for (const id of p.ids) {
-      if (id >= vocabSize) {
-        vocabSize = id + 1;
-        largestIdToken = `(special token of the pair template, id ${id})`;
-      }
-    }
-  }
   const idOf = (key: string, dflt: string): number => {
-    const v = config[key];
-    const name = typeof v === 'string' ? v : isObject(v) && typeof v.content === 'string' ? v.content : dflt;
+    const name = tokenString(config[key]) ?? dflt;
     return added.find((t) => t.content === name)?.id ?? vocab.id(name);
   };
   const unigram = kind === 'unigram';
@@ -205,8 +191,7 @@ export function familyFromTokenizerJson(
     core,
     pairTemplate,
     modelMaxLength,
-    vocabSize,
-    largestIdToken,
+    ...largestId(vocab.entries, added, pairTemplate),
     ...templateIds(pairTemplate),
     padId: idOf('pad_token', unigram ? '<pad>' : '[PAD]'),
     unkId: idOf('unk_token', unigram ? '<unk>' : '[UNK]'),
@@ -221,7 +206,7 @@ function unigramCore(
   config: Json,
   reading: UnigramReading,
   where: string,
-): { core: UnigramPipeline; vocabSize: number; largest: string } {
+): { core: UnigramPipeline; pieces: ReadonlyArray<[string, number]> } {
   const vocab = model.vocab;
   if (!Array.isArray(vocab)) fail(where, 'the Unigram model needs "vocab" as [piece, score] pairs');
   const pieces: Array<[string, number]> = [];
@@ -251,7 +236,7 @@ function unigramCore(
     },
     where,
   );
-  return { core, vocabSize: pieces.length, largest: pieces[pieces.length - 1]?.[0] ?? '' };
+  return { core, pieces };
 }
 
 function readUnigramNormalizer(
@@ -330,7 +315,7 @@ function bpeCore(
   json: Json,
   model: Json,
   where: string,
-): { core: BytePairEncoder; vocabSize: number; vocab: ReadonlyMap<string, number> } {
+): { core: BytePairEncoder; vocab: ReadonlyMap<string, number> } {
   if (json.normalizer !== null && json.normalizer !== undefined) {
     fail(where, 'a normalizer before byte-level BPE is not supported (ModernBERT / GPT-2 have none)');
   }
@@ -345,12 +330,9 @@ function bpeCore(
   const rawVocab = model.vocab;
   if (!isObject(rawVocab)) fail(where, 'the BPE model needs "vocab" as an object');
   const vocab = new Map<string, number>();
-  let vocabSize = 0;
   for (const [k, v] of Object.entries(rawVocab)) {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0x7fffffff)
-      fail(where, `vocab id of ${JSON.stringify(k)} is not an id`);
+    if (!isId(v)) fail(where, `vocab id of ${JSON.stringify(k)} is not an id`);
     vocab.set(k, v);
-    if (v + 1 > vocabSize) vocabSize = v + 1;
   }
   const rawMerges = model.merges;
   if (!Array.isArray(rawMerges)) fail(where, 'the BPE model needs "merges"');
@@ -369,7 +351,7 @@ function bpeCore(
     { vocab, merges, addPrefixSpace: pre.add_prefix_space === true, useRegex: pre.use_regex !== false },
     where,
   );
-  return { core, vocabSize, vocab };
+  return { core, vocab };
 }
 
 function textEncoder(
@@ -389,43 +371,15 @@ function textEncoder(
   return new TextEncoder(core, new AddedTokenSet(raw), new AddedTokenSet(norm));
 }
 
-interface AddedSpec extends AddedToken {
-  normalized: boolean;
-}
+type AddedSpec = AddedToken & { normalized: boolean };
 
+/** tokenizer.json's added_tokens (normalized ones allowed here; textEncoder decides). */
 function addedTokens(v: unknown, where: string): AddedSpec[] {
   if (v === undefined || v === null) return [];
-  if (!Array.isArray(v) || v.length > MAX_ADDED_TOKENS)
-    fail(where, `"added_tokens" must be an array of at most ${MAX_ADDED_TOKENS}`);
-  const out: AddedSpec[] = [];
-  for (const t of v) {
-    if (
-      !isObject(t) ||
-      typeof t.content !== 'string' ||
-      t.content.length === 0 ||
-      t.content.length > MAX_ADDED_LENGTH
-    ) {
-      fail(where, `each added token needs a "content" string of 1..${MAX_ADDED_LENGTH} characters`);
-    }
-    if (typeof t.id !== 'number' || !Number.isInteger(t.id) || t.id < 0 || t.id > 0x7fffffff)
-      fail(where, `added token ${JSON.stringify(t.content)} has no valid id`);
-    if (t.single_word === true)
-      fail(where, `added token ${JSON.stringify(t.content)} has single_word: true, which is not supported`);
-    const special = t.special === true;
-    out.push({
-      content: t.content,
-      id: t.id,
-      lstrip: t.lstrip === true,
-      rstrip: t.rstrip === true,
-      normalized: typeof t.normalized === 'boolean' ? t.normalized : !special,
-    });
-  }
-  return out;
-}
-
-function maxLengthOf(v: unknown, where: string): number {
-  if (v === undefined || v === null) return Number.POSITIVE_INFINITY;
-  if (typeof v !== 'number' || !(v > 0))
-    fail(where, `"model_max_length" must be a positive number, got ${String(v)}`);
-  return v >= HUGE_MAX_LENGTH || !Number.isFinite(v) ? Number.POSITIVE_INFINITY : Math.floor(v);
+  if (!Array.isArray(v)) fail(where, '"added_tokens" must be an array');
+  checkCount(v.length, 0, TOKENIZER_LIMITS.addedTokens, 'added tokens', where);
+  return v.map((t) => {
+    if (!isObject(t) || !isId(t.id)) fail(where, 'every added token needs an integer "id"');
+    return addedTokenOf(t, t.id, where, true);
+  });
 }
