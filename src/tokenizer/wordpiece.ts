@@ -1,7 +1,8 @@
 /**
  * One concern, kept in one file because it is one fused loop: the WordPiece text core (BERT, MiniLM,
  * ELECTRA), BertNormalizer + BertPreTokenizer + WordPiece over char codes, writing ids into a growable
- * Int32Array (the pair template and truncation around it are ./pair.ts). Semantics follow Hugging Face `tokenizers` (Rust) step by step:
+ * Int32Array (the pair template and truncation around it are ./pair.ts). Semantics follow Hugging
+ * Face `tokenizers` (Rust) step by step:
  *
  *   added tokens  split the raw text first (leftmost-longest; their id is emitted as is)
  *   clean_text    drop U+0000, U+FFFD and Cc/Cf/Co (but \t \n \r); every whitespace char -> ' '
