@@ -32,7 +32,10 @@ export function optBool(obj: Json, key: string, where: string, dflt: boolean): b
   return v;
 }
 
-export const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const LONE = '[\\ud800-\\udbff](?![\\udc00-\\udfff])|(?<![\\ud800-\\udbff])[\\udc00-\\udfff]';
+/** A surrogate without its other half: `.test` for one, LONE_SURROGATES to replace them all. */
+export const LONE_SURROGATE = new RegExp(LONE);
+export const LONE_SURROGATES = new RegExp(LONE, 'g');
 
 /** A special token given as "[CLS]" or as {"content": "[CLS]", ...} (AddedToken in JSON). */
 export function tokenString(v: unknown): string | undefined {

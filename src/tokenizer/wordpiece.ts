@@ -27,6 +27,7 @@
 import { type AddedToken, AddedTokenMatcher } from './added-tokens';
 import type { IdBuffer, TextCore } from './ids';
 import * as U from './unicode';
+import * as W from './word-cache';
 
 // Module-local copies: V8 reads imported bindings through a checked cell on every use, which costs
 // measurably in the per-character loops below (about 2x when run unbundled).
@@ -57,8 +58,8 @@ export interface CoreSpec {
   addedTokens: readonly AddedToken[];
 }
 
-const FNV_OFFSET = 0x811c9dc5 | 0;
-const FNV_PRIME = 0x01000193;
+const FNV_OFFSET = W.FNV_OFFSET;
+const FNV_PRIME = W.FNV_PRIME;
 const RUN_CACHE_MAX_KEY = 64;
 const RUN_PIECE = 48;
 const RUN_CACHE_MAX_SIZE = 50_000;
