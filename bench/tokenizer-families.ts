@@ -1,10 +1,11 @@
 /**
  * `npm run bench:tokenizer-families` (or `node --import tsx bench/tokenizer-families.ts`): pairs/s of
- * the Unigram (XLM-RoBERTa layout) and byte-level BPE (ModernBERT layout) tokenizers of
- * src/tokenizer/families.ts on MS MARCO-like pairs (src/workload.ts, seeded), one core, truncation
+ * the Unigram (XLM-RoBERTa layout) and byte-level BPE (ModernBERT layout) tokenizers
+ * (src/tokenizer.ts over src/tokenizer/families.ts) on MS MARCO-like pairs (src/workload.ts, seeded), one core, truncation
  * longest_first at --max-length (default 512), side by side in one tinybench run with:
  *  - `tokenizers` (Hugging Face's Rust library, npm binding) on the same tokenizer.json, encode per
- *    pair with 32 in flight, libuv pool and rayon held to one thread;
+ *    pair with 32 in flight, rayon held to one thread and libuv's pool to two (with one, the run hangs:
+ *    see bench/tokenizer.ts); compare the "pairs per CPU-second" column;
  *  - transformers.js AutoTokenizer on the same folder (tokenizer.json + tokenizer_config.json);
  *  - and, for reference, the WordPiece tokenizer (src/tokenizer.ts) on the same pairs.
  * The tokenizer files are the committed fixtures (test/fixtures/families/tokenizer/{unigram,bpe}).
@@ -12,7 +13,7 @@
  */
 process.env.RAYON_NUM_THREADS = '1';
 process.env.TOKENIZERS_PARALLELISM = 'false';
-process.env.UV_THREADPOOL_SIZE ??= '1';
+process.env.UV_THREADPOOL_SIZE ??= '2';
 
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -21,7 +22,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
 import { Tokenizer } from '../src/tokenizer';
-import { FamilyTokenizer } from '../src/tokenizer/families';
+
 import { bertUncasedVocab, msMarcoPairs } from '../src/workload';
 
 const { values } = parseArgs({
@@ -70,7 +71,7 @@ for (const kind of ['unigram', 'bpe'] as const) {
     string,
     unknown
   >;
-  const ours = FamilyTokenizer.fromTokenizerJson(JSON.parse(text), config);
+  const ours = Tokenizer.fromTokenizerJson(JSON.parse(text), config);
   tokensPerPair.set(kind, ours.encodePairs(pairs, { maxLength }).tokens.length / pairs.length);
   const rust = Rust.fromString(text);
   rust.setTruncation(maxLength, { strategy: 'LongestFirst' });

@@ -91,7 +91,9 @@ const tjs = await transformers.AutoTokenizer.from_pretrained(dir, { local_files_
 const { Tokenizer: HfTokenizer } = await import('@huggingface/tokenizers');
 const hfts = new HfTokenizer(json as never, config as never);
 
-const bench = new Bench({ time: Number(values.time), warmupTime: 500 });
+// Few iterations: the slower tokenizers take seconds a pass, and tinybench's default is 64 a task
+// (over ten minutes for transformers.js on a loaded machine).
+const bench = new Bench({ time: Number(values.time), warmupTime: 500, iterations: 3, warmupIterations: 1 });
 const fns = new Map<string, () => unknown>();
 const add = (name: string, fn: () => unknown) => {
   fns.set(name, fn);

@@ -4,6 +4,7 @@
  * next to each option's default (src/scheduler/limits.ts, src/api-input.ts) and listed in
  * docs/limits.md.
  */
+import { readFile, stat } from 'node:fs/promises';
 import { InputError } from './errors';
 
 /** A numeric option's accepted values: [min, max], integers only unless `integer` is false. */
@@ -129,4 +130,50 @@ export function editDistance(a: string, b: string): number {
     prev = cur;
   }
   return prev[b.length] as number;
+}
+
+/** An error class of src/errors.ts that takes (message, { cause }): what a file helper throws. */
+export type FileErrorClass = new (message: string, options?: { cause?: unknown }) => Error;
+
+/**
+ * Reads a UTF-8 file of at most maxBytes (checked with stat first: an oversized file is refused before
+ * it is read). A missing, unreadable or oversized file becomes an `ErrorClass` naming `what` and path.
+ */
+export async function readTextFile(
+  path: string,
+  what: string,
+  maxBytes: number,
+  ErrorClass: FileErrorClass,
+): Promise<string> {
+  let size: number;
+  try {
+    size = (await stat(path)).size;
+  } catch (err) {
+    throw new ErrorClass(`Cannot read ${what} at ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if (size > maxBytes) {
+    throw new ErrorClass(
+      `${what} at ${path} is ${size} bytes, more than the ${maxBytes} it may have; the file is corrupt or not a ${what}.`,
+    );
+  }
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ErrorClass(`Cannot read ${what} at ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** readTextFile, then JSON.parse; invalid JSON is an `ErrorClass` too. */
+export async function readJsonFile(
+  path: string,
+  what: string,
+  maxBytes: number,
+  ErrorClass: FileErrorClass,
+): Promise<unknown> {
+  const text = await readTextFile(path, what, maxBytes, ErrorClass);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new ErrorClass(`${what} at ${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
 }

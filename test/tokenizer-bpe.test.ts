@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { InputError, TokenizerError } from '../src/errors';
+import { Tokenizer } from '../src/tokenizer';
 import { byteToChar } from '../src/tokenizer/bpe';
-import { FamilyTokenizer } from '../src/tokenizer/families';
 import { msMarcoPairs } from '../src/workload';
 import {
   hostileSoup,
@@ -115,14 +115,12 @@ describe('BPE edge cases', () => {
   it('rejects bad files with typed errors', () => {
     const model = json.model as Record<string, unknown>;
     const bad = (m: Record<string, unknown>) => () =>
-      FamilyTokenizer.fromTokenizerJson({ ...json, model: { ...model, ...m } });
+      Tokenizer.fromTokenizerJson({ ...json, model: { ...model, ...m } });
     expect(bad({ merges: [['zz-not-a-token', 'q']] })).toThrow(TokenizerError);
     expect(bad({ merges: 'nope' })).toThrow(TokenizerError);
     expect(bad({ dropout: 0.1 })).toThrow(TokenizerError);
-    expect(() => FamilyTokenizer.fromTokenizerJson({ ...json, post_processor: null })).toThrow(
-      TokenizerError,
-    );
-    expect(() => FamilyTokenizer.fromTokenizerJson({ ...json, model: { type: 'WordLevel' } })).toThrow(
+    expect(() => Tokenizer.fromTokenizerJson({ ...json, post_processor: null })).toThrow(TokenizerError);
+    expect(() => Tokenizer.fromTokenizerJson({ ...json, model: { type: 'WordLevel' } })).toThrow(
       TokenizerError,
     );
   });

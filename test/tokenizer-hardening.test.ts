@@ -15,7 +15,8 @@ import {
   TOKENIZER_FILE_LIMITS,
   Tokenizer,
 } from '../src/tokenizer';
-import { TOKENIZER_LIMITS } from '../src/tokenizer/config';
+import { AddedTokenMatcher } from '../src/tokenizer/added-tokens';
+import { TOKENIZER_LIMITS } from '../src/tokenizer/fields';
 import { MAX_READ } from '../src/tokenizer/wordpiece';
 import { bertUncasedVocab } from '../src/workload';
 import { cleanupModels, syntheticModel } from './helpers/api-model';
@@ -227,5 +228,58 @@ describe('chunk mode reads a bounded part of the document', () => {
     const covered = (chunks.length - 1) * (room - 128) + ((chunks.at(-1)?.ids.length ?? 0) - 4);
     expect(covered).toBe(MAX_CHUNK_TOKENS);
     expect(chunks.every((c) => c.truncated)).toBe(true);
+  });
+});
+
+describe('added-token matching (src/tokenizer/added-tokens.ts)', () => {
+  /** The first match starting in [from, limit) and ending by end, longest of those starting there. */
+  function naive(tokens: string[], text: string, from: number, end: number, limit: number) {
+    for (let i = from; i < limit; i++) {
+      let best = -1;
+      for (const [k, t] of tokens.entries()) {
+        const fits = i + t.length <= end && text.startsWith(t, i);
+        if (fits && (best < 0 || t.length > (tokens[best] as string).length)) best = k;
+      }
+      if (best >= 0) return { at: i, len: (tokens[best] as string).length, id: 100 + best };
+    }
+    return { at: -1 };
+  }
+
+  // 2 distinct first characters (found with indexOf) and 7 (found with the first-character table).
+  const sets = [
+    ['[CLS]', '[SEP]', '[S', '<s>', '</s>'],
+    ['[SEP]', '<mask>', '|||EMAIL|||', 'ab', 'b', 'xyz', 'zz', '\u{1F600}!', 'a'],
+  ];
+  it('is leftmost-longest from any start, limit and end, as a naive scan', () => {
+    let seed = 7;
+    const rand = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    for (const tokens of sets) {
+      const m = new AddedTokenMatcher(
+        tokens.map((content, i) => ({ content, id: 100 + i, lstrip: false, rstrip: false })),
+      );
+      const alphabet = [...'[]<>/|abSEPCLzxy s!\u{1F600}', ...tokens];
+      for (let n = 0; n < 400; n++) {
+        let text = '';
+        const len = rand(40) * (n % 40 === 0 ? 150 : 1); // some longer than a 4096 block
+        while (text.length < len) text += alphabet[rand(alphabet.length)];
+        const end = text.length - rand(Math.min(8, text.length + 1));
+        let from = 0;
+        m.reset();
+        for (;;) {
+          const limit = Math.max(from, end - rand(6));
+          const want = naive(tokens, text, from, end, limit);
+          const at = m.find(text, from, end, limit);
+          expect(at, `${JSON.stringify(tokens)} ${JSON.stringify(text)} ${from} ${limit} ${end}`).toBe(
+            want.at,
+          );
+          if (at < 0) break;
+          expect([m.len, m.id]).toEqual([want.len, want.id]);
+          from = at + m.len;
+        }
+      }
+    }
   });
 });

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { InputError, TokenizerError } from '../src/errors';
-import { FamilyTokenizer, type UnigramReading } from '../src/tokenizer/families';
+import { Tokenizer, type UnigramReading } from '../src/tokenizer';
 import { PrecompiledCharsmap } from '../src/tokenizer/precompiled';
 import { msMarcoPairs } from '../src/workload';
 import {
@@ -28,7 +28,7 @@ const transformersJson = {
   normalizer: golden.transformersNormalizer,
   pre_tokenizer: golden.transformersPreTokenizer,
 };
-const readings: Record<UnigramReading, FamilyTokenizer> = {
+const readings: Record<UnigramReading, Tokenizer> = {
   transformers: loadFamily('unigram'),
   file: loadFamily('unigram', { reading: 'file' }),
 };
@@ -189,16 +189,16 @@ describe('Unigram readings and edge cases', () => {
   it('rejects bad input and bad files with typed errors', () => {
     expect(() => t.encodePair('a', 1 as unknown as string, { maxLength: 16 })).toThrow(InputError);
     expect(() => t.encodePair('a', 'b', { maxLength: 3 })).toThrow(InputError);
-    expect(() => FamilyTokenizer.fromTokenizerJson({ ...fileJson, normalizer: { type: 'NFKC' } })).toThrow(
+    expect(() => Tokenizer.fromTokenizerJson({ ...fileJson, normalizer: { type: 'NFKC' } })).toThrow(
       TokenizerError,
     );
     const model = fileJson.model as Record<string, unknown>;
-    expect(() =>
-      FamilyTokenizer.fromTokenizerJson({ ...fileJson, model: { ...model, unk_id: 99999 } }),
-    ).toThrow(TokenizerError);
+    expect(() => Tokenizer.fromTokenizerJson({ ...fileJson, model: { ...model, unk_id: 99999 } })).toThrow(
+      TokenizerError,
+    );
     expect(() => new PrecompiledCharsmap(new Uint8Array([255, 255, 0, 0, 1, 2, 3]))).toThrow(TokenizerError);
     expect(() =>
-      FamilyTokenizer.fromTokenizerJson(fileJson, readConfig('unigram'), { reading: 'x' as never }),
+      Tokenizer.fromTokenizerJson(fileJson, readConfig('unigram'), { reading: 'x' as never }),
     ).toThrow(InputError);
   });
 });

@@ -6,9 +6,9 @@
  * The split regex is the one `tokenizers` runs with Oniguruma, where \s is Unicode White_Space; in a
  * JS regex \s also takes U+FEFF and leaves out U+0085, so the class is spelt out.
  */
-import { TokenizerError } from '../errors';
+import type { IdBuffer } from './ids';
+import { fail } from './pair';
 import { hashSpan, WORD_CACHE_MAX_KEY, WordCache } from './word-cache';
-import type { IdBuffer } from './wordpiece';
 
 const WS = '\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
 const GPT2_SPLIT = new RegExp(
@@ -290,8 +290,4 @@ function asciiToken(s: string, i: number, b: number): number {
   }
   if (j === b || j - i === 1) return j;
   return j - 1; // the last whitespace character goes with what follows (or stands alone)
-}
-
-function fail(where: string, message: string): never {
-  throw new TokenizerError(`${where}: ${message}`);
 }

@@ -6,13 +6,25 @@
  *    BertConverter builds BertTokenizerFast from the slow tokenizer.
  * Anything else gets a TokenizerError that names the file, the field and what is supported.
  */
-import { TokenizerError } from '../errors';
-import type { AddedToken, CoreSpec, NormalizerOptions } from './wordpiece';
+import { isObject } from '../validate';
+import type { AddedToken } from './added-tokens';
+import {
+  addedTokenOf,
+  checkCount,
+  countKeys,
+  idOf,
+  LONE_SURROGATE,
+  largestId,
+  modelMaxLengthOf,
+  optBool,
+  specialNames,
+  TOKENIZER_LIMITS,
+  tokenString,
+} from './fields';
+import { bertTemplate, fail, isId, parsePairTemplate, type TemplatePiece } from './pair';
+import type { CoreSpec, NormalizerOptions } from './wordpiece';
 
-/** One piece of the pair template: a special token's ids, or sequence A (query) / B (document). */
-export type TemplatePiece =
-  | { kind: 'special'; ids: number[]; typeId: number }
-  | { kind: 'A' | 'B'; typeId: number };
+type Json = Record<string, unknown>;
 
 export interface TokenizerSpec {
   core: CoreSpec;
@@ -26,241 +38,6 @@ export interface TokenizerSpec {
   sepId: number;
   padId: number;
   unkId: number;
-}
-
-/** transformers' VERY_LARGE_INTEGER (int(1e30)) and similar sentinels mean "no limit". */
-const HUGE_MAX_LENGTH = 1e18;
-/**
- * Entry counts checked before anything is built from them (a hostile file must not cost seconds and
- * GBs before it is refused). Generous for every real vocabulary: WordPiece ones have 20k-250k entries.
- */
-export const TOKENIZER_LIMITS = {
-  /** Vocabulary entries (tokenizer.json model.vocab, or vocab.txt lines). */
-  vocabEntries: 1 << 20,
-  /** Added tokens (tokenizer.json added_tokens, or tokenizer_config.json added_tokens_decoder). */
-  addedTokens: 1 << 16,
-  /** Length of one added token, in UTF-16 code units. */
-  addedTokenLength: 1024,
-  /** BPE merges (model.merges): counted, so that a huge list is refused before anything else. */
-  merges: 1 << 21,
-} as const;
-const MAX_ID = 0x7fffffff;
-
-type Json = Record<string, unknown>;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function fail(where: string, message: string): never {
-  throw new TokenizerError(`${where}: ${message}`);
-}
-
-function optBool(obj: Json, key: string, where: string, dflt: boolean): boolean {
-  const v = obj[key];
-  if (v === undefined || v === null) return dflt;
-  if (typeof v !== 'boolean') fail(where, `"${key}" must be true or false, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function isId(v: unknown): v is number {
-  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_ID;
-}
-
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
-/** A special token given as "[CLS]" or as {"content": "[CLS]", ...} (AddedToken in JSON). */
-function tokenString(v: unknown): string | undefined {
-  if (typeof v === 'string') return v;
-  if (isObject(v) && typeof v.content === 'string') return v.content;
-  return undefined;
-}
-
-function modelMaxLengthOf(v: unknown, where: string): number | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !(v > 0))
-    fail(where, `"model_max_length" must be a positive number, got ${v}`);
-  return v >= HUGE_MAX_LENGTH || !Number.isFinite(v) ? Number.POSITIVE_INFINITY : Math.floor(v);
-}
-
-/** Own keys of an object, counting no further than limit + 1. */
-function countKeys(obj: Json, limit: number): number {
-  let n = 0;
-  for (const k in obj) {
-    if (Object.hasOwn(obj, k) && ++n > limit) break;
-  }
-  return n;
-}
-
-function checkCount(n: number, min: number, max: number, what: string, where: string): void {
-  if (n < min || n > max) {
-    fail(
-      where,
-      n > max
-        ? `more than ${max} ${what}: refused as too large for a BERT tokenizer (the file is corrupt or hostile)`
-        : `no ${what}`,
-    );
-  }
-}
-
-function addedTokenOf(v: unknown, id: number, where: string): AddedToken {
-  if (!isObject(v) || typeof v.content !== 'string' || v.content.length === 0) {
-    fail(where, `added token ${id} must have a non-empty "content" string`);
-  }
-  const content = v.content;
-  if (content.length > TOKENIZER_LIMITS.addedTokenLength) {
-    fail(
-      where,
-      `added token ${id} is ${content.length} code units long (at most ${TOKENIZER_LIMITS.addedTokenLength})`,
-    );
-  }
-  if (optBool(v, 'single_word', where, false)) {
-    fail(where, `added token ${JSON.stringify(content)} has single_word: true, which is not supported`);
-  }
-  const special = optBool(v, 'special', where, false);
-  if (optBool(v, 'normalized', where, !special)) {
-    fail(
-      where,
-      `added token ${JSON.stringify(content)} has normalized: true (matched after normalization), which is not supported; only tokens matched on the raw text (normalized: false, as BERT's special tokens are) can be used`,
-    );
-  }
-  return {
-    content,
-    id,
-    lstrip: optBool(v, 'lstrip', where, false),
-    rstrip: optBool(v, 'rstrip', where, false),
-  };
-}
-
-interface SpecialNames {
-  cls: string;
-  sep: string;
-  pad: string;
-  unk: string;
-  mask: string;
-}
-
-function specialNames(config: Json, dflt: SpecialNames): SpecialNames {
-  return {
-    cls: tokenString(config.cls_token) ?? dflt.cls,
-    sep: tokenString(config.sep_token) ?? dflt.sep,
-    pad: tokenString(config.pad_token) ?? dflt.pad,
-    unk: tokenString(config.unk_token) ?? dflt.unk,
-    mask: tokenString(config.mask_token) ?? dflt.mask,
-  };
-}
-
-function idOf(
-  name: string,
-  role: string,
-  vocab: ReadonlyMap<string, number>,
-  added: readonly AddedToken[],
-  where: string,
-): number {
-  const a = added.find((t) => t.content === name);
-  const id = a?.id ?? vocab.get(name);
-  if (id === undefined) {
-    fail(
-      where,
-      `the ${role} token ${JSON.stringify(name)} is not in the vocabulary; the file is incomplete or not a BERT tokenizer`,
-    );
-  }
-  return id;
-}
-
-/** The largest id the tokenizer can emit and its token (vocabulary, added tokens, pair template). */
-function largestId(
-  vocab: ReadonlyMap<string, number>,
-  added: readonly AddedToken[],
-  template: readonly TemplatePiece[],
-): { vocabSize: number; largestIdToken: string } {
-  let m = -1;
-  let token = '';
-  for (const [t, id] of vocab) {
-    if (id > m) {
-      m = id;
-      token = t;
-    }
-  }
-  for (const t of added) {
-    if (t.id > m) {
-      m = t.id;
-      token = t.content;
-    }
-  }
-  for (const p of template) {
-    if (p.kind !== 'special') continue;
-    for (const id of p.ids) {
-      if (id > m) {
-        m = id;
-        token = `(special token of the pair template, id ${id})`;
-      }
-    }
-  }
-  return { vocabSize: m + 1, largestIdToken: token };
-}
-
-/** BERT's fixed pair template: [CLS] A [SEP] B [SEP] with type ids 0 0 0 1 1. */
-function bertTemplate(clsId: number, sepId: number): TemplatePiece[] {
-  return [
-    { kind: 'special', ids: [clsId], typeId: 0 },
-    { kind: 'A', typeId: 0 },
-    { kind: 'special', ids: [sepId], typeId: 0 },
-    { kind: 'B', typeId: 1 },
-    { kind: 'special', ids: [sepId], typeId: 1 },
-  ];
-}
-
-function checkTemplate(t: TemplatePiece[], where: string): TemplatePiece[] {
-  const a = t.filter((p) => p.kind === 'A').length;
-  const b = t.filter((p) => p.kind === 'B').length;
-  if (a !== 1 || b !== 1) fail(where, 'the pair template must contain $A and $B exactly once');
-  return t;
-}
-
-// ------------------------------------------------------------------------------------ tokenizer.json
-
-function parsePostProcessor(pp: unknown, where: string): TemplatePiece[] {
-  if (!isObject(pp))
-    fail(where, '"post_processor" is missing; a BERT tokenizer needs [CLS] / [SEP] templates');
-  if (pp.type === 'BertProcessing') {
-    const cls = pp.cls;
-    const sep = pp.sep;
-    if (!Array.isArray(cls) || !isId(cls[1]) || !Array.isArray(sep) || !isId(sep[1])) {
-      fail(where, 'BertProcessing needs "cls" and "sep" as [token, id]');
-    }
-    return bertTemplate(cls[1], sep[1]);
-  }
-  if (pp.type !== 'TemplateProcessing') {
-    fail(
-      where,
-      `post_processor type ${JSON.stringify(pp.type)} is not supported (TemplateProcessing or BertProcessing)`,
-    );
-  }
-  const specials = isObject(pp.special_tokens) ? pp.special_tokens : {};
-  if (!Array.isArray(pp.pair)) fail(where, 'TemplateProcessing needs a "pair" template');
-  const pieces: TemplatePiece[] = [];
-  for (const item of pp.pair) {
-    if (isObject(item) && isObject(item.Sequence)) {
-      const { id, type_id } = item.Sequence;
-      if ((id !== 'A' && id !== 'B') || !isId(type_id))
-        fail(where, `bad Sequence item ${JSON.stringify(item)}`);
-      pieces.push({ kind: id, typeId: type_id });
-    } else if (isObject(item) && isObject(item.SpecialToken)) {
-      const { id, type_id } = item.SpecialToken;
-      const st = typeof id === 'string' ? specials[id] : undefined;
-      if (!isObject(st) || !Array.isArray(st.ids) || !st.ids.every(isId) || !isId(type_id)) {
-        fail(
-          where,
-          `special token ${JSON.stringify(id)} of the pair template has no ids in "special_tokens"`,
-        );
-      }
-      pieces.push({ kind: 'special', ids: st.ids as number[], typeId: type_id });
-    } else {
-      fail(where, `bad pair template item ${JSON.stringify(item)}`);
-    }
-  }
-  return checkTemplate(pieces, where);
 }
 
 interface RawBertNormalizer {
@@ -375,7 +152,7 @@ export function specFromTokenizerJson(json: unknown, config?: Json, where = 'tok
       added.push(addedTokenOf(t, t.id, where));
     }
   }
-  const pairTemplate = parsePostProcessor(json.post_processor, where);
+  const pairTemplate = parsePairTemplate(json.post_processor, where);
 
   const padding = isObject(json.padding) ? json.padding : {};
   const names = specialNames(cfg, {

@@ -10,25 +10,26 @@
  * as much as the part that reaches maxLength tokens. Encoding stops after the pre-token that reaches
  * maxLength ids, as `tokenizers` 0.23 does (which decides which sequence longest_first calls longer).
  */
-import { InputError, TokenizerError } from '../errors';
-import type { Encoded, EncodedBatch, EncodeOptions } from '../tokenizer';
+
+import { isObject } from '../validate';
+import { type AddedToken, AddedTokenMatcher } from './added-tokens';
 import { BytePairEncoder } from './bpe';
-import type { TemplatePiece } from './config';
+import {
+  addedTokenOf,
+  checkCount,
+  largestId,
+  modelMaxLengthOf,
+  TOKENIZER_LIMITS,
+  tokenString,
+} from './fields';
+import type { IdBuffer, TextCore, TokenizerParts } from './ids';
+import { fail, isId, parsePairTemplate, templateIds } from './pair';
 import { PrecompiledCharsmap } from './precompiled';
 import { isRustWhitespace, type PrependScheme, UnigramPipeline } from './unigram';
-import { IdBuffer } from './wordpiece';
 
 /** How an XLM-RoBERTa tokenizer.json is read: see docs/tokenizers.md. */
 export type UnigramReading = 'transformers' | 'file';
 
-export interface FamilyOptions {
-  /** Default 'transformers': what transformers 5 (sentence-transformers 6) builds; 'file': as written. */
-  reading?: UnigramReading;
-}
-
-const MAX_ADDED_TOKENS = 100_000;
-const MAX_ADDED_LENGTH = 1024;
-const HUGE_MAX_LENGTH = 1e18;
 /** Input read per window, in UTF-16 code units (grown when a window has no safe cut). */
 const WINDOW = 4096;
 
@@ -39,71 +40,67 @@ interface SegmentCore {
   encode(text: string, start: number, end: number, atTextStart: boolean, out: IdBuffer, cap: number): void;
 }
 
-interface Added {
-  content: string;
-  id: number;
-  lstrip: boolean;
-  rstrip: boolean;
-}
-
 interface Match {
   start: number;
   end: number;
   id: number;
 }
 
-/** Leftmost-longest matching of a set of added tokens (what `tokenizers`' Aho-Corasick does). */
+/**
+ * Leftmost-longest matching of a set of added tokens (what `tokenizers`' Aho-Corasick does), in time
+ * linear in the text whatever the tokens (./added-tokens.ts), with lstrip / rstrip applied.
+ */
 class AddedTokenSet {
   readonly size: number;
-  constructor(private readonly tokens: readonly Added[]) {
+  private readonly matcher: AddedTokenMatcher;
+  constructor(private readonly tokens: readonly AddedToken[]) {
     this.size = tokens.length;
+    this.matcher = new AddedTokenMatcher(tokens);
   }
 
-  /** The first match starting in [from, limit) (it may end past limit), with lstrip/rstrip applied. */
+  /** Call before searching another text. */
+  reset(): void {
+    this.matcher.reset();
+  }
+
+  /**
+   * The first match starting in [from, limit) (it may end past limit), with lstrip/rstrip applied.
+   * Calls for one text come with `from` not decreasing (reset() in between).
+   */
   find(text: string, from: number, limit: number): Match | undefined {
-    let best: Added | undefined;
-    let bestAt = limit;
-    for (const t of this.tokens) {
-      // Only this window is searched (a slice of a flat string shares its characters): the rest
-      // of a long text may never be read.
-      const end = limit + t.content.length - 1;
-      let at: number;
-      if (end >= text.length) at = text.indexOf(t.content, from);
-      else {
-        const rel = text.slice(from, end).indexOf(t.content);
-        at = rel < 0 ? -1 : from + rel;
-      }
-      if (at < 0 || at >= limit) continue;
-      if (at < bestAt || (at === bestAt && best !== undefined && t.content.length > best.content.length)) {
-        best = t;
-        bestAt = at;
-      }
-    }
-    if (best === undefined) return undefined;
-    let start = bestAt;
-    let end = bestAt + best.content.length;
-    if (best.lstrip) while (start > from && isRustWhitespace(text.charCodeAt(start - 1))) start--;
-    if (best.rstrip) while (end < text.length && isRustWhitespace(text.charCodeAt(end))) end++;
-    return { start, end, id: best.id };
+    const m = this.matcher;
+    const at = m.find(text, from, text.length, limit);
+    if (at < 0) return undefined;
+    const t = this.tokens[m.index] as AddedToken;
+    let start = at;
+    let end = at + m.len;
+    if (t.lstrip) while (start > from && isRustWhitespace(text.charCodeAt(start - 1))) start--;
+    if (t.rstrip) while (end < text.length && isRustWhitespace(text.charCodeAt(end))) end++;
+    return { start, end, id: m.id };
   }
 }
 
 /** Text -> ids: added tokens (raw, then normalized ones), windows, the model core. */
-class TextEncoder {
+class TextEncoder implements TextCore {
+  /** The whole text is read (in windows, until `limit` ids): never capped. */
+  readonly capped = false;
   constructor(
     private readonly core: SegmentCore,
     private readonly raw: AddedTokenSet,
     private readonly normalized: AddedTokenSet,
   ) {}
 
-  /** Appends the ids of `text` to out (from out.length 0) and returns their count. */
-  encode(text: string, out: IdBuffer, cap: number): number {
+  encode(text: string, out: IdBuffer, limit: number): number {
+    const from = out.length;
+    const cap = from + limit;
     // Lone surrogates read as U+FFFD (what any UTF-8 encoding of the JS string gives Python / Rust):
     // the models replace them where they meet them, in non-ASCII stretches only.
     const s = text;
     const n = s.length;
     let pos = 0;
     let window = WINDOW;
+    this.raw.reset();
+    this.normalized.reset();
     while (pos < n && out.length < cap) {
       const limit = Math.min(n, pos + window);
       const m = this.raw.size > 0 ? this.raw.find(s, pos, limit) : undefined;
@@ -128,7 +125,7 @@ class TextEncoder {
       pos = cut;
       window = WINDOW;
     }
-    return out.length;
+    return out.length - from;
   }
 
   private segment(s: string, start: number, end: number, out: IdBuffer, cap: number): void {
@@ -152,286 +149,53 @@ class TextEncoder {
   }
 }
 
-/** A Unigram or byte-level BPE tokenizer with the WordPiece Tokenizer's pair API. */
-export class FamilyTokenizer {
-  readonly kind: 'unigram' | 'bpe';
-  readonly modelMaxLength: number;
-  readonly vocabSize: number;
-  /** The template's first special token (<s> / [CLS]) and the one after the query (</s> / [SEP]). */
-  readonly clsId: number;
-  readonly sepId: number;
-  /** tokenizer_config.json's pad_token / unk_token, or -1 when the tokenizer has none. */
-  readonly padId: number;
-  readonly unkId: number;
-  private readonly text: TextEncoder;
-  private readonly template: readonly TemplatePiece[];
-  private readonly numSpecial: number;
-  private readonly qBuf = new IdBuffer();
-  private readonly dBuf = new IdBuffer();
-  private readonly outTokens = new IdBuffer(1 << 14);
-  private readonly outTypes = new IdBuffer(1 << 14);
-
-  private constructor(parts: {
-    kind: 'unigram' | 'bpe';
-    text: TextEncoder;
-    template: TemplatePiece[];
-    modelMaxLength: number;
-    vocabSize: number;
-    idOf: (token: string) => number;
-    config: Json;
-  }) {
-    this.kind = parts.kind;
-    this.text = parts.text;
-    this.template = parts.template;
-    this.numSpecial = parts.template.reduce((n, p) => n + (p.kind === 'special' ? p.ids.length : 0), 0);
-    this.modelMaxLength = parts.modelMaxLength;
-    this.vocabSize = parts.vocabSize;
-    const t = parts.template;
-    const a = t.findIndex((p) => p.kind === 'A');
-    const first = t[0];
-    const afterA = t[a + 1];
-    this.clsId = first?.kind === 'special' ? (first.ids[0] ?? -1) : -1;
-    this.sepId = afterA?.kind === 'special' ? (afterA.ids[0] ?? -1) : -1;
-    const named = (key: string, dflt: string) => {
-      const v = parts.config[key];
-      const name =
-        typeof v === 'string' ? v : isObject(v) && typeof v.content === 'string' ? v.content : dflt;
-      return parts.idOf(name);
-    };
-    const unigram = parts.kind === 'unigram';
-    this.padId = named('pad_token', unigram ? '<pad>' : '[PAD]');
-    this.unkId = named('unk_token', unigram ? '<unk>' : '[UNK]');
-  }
-
-  /** Whether tokenizer.json holds a model this class reads (Unigram or BPE). */
-  static handles(json: unknown): boolean {
-    if (!isObject(json) || !isObject(json.model)) return false;
-    return json.model.type === 'Unigram' || json.model.type === 'BPE';
-  }
-
-  /** From a parsed tokenizer.json and tokenizer_config.json (+ special_tokens_map.json) values. */
-  static fromTokenizerJson(
-    json: unknown,
-    config?: Json,
-    options: FamilyOptions = {},
-    where = 'tokenizer.json',
-  ): FamilyTokenizer {
-    if (!isObject(json)) fail(where, 'expected a JSON object');
-    const model = json.model;
-    if (!isObject(model)) fail(where, '"model" is missing');
-    const added = addedTokens(json.added_tokens, where);
-    const cfg = config ?? {};
-    const template = pairTemplate(json.post_processor, where);
-    const modelMaxLength = maxLengthOf(cfg.model_max_length, where);
-    if (model.type === 'Unigram') {
-      const reading = options.reading ?? 'transformers';
-      if (reading !== 'transformers' && reading !== 'file') {
-        throw new InputError(`reading must be 'transformers' or 'file', got ${JSON.stringify(reading)}`);
-      }
-      const { core, vocabSize } = unigramCore(json, model, cfg, reading, where);
-      return new FamilyTokenizer({
-        kind: 'unigram',
-        text: textEncoder(core, added, false, where),
-        template,
-        modelMaxLength,
-        vocabSize: Math.max(vocabSize, ...added.map((t) => t.id + 1)),
-        idOf: (name) => added.find((t) => t.content === name)?.id ?? core.pieceId(name),
-        config: cfg,
-      });
-    }
-    if (model.type === 'BPE') {
-      const { core, vocabSize, vocab } = bpeCore(json, model, where);
-      return new FamilyTokenizer({
-        kind: 'bpe',
-        text: textEncoder(core, added, true, where),
-        template,
-        modelMaxLength,
-        vocabSize: Math.max(vocabSize, ...added.map((t) => t.id + 1)),
-        idOf: (name) => added.find((t) => t.content === name)?.id ?? vocab.get(name) ?? -1,
-        config: cfg,
-      });
-    }
+/**
+ * The Tokenizer parts (src/tokenizer.ts) of a tokenizer.json whose model is Unigram or BPE, with
+ * tokenizer_config.json (+ special_tokens_map.json) values in `config`.
+ */
+export function familyFromTokenizerJson(
+  json: Json,
+  config: Json,
+  reading: UnigramReading,
+  where: string,
+): TokenizerParts {
+  const model = json.model;
+  if (!isObject(model)) fail(where, '"model" is missing');
+  const added = addedTokens(json.added_tokens, where);
+  const pairTemplate = parsePairTemplate(json.post_processor, where);
+  const modelMaxLength =
+    modelMaxLengthOf(config.model_max_length, 'tokenizer_config.json') ?? Number.POSITIVE_INFINITY;
+  let kind: 'unigram' | 'bpe';
+  let core: TextEncoder;
+  let vocab: { entries: Iterable<readonly [string, number]>; id(token: string): number };
+  if (model.type === 'Unigram') {
+    const u = unigramCore(json, model, config, reading, where);
+    kind = 'unigram';
+    core = textEncoder(u.core, added, false, where);
+    vocab = { entries: u.pieces.map(([p], i) => [p, i] as const), id: (t) => u.core.pieceId(t) };
+  } else if (model.type === 'BPE') {
+    const b = bpeCore(json, model, where);
+    kind = 'bpe';
+    core = textEncoder(b.core, added, true, where);
+    vocab = { entries: b.vocab, id: (t) => b.vocab.get(t) ?? -1 };
+  } else {
     fail(where, `model type ${JSON.stringify(model.type)} is not Unigram or BPE`);
   }
-
-  /** Ids of one text, no specials. */
-  tokenize(text: string): Int32Array {
-    checkString(text, 'text');
-    const buf = new IdBuffer();
-    const n = this.text.encode(text, buf, Number.POSITIVE_INFINITY);
-    return buf.data.slice(0, n);
-  }
-
-  encodePair(query: string, document: string, opts: EncodeOptions): Encoded {
-    const { budget, onlySecond } = this.options(opts);
-    checkString(query, 'query');
-    checkString(document, 'document');
-    const [nq, nd, truncated] = this.encodeLengths(query, document, budget, onlySecond, '');
-    const total = nq + nd + this.numSpecial;
-    const ids = new Int32Array(total);
-    const typeIds = new Int32Array(total);
-    this.writeTemplate(ids, typeIds, 0, nq, nd);
-    return { ids, typeIds, truncated };
-  }
-
-  encodePairs(pairs: ReadonlyArray<readonly [string, string]>, opts: EncodeOptions): EncodedBatch {
-    const { budget, onlySecond } = this.options(opts);
-    if (!Array.isArray(pairs))
-      throw new InputError(`pairs must be an array of [query, document], got ${describe(pairs)}`);
-    const offsets = new Int32Array(pairs.length + 1);
-    const tok = this.outTokens.reset();
-    const typ = this.outTypes.reset();
-    let truncatedCount = 0;
-    for (let i = 0; i < pairs.length; i++) {
-      const pair = pairs[i];
-      if (!Array.isArray(pair) || pair.length < 2) {
-        throw new InputError(`pairs[${i}] must be a [query, document] array, got ${describe(pair)}`);
-      }
-      const q: unknown = pair[0];
-      const d: unknown = pair[1];
-      checkString(q, `pairs[${i}][0] (query)`);
-      checkString(d, `pairs[${i}][1] (document)`);
-      const [nq, nd, truncated] = this.encodeLengths(q, d, budget, onlySecond, `pairs[${i}]: `);
-      if (truncated) truncatedCount++;
-      const total = nq + nd + this.numSpecial;
-      tok.reserve(total);
-      typ.reserve(total);
-      this.writeTemplate(tok.data, typ.data, tok.length, nq, nd);
-      tok.length += total;
-      typ.length += total;
-      offsets[i + 1] = tok.length;
-    }
-    return {
-      tokens: tok.data.slice(0, tok.length),
-      typeIds: typ.data.slice(0, typ.length),
-      offsets,
-      truncated: truncatedCount,
-    };
-  }
-
-  /**
-   * Long documents: overlapping windows of the document that each fit with the query, exactly as the
-   * WordPiece Tokenizer's encodeChunks (Hugging Face's overflowing tokens with stride).
-   */
-  encodeChunks(query: string, document: string, opts: { maxLength: number; stride: number }): Encoded[] {
-    if (typeof opts !== 'object' || opts === null)
-      throw new InputError('options must be { maxLength, stride }');
-    const { maxLength, stride } = opts;
-    if (!Number.isInteger(maxLength) || maxLength < this.numSpecial + 1) {
-      throw new InputError(
-        `maxLength must be an integer >= ${this.numSpecial + 1} for chunking, got ${describe(maxLength)}`,
-      );
-    }
-    if (!Number.isInteger(stride) || stride < 0) {
-      throw new InputError(`stride must be a non-negative integer, got ${describe(stride)}`);
-    }
-    checkString(query, 'query');
-    checkString(document, 'document');
-    const budget = maxLength - this.numSpecial;
-    let nq = this.text.encode(query, this.qBuf.reset(), budget + 1);
-    let queryCut = false;
-    if (budget - nq <= stride) {
-      nq = Math.min(nq, Math.floor(budget / 2));
-      queryCut = true;
-    }
-    const room = budget - nq;
-    if (room <= stride) {
-      throw new InputError(
-        `stride (${stride}) must be smaller than the document room of each chunk (${room} tokens with maxLength ${maxLength}); use a smaller stride or a larger maxLength`,
-      );
-    }
-    const doc = new IdBuffer(); // the whole document: local, so a huge one is not kept alive
-    const nd = this.text.encode(document, doc, Number.POSITIVE_INFINITY);
-    const chunks: Encoded[] = [];
-    const truncated = queryCut || nd > room;
-    for (let start = 0; ; start += room - stride) {
-      const end = Math.min(start + room, nd);
-      const total = nq + (end - start) + this.numSpecial;
-      const ids = new Int32Array(total);
-      const typeIds = new Int32Array(total);
-      this.writeTemplate(ids, typeIds, 0, nq, end - start, doc.data, start);
-      chunks.push({ ids, typeIds, truncated });
-      if (end >= nd) break;
-    }
-    return chunks;
-  }
-
-  private options(opts: EncodeOptions): { budget: number; onlySecond: boolean } {
-    if (typeof opts !== 'object' || opts === null)
-      throw new InputError('options must be { maxLength, truncation? }');
-    const { maxLength, truncation } = opts;
-    const ok =
-      maxLength === Number.POSITIVE_INFINITY || (Number.isInteger(maxLength) && maxLength >= this.numSpecial);
-    if (!ok) {
-      throw new InputError(
-        `maxLength must be an integer >= ${this.numSpecial} (room for the template's special tokens) or Infinity, got ${describe(maxLength)}`,
-      );
-    }
-    if (truncation !== undefined && truncation !== 'longest_first' && truncation !== 'only_second') {
-      throw new InputError(
-        `truncation must be 'longest_first' or 'only_second', got ${describe(truncation)}`,
-      );
-    }
-    return { budget: maxLength - this.numSpecial, onlySecond: truncation === 'only_second' };
-  }
-
-  /** The same truncation as the WordPiece Tokenizer (tokenizers' truncate_encodings). */
-  private encodeLengths(
-    q: string,
-    d: string,
-    budget: number,
-    onlySecond: boolean,
-    where: string,
-  ): [number, number, boolean] {
-    const cap = budget + this.numSpecial;
-    const qn = this.text.encode(q, this.qBuf.reset(), cap);
-    const dn = this.text.encode(d, this.dBuf.reset(), cap);
-    if (qn + dn <= budget) return [qn, dn, false];
-    if (budget === 0) return [0, 0, true];
-    if (onlySecond) {
-      if (qn >= budget) {
-        throw new InputError(
-          `${where}the query has ${qn > budget ? `more than ${budget}` : budget} tokens, which leaves no room for the document within maxLength ${cap} with truncation 'only_second' (Hugging Face fails the same way); use 'longest_first' or a larger maxLength`,
-        );
-      }
-      return [qn, budget - qn, true];
-    }
-    const swap = qn > dn;
-    let n1 = swap ? dn : qn;
-    let n2 = n1 > budget ? n1 : Math.max(n1, budget - n1);
-    if (n1 + n2 > budget) {
-      n1 = Math.floor(budget / 2);
-      n2 = n1 + (budget % 2);
-    }
-    return swap ? [n2, n1, true] : [n1, n2, true];
-  }
-
-  private writeTemplate(
-    ids: Int32Array,
-    typeIds: Int32Array,
-    at: number,
-    nq: number,
-    nd: number,
-    d: Int32Array = this.dBuf.data,
-    dStart = 0,
-  ): void {
-    let k = at;
-    for (const p of this.template) {
-      if (p.kind === 'special') {
-        for (const id of p.ids) {
-          ids[k] = id;
-          typeIds[k++] = p.typeId;
-        }
-      } else {
-        const src = p.kind === 'A' ? this.qBuf.data : d;
-        const s = p.kind === 'A' ? 0 : dStart;
-        const n = p.kind === 'A' ? nq : nd;
-        for (let i = 0; i < n; i++) ids[k + i] = src[s + i] as number;
-        typeIds.fill(p.typeId, k, k + n);
-        k += n;
-      }
-    }
-  }
+  const idOf = (key: string, dflt: string): number => {
+    const name = tokenString(config[key]) ?? dflt;
+    return added.find((t) => t.content === name)?.id ?? vocab.id(name);
+  };
+  const unigram = kind === 'unigram';
+  return {
+    kind,
+    core,
+    pairTemplate,
+    modelMaxLength,
+    ...largestId(vocab.entries, added, pairTemplate),
+    ...templateIds(pairTemplate),
+    padId: idOf('pad_token', unigram ? '<pad>' : '[PAD]'),
+    unkId: idOf('unk_token', unigram ? '<unk>' : '[UNK]'),
+  };
 }
 
 // ------------------------------------------------------------------------------------------ reading
@@ -442,7 +206,7 @@ function unigramCore(
   config: Json,
   reading: UnigramReading,
   where: string,
-): { core: UnigramPipeline; vocabSize: number } {
+): { core: UnigramPipeline; pieces: ReadonlyArray<[string, number]> } {
   const vocab = model.vocab;
   if (!Array.isArray(vocab)) fail(where, 'the Unigram model needs "vocab" as [piece, score] pairs');
   const pieces: Array<[string, number]> = [];
@@ -472,7 +236,7 @@ function unigramCore(
     },
     where,
   );
-  return { core, vocabSize: pieces.length };
+  return { core, pieces };
 }
 
 function readUnigramNormalizer(
@@ -551,7 +315,7 @@ function bpeCore(
   json: Json,
   model: Json,
   where: string,
-): { core: BytePairEncoder; vocabSize: number; vocab: ReadonlyMap<string, number> } {
+): { core: BytePairEncoder; vocab: ReadonlyMap<string, number> } {
   if (json.normalizer !== null && json.normalizer !== undefined) {
     fail(where, 'a normalizer before byte-level BPE is not supported (ModernBERT / GPT-2 have none)');
   }
@@ -566,12 +330,9 @@ function bpeCore(
   const rawVocab = model.vocab;
   if (!isObject(rawVocab)) fail(where, 'the BPE model needs "vocab" as an object');
   const vocab = new Map<string, number>();
-  let vocabSize = 0;
   for (const [k, v] of Object.entries(rawVocab)) {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0x7fffffff)
-      fail(where, `vocab id of ${JSON.stringify(k)} is not an id`);
+    if (!isId(v)) fail(where, `vocab id of ${JSON.stringify(k)} is not an id`);
     vocab.set(k, v);
-    if (v + 1 > vocabSize) vocabSize = v + 1;
   }
   const rawMerges = model.merges;
   if (!Array.isArray(rawMerges)) fail(where, 'the BPE model needs "merges"');
@@ -590,7 +351,7 @@ function bpeCore(
     { vocab, merges, addPrefixSpace: pre.add_prefix_space === true, useRegex: pre.use_regex !== false },
     where,
   );
-  return { core, vocabSize, vocab };
+  return { core, vocab };
 }
 
 function textEncoder(
@@ -610,98 +371,15 @@ function textEncoder(
   return new TextEncoder(core, new AddedTokenSet(raw), new AddedTokenSet(norm));
 }
 
-interface AddedSpec extends Added {
-  normalized: boolean;
-}
+type AddedSpec = AddedToken & { normalized: boolean };
 
+/** tokenizer.json's added_tokens (normalized ones allowed here; textEncoder decides). */
 function addedTokens(v: unknown, where: string): AddedSpec[] {
   if (v === undefined || v === null) return [];
-  if (!Array.isArray(v) || v.length > MAX_ADDED_TOKENS)
-    fail(where, `"added_tokens" must be an array of at most ${MAX_ADDED_TOKENS}`);
-  const out: AddedSpec[] = [];
-  for (const t of v) {
-    if (
-      !isObject(t) ||
-      typeof t.content !== 'string' ||
-      t.content.length === 0 ||
-      t.content.length > MAX_ADDED_LENGTH
-    ) {
-      fail(where, `each added token needs a "content" string of 1..${MAX_ADDED_LENGTH} characters`);
-    }
-    if (typeof t.id !== 'number' || !Number.isInteger(t.id) || t.id < 0 || t.id > 0x7fffffff)
-      fail(where, `added token ${JSON.stringify(t.content)} has no valid id`);
-    if (t.single_word === true)
-      fail(where, `added token ${JSON.stringify(t.content)} has single_word: true, which is not supported`);
-    const special = t.special === true;
-    out.push({
-      content: t.content,
-      id: t.id,
-      lstrip: t.lstrip === true,
-      rstrip: t.rstrip === true,
-      normalized: typeof t.normalized === 'boolean' ? t.normalized : !special,
-    });
-  }
-  return out;
-}
-
-function pairTemplate(pp: unknown, where: string): TemplatePiece[] {
-  if (!isObject(pp) || pp.type !== 'TemplateProcessing' || !Array.isArray(pp.pair)) {
-    fail(where, 'the "post_processor" must be a TemplateProcessing with a "pair" template');
-  }
-  const specials = isObject(pp.special_tokens) ? pp.special_tokens : {};
-  const pieces: TemplatePiece[] = [];
-  for (const item of pp.pair) {
-    if (
-      isObject(item) &&
-      isObject(item.Sequence) &&
-      (item.Sequence.id === 'A' || item.Sequence.id === 'B') &&
-      isId(item.Sequence.type_id)
-    ) {
-      pieces.push({ kind: item.Sequence.id, typeId: item.Sequence.type_id });
-    } else if (isObject(item) && isObject(item.SpecialToken) && isId(item.SpecialToken.type_id)) {
-      const name = item.SpecialToken.id;
-      const st = typeof name === 'string' ? specials[name] : undefined;
-      if (!isObject(st) || !Array.isArray(st.ids) || !st.ids.every(isId))
-        fail(where, `special token ${JSON.stringify(name)} of the pair template has no ids`);
-      pieces.push({ kind: 'special', ids: st.ids as number[], typeId: item.SpecialToken.type_id });
-    } else fail(where, `bad pair template item ${JSON.stringify(item)}`);
-  }
-  if (
-    pieces.filter((p) => p.kind === 'A').length !== 1 ||
-    pieces.filter((p) => p.kind === 'B').length !== 1
-  ) {
-    fail(where, 'the pair template must contain $A and $B exactly once');
-  }
-  return pieces;
-}
-
-function maxLengthOf(v: unknown, where: string): number {
-  if (v === undefined || v === null) return Number.POSITIVE_INFINITY;
-  if (typeof v !== 'number' || !(v > 0))
-    fail(where, `"model_max_length" must be a positive number, got ${String(v)}`);
-  return v >= HUGE_MAX_LENGTH || !Number.isFinite(v) ? Number.POSITIVE_INFINITY : Math.floor(v);
-}
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function isId(v: unknown): v is number {
-  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0x7fffffff;
-}
-
-function fail(where: string, message: string): never {
-  throw new TokenizerError(`${where}: ${message}`);
-}
-
-function checkString(v: unknown, what: string): asserts v is string {
-  if (typeof v !== 'string') throw new InputError(`${what} must be a string, got ${describe(v)}`);
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return `an array of length ${v.length}`;
-  if (typeof v === 'number') return String(v);
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v);
-  return typeof v;
+  if (!Array.isArray(v)) fail(where, '"added_tokens" must be an array');
+  checkCount(v.length, 0, TOKENIZER_LIMITS.addedTokens, 'added tokens', where);
+  return v.map((t) => {
+    if (!isObject(t) || !isId(t.id)) fail(where, 'every added token needs an integer "id"');
+    return addedTokenOf(t, t.id, where, true);
+  });
 }

@@ -16,6 +16,7 @@
  * Intl.Segmenter.
  */
 import { TokenizerError } from '../errors';
+import { LONE_SURROGATES } from './fields';
 
 const MAX_CHARSMAP_BYTES = 64 << 20;
 /** Graphemes of this many UTF-8 bytes or more are looked up character by character (the crate's rule). */
@@ -29,7 +30,6 @@ const GRAPHEME_CACHE_MAX = 20_000;
  */
 const JOINS =
   /\u200c|\u200d|[\r\p{M}\uff9e\uff9f\u0e33\u0eb3\u1100-\u11ff\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff\u0600-\u0605\u06dd\u070f\u0890\u0891\u08e2\u0d4e\u{110bd}\u{110cd}\u{111c2}\u{111c3}\u{1193f}\u{11941}\u{11a3a}\u{11a84}-\u{11a89}\u{11d46}\u{11f02}\u{13430}-\u{1343f}\u{1f1e6}-\u{1f1ff}\u{1f3fb}-\u{1f3ff}\u{e0000}-\u{e0fff}]/u;
-const LONE_SURROGATES = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 
 export class PrecompiledCharsmap {
   private readonly trie: Uint32Array;

@@ -11,17 +11,15 @@
  * edges as the Rust one over UTF-8 bytes stepping by char; scores are float64 in both, summed in the
  * same order, and ties keep the first candidate (shorter pieces first, the unk edge last), as in Rust.
  */
-import { TokenizerError } from '../errors';
+import { LONE_SURROGATE, LONE_SURROGATES } from './fields';
+import type { IdBuffer } from './ids';
+import { fail } from './pair';
 import type { PrecompiledCharsmap } from './precompiled';
 import { FNV_OFFSET, FNV_PRIME, WordCache } from './word-cache';
-import type { IdBuffer } from './wordpiece';
 
 /** `tokenizers`' K_UNK_PENALTY: an unknown character scores the lowest piece score minus this. */
 const UNK_PENALTY = 10;
 const METASPACE = 0x2581; // ▁
-const LONE = '[\\ud800-\\udbff](?![\\udc00-\\udfff])|(?<![\\ud800-\\udbff])[\\udc00-\\udfff]';
-const LONE_SURROGATE = new RegExp(LONE);
-export const LONE_SURROGATES = new RegExp(LONE, 'g');
 export const MAX_PIECES = 2_000_000;
 const MAX_PIECE_LENGTH = 256;
 /** Total characters over all pieces: bounds the trie before it is built (XLM-R's 250k pieces: ~1.7M). */
@@ -392,8 +390,4 @@ export class UnigramPipeline {
     }
     return true;
   }
-}
-
-function fail(where: string, message: string): never {
-  throw new TokenizerError(`${where}: ${message}`);
 }

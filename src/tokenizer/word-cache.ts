@@ -4,7 +4,7 @@
  * strings to Int32Arrays cost more per word than tokenizing it again. Bounded: when the table is
  * half full or its pools are spent it starts over.
  */
-import type { IdBuffer } from './wordpiece';
+import type { IdBuffer } from './ids';
 
 export const FNV_OFFSET = 0x811c9dc5 | 0;
 export const FNV_PRIME = 0x01000193;

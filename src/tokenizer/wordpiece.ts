@@ -1,6 +1,8 @@
 /**
- * The hot path: BertNormalizer + BertPreTokenizer + WordPiece, fused over char codes, writing ids into
- * a growable Int32Array. Semantics follow Hugging Face `tokenizers` (Rust) step by step:
+ * One concern, kept in one file because it is one fused loop: the WordPiece text core (BERT, MiniLM,
+ * ELECTRA), BertNormalizer + BertPreTokenizer + WordPiece over char codes, writing ids into a growable
+ * Int32Array (the pair template and truncation around it are ./pair.ts). Semantics follow Hugging
+ * Face `tokenizers` (Rust) step by step:
  *
  *   added tokens  split the raw text first (leftmost-longest; their id is emitted as is)
  *   clean_text    drop U+0000, U+FFFD and Cc/Cf/Co (but \t \n \r); every whitespace char -> ' '
@@ -22,8 +24,10 @@
  * Lone surrogates (possible in JS strings, impossible in Rust ones) are read as U+FFFD, which is what
  * any UTF-8 conversion of the string (Buffer, TextEncoder, the `tokenizers` binding) produces.
  */
-import { AddedTokenMatcher } from './added-tokens';
+import { type AddedToken, AddedTokenMatcher } from './added-tokens';
+import type { IdBuffer, TextCore } from './ids';
 import * as U from './unicode';
+import * as W from './word-cache';
 
 // Module-local copies: V8 reads imported bindings through a checked cell on every use, which costs
 // measurably in the per-character loops below (about 2x when run unbundled).
@@ -44,17 +48,6 @@ export interface NormalizerOptions {
   lowercase: boolean;
 }
 
-export interface AddedToken {
-  content: string;
-  id: number;
-  /**
-   * Swallow whitespace on the left / right of a match (Rust AddedToken.lstrip / rstrip). Kept for
-   * what the file says, but without effect on ids: BertPreTokenizer drops that whitespace anyway.
-   */
-  lstrip: boolean;
-  rstrip: boolean;
-}
-
 export interface CoreSpec {
   vocab: ReadonlyMap<string, number>;
   unkId: number;
@@ -65,30 +58,8 @@ export interface CoreSpec {
   addedTokens: readonly AddedToken[];
 }
 
-/** A growable Int32Array used as an output stream of ids. */
-export class IdBuffer {
-  data: Int32Array;
-  length = 0;
-  constructor(capacity = 1024) {
-    this.data = new Int32Array(capacity);
-  }
-  reset(): this {
-    this.length = 0;
-    return this;
-  }
-  reserve(extra: number): Int32Array {
-    const need = this.length + extra;
-    if (need > this.data.length) {
-      const next = new Int32Array(Math.max(need, this.data.length * 2));
-      next.set(this.data.subarray(0, this.length));
-      this.data = next;
-    }
-    return this.data;
-  }
-}
-
-const FNV_OFFSET = 0x811c9dc5 | 0;
-const FNV_PRIME = 0x01000193;
+const FNV_OFFSET = W.FNV_OFFSET;
+const FNV_PRIME = W.FNV_PRIME;
 const RUN_CACHE_MAX_KEY = 64;
 const RUN_PIECE = 48;
 const RUN_CACHE_MAX_SIZE = 50_000;
@@ -113,7 +84,7 @@ export function readLimitFor(tokens: number): number {
   return Math.min(MAX_READ, Math.max(MIN_READ, tokens * MAX_CHARS_PER_TOKEN));
 }
 
-export class WordPieceCore {
+export class WordPieceCore implements TextCore {
   private readonly unkId: number;
   private readonly maxChars: number;
   private readonly opts: NormalizerOptions;

@@ -7,8 +7,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import type { Truncation } from '../../src/tokenizer';
-import { type FamilyOptions, FamilyTokenizer } from '../../src/tokenizer/families';
+import { Tokenizer, type TokenizerOptions, type Truncation } from '../../src/tokenizer';
 import { seededRandom } from '../../src/workload';
 
 export const FAMILY_FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'families', 'tokenizer');
@@ -49,8 +48,8 @@ export function readConfig(kind: 'unigram' | 'bpe'): Record<string, unknown> {
   };
 }
 
-export function loadFamily(kind: 'unigram' | 'bpe', options?: FamilyOptions): FamilyTokenizer {
-  return FamilyTokenizer.fromTokenizerJson(readTokenizerJson(kind), readConfig(kind), options);
+export function loadFamily(kind: 'unigram' | 'bpe', options?: TokenizerOptions): Tokenizer {
+  return Tokenizer.fromTokenizerJson(readTokenizerJson(kind), readConfig(kind), options);
 }
 
 interface RustTok {
