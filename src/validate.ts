@@ -4,7 +4,8 @@
  * next to each option's default (src/scheduler/limits.ts, src/api-input.ts) and listed in
  * docs/limits.md.
  */
-import { InputError } from './errors';
+import { readFile, stat } from 'node:fs/promises';
+import { InputError, type MlxRerankError } from './errors';
 
 /** A numeric option's accepted values: [min, max], integers only unless `integer` is false. */
 export interface Range {
@@ -69,6 +70,39 @@ export function checkSignal(name: string, v: unknown): AbortSignal {
     throw new InputError(`${name} must be an AbortSignal (got ${describe(v)}).`);
   }
   return v;
+}
+
+/**
+ * Reads a JSON file from outside (a model folder, the cache): its size checked before it is read, then
+ * parsed. A file that can't be read, is larger than `maxBytes` or is not JSON becomes `fail(message)`
+ * (the caller's error class: ConfigError, TokenizerError, ...) naming the file and what to do.
+ */
+export async function readJsonFile(
+  path: string,
+  maxBytes: number,
+  fail: (message: string, options: { cause?: unknown }) => MlxRerankError,
+): Promise<unknown> {
+  let size: number;
+  let text = '';
+  try {
+    size = (await stat(path)).size;
+    if (size <= maxBytes) text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw fail(`Cannot read ${path} (${(err as Error).message}).`, { cause: err });
+  }
+  if (size > maxBytes) {
+    throw fail(
+      `${path} is ${size} bytes, more than the ${maxBytes} this file may have; it is corrupt or not the file expected.`,
+      {},
+    );
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw fail(`${path} is not valid JSON (${(err as Error).message}); re-download or fix the file.`, {
+      cause: err,
+    });
+  }
 }
 
 /**
