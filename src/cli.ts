@@ -9,7 +9,7 @@ import { type BenchOptions, packageVersion, runScenarios } from './bench/bench';
 import { customScenario, type EngineSpec, type ScenarioSpec, STANDARD_SCENARIOS } from './bench/scenarios';
 import { pickBackend } from './cross-encoder';
 import { InputError, MlxRerankError } from './errors';
-import { parseServe, SERVE_USAGE } from './server/args';
+import { ENGINE_FLAGS, parseServe, SERVE_USAGE } from './server/args';
 import { synthCli } from './synth';
 import type { Backend, DeviceKind, DType } from './types';
 import { flagInt, flagInts, flagOneOf } from './validate';
@@ -77,10 +77,7 @@ export function parseBench(argv: string[]): { specs: ScenarioSpec[]; options: Be
     strict: true,
     allowPositionals: false,
     options: {
-      model: { type: 'string' },
-      backend: { type: 'string' },
-      device: { type: 'string' },
-      dtype: { type: 'string' },
+      ...ENGINE_FLAGS,
       weights: { type: 'string' },
       batch: { type: 'string' },
       concurrency: { type: 'string' },
@@ -95,11 +92,6 @@ export function parseBench(argv: string[]): { specs: ScenarioSpec[]; options: Be
       'sample-ms': { type: 'string' },
       'max-seconds': { type: 'string' },
       'warmup-requests': { type: 'string' },
-      'max-batch-tokens': { type: 'string' },
-      'max-batch-size': { type: 'string' },
-      'max-wait-ms': { type: 'string' },
-      threads: { type: 'string' },
-      offline: { type: 'boolean' },
       'no-ablation': { type: 'boolean' },
       progress: { type: 'string' },
     },

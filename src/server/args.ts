@@ -33,6 +33,19 @@ HTTP:
   --log-level L         fatal|error|warn|info|debug|trace|silent (default info; JSON lines on stdout)
 `;
 
+/** The model, engine and scheduler flags `serve` shares with `mlx-rerank bench` (src/cli.ts). */
+export const ENGINE_FLAGS = {
+  model: { type: 'string' },
+  backend: { type: 'string' },
+  device: { type: 'string' },
+  dtype: { type: 'string' },
+  threads: { type: 'string' },
+  'max-batch-tokens': { type: 'string' },
+  'max-batch-size': { type: 'string' },
+  'max-wait-ms': { type: 'string' },
+  offline: { type: 'boolean' },
+} as const;
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export function parseServe(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeOptions {
@@ -41,17 +54,9 @@ export function parseServe(argv: string[], env: NodeJS.ProcessEnv = process.env)
     strict: true,
     allowPositionals: false,
     options: {
-      model: { type: 'string' },
-      backend: { type: 'string' },
-      device: { type: 'string' },
-      dtype: { type: 'string' },
-      threads: { type: 'string' },
-      'max-batch-tokens': { type: 'string' },
-      'max-batch-size': { type: 'string' },
-      'max-wait-ms': { type: 'string' },
+      ...ENGINE_FLAGS,
       'max-queue-pairs': { type: 'string' },
       'max-length': { type: 'string' },
-      offline: { type: 'boolean' },
       host: { type: 'string' },
       port: { type: 'string' },
       'api-key': { type: 'string', multiple: true },
