@@ -16,5 +16,8 @@ export default defineConfig({
   shims: true,
   clean: true,
   sourcemap: true,
-  splitting: false,
+  // Shared code goes to chunks that dist/index.js and dist/cli.js both import (still one copy of every
+  // class), and `mlx-rerank serve`'s dynamic import of src/server stays a separate chunk: without
+  // splitting, esbuild inlines it and dist/cli.js imports fastify and prom-client even for --version.
+  splitting: true,
 });

@@ -14,6 +14,7 @@
  */
 import { parseArgs } from 'node:util';
 import { syntheticModel } from '../src/bench/model';
+import { median } from '../src/bench/stats';
 import { resolveModel } from '../src/hub';
 import { loadModelSpec } from '../src/model';
 import { type NativeEngine, type NativeEngineOptions, native } from '../src/native';
@@ -39,14 +40,6 @@ async function model(shape: 'minilm-l6' | 'tiny') {
   const files = await resolveModel(dir, { offline: true });
   return { files, spec: await loadModelSpec(files) };
 }
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
-
-const rng = seededRandom;
 
 async function speed(): Promise<void> {
   const batchSize = Number(values.batch ?? 32);
@@ -125,7 +118,7 @@ async function memory(total: number): Promise<void> {
     ...(cacheLimit === undefined ? {} : { cacheLimitBytes: cacheLimit }),
   });
   console.log(`${shape}: ${JSON.stringify(engine.info())}, warmup ${(await engine.warmup()).toFixed(0)} ms`);
-  const r = rng(7);
+  const r = seededRandom(7);
   let done = 0;
   let next = 0;
   const t0 = performance.now();

@@ -22,8 +22,8 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { machine } from '../src/bench/bench';
 import { pickModel } from '../src/bench/model';
+import { median, percentile } from '../src/bench/stats';
 import { CrossEncoder } from '../src/cross-encoder';
-import { percentile } from '../src/metrics';
 import { msMarcoPairs } from '../src/workload';
 
 const root = join(dirname(new URL(import.meta.url).pathname), '..');
@@ -63,8 +63,6 @@ async function librarySlice(ce: CrossEncoder, ms: number): Promise<{ pairsPerSec
   );
   return { pairsPerSec: (lat.length * DOCS * 1000) / (performance.now() - t0), lat };
 }
-
-const median = (xs: number[]) => percentile(Float64Array.from(xs).sort(), 0.5);
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -158,11 +156,10 @@ async function main(): Promise<void> {
   }
   await ce.dispose();
   const codeA = await stop(a.proc);
-  const sortedLib = Float64Array.from(libLat).sort();
   const lib = {
     pairsPerSec: median(rounds.map((r) => r.lib)),
-    p50: percentile(sortedLib, 0.5),
-    p99: percentile(sortedLib, 0.99),
+    p50: percentile(libLat, 50),
+    p99: percentile(libLat, 99),
   };
   const serverPairs = median(rounds.map((r) => r.server));
   const overheads = rounds.map((r) => 100 * (1 - r.server / r.lib));

@@ -19,28 +19,15 @@ process.env.TOKENIZERS_PARALLELISM = 'false';
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { Bench } from 'tinybench';
 import { Tokenizer } from '../src/tokenizer';
 import { bertTokenizerJson } from '../src/tokenizer/tokenizer-json';
-import { bertUncasedVocab, msMarcoPairs } from '../src/workload';
+import { bertUncasedVocab } from '../src/workload';
+import { TokenizerBench, tokenizerWorkload } from './lib/tokenizer-bench';
 
-const { values } = parseArgs({
-  options: {
-    pairs: { type: 'string', default: '2048' },
-    time: { type: 'string', default: '2000' },
-    seed: { type: 'string', default: '42' },
-    'max-length': { type: 'string', default: '512' },
-  },
-});
-const count = Number(values.pairs);
-const maxLength = Number(values['max-length']);
-const BATCH = 32;
-const pairs = msMarcoPairs(count, Number(values.seed));
-const batches: Array<Array<[string, string]>> = [];
-for (let i = 0; i < pairs.length; i += BATCH) batches.push(pairs.slice(i, i + BATCH));
+const w = tokenizerWorkload();
+const { count, maxLength, pairs, batches } = w;
 
 const json = bertTokenizerJson(bertUncasedVocab(), {
   lowercase: true,
@@ -93,23 +80,21 @@ const hfts = new HfTokenizer(json as never, config as never);
 
 // Few iterations: the slower tokenizers take seconds a pass, and tinybench's default is 64 a task
 // (over ten minutes for transformers.js on a loaded machine).
-const bench = new Bench({ time: Number(values.time), warmupTime: 500, iterations: 3, warmupIterations: 1 });
-const fns = new Map<string, () => unknown>();
-const add = (name: string, fn: () => unknown) => {
-  fns.set(name, fn);
-  bench.add(name, fn);
-};
-add('ours: encodePairs (batches of 32)', () => {
+const bench = new TokenizerBench(w, { warmupTime: 500, iterations: 3, warmupIterations: 1 });
+bench.add('ours: encodePairs (batches of 32)', () => {
   for (const b of batches) ours.encodePairs(b, { maxLength });
 });
-add('ours: encodePair (one pair at a time)', () => {
+bench.add('ours: encodePair (one pair at a time)', () => {
   for (const [q, d] of pairs) ours.encodePair(q, d, { maxLength });
 });
-add(`tokenizers (Rust, npm): ${rustBatch ? 'encodeBatch of 32' : 'encode per pair'}, 1 thread`, async () => {
-  if (rustBatch) for (const b of batches) await rust.encodeBatch(b);
-  else for (const b of batches) await Promise.all(b.map(([q, d]) => rust.encode(q, d)));
-});
-add('transformers.js AutoTokenizer (batches of 32)', () => {
+bench.add(
+  `tokenizers (Rust, npm): ${rustBatch ? 'encodeBatch of 32' : 'encode per pair'}, 1 thread`,
+  async () => {
+    if (rustBatch) for (const b of batches) await rust.encodeBatch(b);
+    else for (const b of batches) await Promise.all(b.map(([q, d]) => rust.encode(q, d)));
+  },
+);
+bench.add('transformers.js AutoTokenizer (batches of 32)', () => {
   for (const b of batches) {
     tjs(
       b.map((p) => p[0]),
@@ -117,42 +102,12 @@ add('transformers.js AutoTokenizer (batches of 32)', () => {
     );
   }
 });
-add('@huggingface/tokenizers encode (no truncation)', () => {
+bench.add('@huggingface/tokenizers encode (no truncation)', () => {
   for (const [q, d] of pairs) hfts.encode(q, { text_pair: d });
 });
 
-await bench.run();
-
-// Wall-clock rates suffer on a shared machine; CPU time (this process, all its threads) less so.
-const cpuRate = new Map<string, number>();
-for (const [name, fn] of fns) {
-  const rates: number[] = [];
-  for (let r = 0; r < 5; r++) {
-    const c0 = process.cpuUsage();
-    await fn();
-    const c = process.cpuUsage(c0);
-    rates.push((count * 1e6) / (c.user + c.system));
-  }
-  rates.sort((a, b) => a - b);
-  cpuRate.set(name, rates[2] as number);
-}
+await bench.run(5);
 rmSync(dir, { recursive: true, force: true });
-
-const c = cpus();
-console.log(
-  `machine: ${c[0]?.model.trim()} (${c.length} logical CPUs), node ${process.version}; workload: ` +
-    `${count} msMarcoPairs(seed ${values.seed}), ${tokensPerPair.toFixed(1)} tokens/pair at maxLength ${maxLength}`,
+bench.print(
+  `${count} msMarcoPairs(seed ${w.seed}), ${tokensPerPair.toFixed(1)} tokens/pair at maxLength ${maxLength}`,
 );
-const rows = bench.tasks.map((t) => {
-  const r = t.result as unknown as { latency: { mean: number; rme: number }; error?: unknown };
-  if (r.error !== undefined || r.latency === undefined)
-    return { task: t.name, 'pairs/s': `error: ${String(r.error)}` };
-  return {
-    task: t.name,
-    'pairs/s': Math.round((count * 1000) / r.latency.mean).toLocaleString('en-US'),
-    'ms per pass': r.latency.mean.toFixed(2),
-    '±%': r.latency.rme.toFixed(1),
-    'pairs per CPU-second': Math.round(cpuRate.get(t.name) ?? 0).toLocaleString('en-US'),
-  };
-});
-console.table(rows);

@@ -12,6 +12,7 @@ import { cpus, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { syntheticModel } from '../src/bench/model';
+import { median } from '../src/bench/stats';
 import { msMarcoPairs } from '../src/workload';
 import { cachedBertOnnx } from './lib/onnx-export';
 import { runTransformersJs } from './lib/transformersjs';
@@ -39,12 +40,11 @@ async function main(): Promise<void> {
   );
   for (let r = 0; r < Number(values.runs); r++) {
     const res = await runTransformersJs(onnxDir, pairs, batch, { intraOpNumThreads: Number(values.threads) });
-    const sorted = [...res.batchInferenceMs].sort((a, b) => a - b);
-    const median = sorted[Math.floor(sorted.length / 2)] as number;
+    const batchMs = median(res.batchInferenceMs);
     console.log(
       `run ${r + 1}: transformers.js ${res.transformersVersion} fp32, batch ${batch}, intraOpNumThreads ` +
         `${res.intraOpNumThreads || 'ORT default'}: ${res.pairsPerSec.toFixed(1)} pairs/s end to end, ` +
-        `${res.inferencePairsPerSec.toFixed(1)} pairs/s inference only (median batch ${median.toFixed(0)} ms), ` +
+        `${res.inferencePairsPerSec.toFixed(1)} pairs/s inference only (median batch ${batchMs.toFixed(0)} ms), ` +
         `${((res.pairs / res.cpuMs) * 1000).toFixed(1)} pairs per CPU-second, tokenize ${res.tokenizeMs.toFixed(0)} ms, ${(res.realTokens / res.pairs).toFixed(1)} tokens/pair, ` +
         `padding waste ${res.paddingWastePct.toFixed(1)}%, load average ${loadavg()[0]?.toFixed(1)}`,
     );

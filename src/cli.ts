@@ -9,9 +9,10 @@ import { type BenchOptions, packageVersion, runScenarios } from './bench/bench';
 import { customScenario, type EngineSpec, type ScenarioSpec, STANDARD_SCENARIOS } from './bench/scenarios';
 import { pickBackend } from './cross-encoder';
 import { InputError, MlxRerankError } from './errors';
-import { parseServe, SERVE_USAGE } from './server/args';
+import { ENGINE_FLAGS, parseServe, SERVE_USAGE } from './server/args';
 import { synthCli } from './synth';
 import type { Backend, DeviceKind, DType } from './types';
+import { flagInt, flagInts, flagOneOf } from './validate';
 
 const USAGE = `Usage: mlx-rerank <command> [options]
 
@@ -58,30 +59,6 @@ Options:
   --progress MODE      auto (bar on a TTY, lines otherwise) | plain | none
 `;
 
-function ints(flag: string, v: string | undefined, dflt: number[]): number[] {
-  if (v === undefined) return dflt;
-  const out = v.split(',').map((s) => Number(s.trim()));
-  if (out.length === 0 || out.some((n) => !Number.isInteger(n) || n < 1)) {
-    throw new InputError(`--${flag} takes positive integers separated by commas, got "${v}".`);
-  }
-  return out;
-}
-
-function int(flag: string, v: string | undefined, min = 1): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min)
-    throw new InputError(`--${flag} takes an integer >= ${min}, got "${v}".`);
-  return n;
-}
-
-function oneOf<T extends string>(flag: string, v: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(v)) {
-    throw new InputError(`--${flag} takes one of ${allowed.join(', ')}, got "${v}".`);
-  }
-  return v as T;
-}
-
 /**
  * 'auto' as CrossEncoder.load resolves it. When the device asks for an engine this install lacks (gpu
  * without mlx), the bench still runs that engine so that its report says why it could not.
@@ -100,10 +77,7 @@ export function parseBench(argv: string[]): { specs: ScenarioSpec[]; options: Be
     strict: true,
     allowPositionals: false,
     options: {
-      model: { type: 'string' },
-      backend: { type: 'string' },
-      device: { type: 'string' },
-      dtype: { type: 'string' },
+      ...ENGINE_FLAGS,
       weights: { type: 'string' },
       batch: { type: 'string' },
       concurrency: { type: 'string' },
@@ -118,17 +92,12 @@ export function parseBench(argv: string[]): { specs: ScenarioSpec[]; options: Be
       'sample-ms': { type: 'string' },
       'max-seconds': { type: 'string' },
       'warmup-requests': { type: 'string' },
-      'max-batch-tokens': { type: 'string' },
-      'max-batch-size': { type: 'string' },
-      'max-wait-ms': { type: 'string' },
-      threads: { type: 'string' },
-      offline: { type: 'boolean' },
       'no-ablation': { type: 'boolean' },
       progress: { type: 'string' },
     },
   });
-  const batches = ints('batch', v.batch, [32]);
-  const concurrencies = ints('concurrency', v.concurrency, [1]);
+  const batches = flagInts('batch', v.batch, [32]);
+  const concurrencies = flagInts('concurrency', v.concurrency, [1]);
   let specs: ScenarioSpec[];
   if (v.scenarios || v.scenario) {
     const wanted = v.scenario?.split(',').map((s) => s.trim().padStart(2, '0'));
@@ -139,15 +108,15 @@ export function parseBench(argv: string[]): { specs: ScenarioSpec[]; options: Be
       );
     }
   } else {
-    const device = oneOf('device', v.device ?? 'auto', ['auto', 'gpu', 'cpu'] as const);
+    const device = flagOneOf('device', v.device ?? 'auto', ['auto', 'gpu', 'cpu'] as const);
     const backends = (v.backend ?? 'auto').split(',').map((b) => {
-      const name = oneOf('backend', b.trim(), ['auto', 'cpu', 'mlx'] as const);
+      const name = flagOneOf('backend', b.trim(), ['auto', 'cpu', 'mlx'] as const);
       return name === 'auto' ? autoBackend(device) : name;
     });
     const dtypes: Array<DType | undefined> = v.dtype
       ? v.dtype
           .split(',')
-          .map((d) => oneOf('dtype', d.trim(), ['float32', 'float16', 'bfloat16', 'int8'] as const))
+          .map((d) => flagOneOf('dtype', d.trim(), ['float32', 'float16', 'bfloat16', 'int8'] as const))
       : [undefined];
     const engines: EngineSpec[] = backends.flatMap((backend) =>
       dtypes.map((dtype) => ({
@@ -161,28 +130,26 @@ export function parseBench(argv: string[]): { specs: ScenarioSpec[]; options: Be
     if (v.name !== undefined && !/^[A-Za-z0-9_.-]+$/.test(v.name)) {
       throw new InputError(`--name may hold letters, digits, "_", "-" and "." only, got "${v.name}".`);
     }
-    const weights = v.weights
-      ? oneOf('weights', v.weights, ['float32', 'float16', 'bfloat16'] as const)
-      : undefined;
+    const weights = flagOneOf('weights', v.weights, ['float32', 'float16', 'bfloat16'] as const);
     specs = [customScenario(engines, batches, concurrencies, v.name, v.id?.padStart(2, '0'), weights)];
   }
   if ((v.scenarios || v.scenario) && (v.batch || v.concurrency)) {
     specs = specs.map((s) => ({ ...s, batches, concurrencies }));
   }
-  const maxWaitMs = int('max-wait-ms', v['max-wait-ms'], 0);
-  const maxBatchTokens = int('max-batch-tokens', v['max-batch-tokens']);
-  const maxBatchSize = int('max-batch-size', v['max-batch-size']);
-  const threads = int('threads', v.threads);
+  const maxWaitMs = flagInt('max-wait-ms', v['max-wait-ms'], 0);
+  const maxBatchTokens = flagInt('max-batch-tokens', v['max-batch-tokens'], 1);
+  const maxBatchSize = flagInt('max-batch-size', v['max-batch-size'], 1);
+  const threads = flagInt('threads', v.threads, 1);
   const options: BenchOptions = {
-    pairs: int('pairs', v.pairs) ?? 3200,
-    seed: int('seed', v.seed, 0) ?? 42,
+    pairs: flagInt('pairs', v.pairs, 1) ?? 3200,
+    seed: flagInt('seed', v.seed, 0) ?? 42,
     out: v.out ?? 'results',
-    sampleMs: int('sample-ms', v['sample-ms'], 10) ?? 500,
-    maxSeconds: int('max-seconds', v['max-seconds'], 0) ?? 200,
-    warmupRequests: int('warmup-requests', v['warmup-requests'], 0) ?? 20,
+    sampleMs: flagInt('sample-ms', v['sample-ms'], 10) ?? 500,
+    maxSeconds: flagInt('max-seconds', v['max-seconds'], 0) ?? 200,
+    warmupRequests: flagInt('warmup-requests', v['warmup-requests'], 0) ?? 20,
     offline: v.offline ?? false,
     paddingAblation: !v['no-ablation'],
-    progress: oneOf('progress', v.progress ?? 'auto', ['auto', 'plain', 'none'] as const),
+    progress: flagOneOf('progress', v.progress ?? 'auto', ['auto', 'plain', 'none'] as const),
     log: (line) => process.stderr.write(`${line}\n`),
     ...(v.model ? { model: v.model } : {}),
     ...(v['pairs-file'] ? { pairsFile: v['pairs-file'] } : {}),
@@ -194,16 +161,24 @@ export function parseBench(argv: string[]): { specs: ScenarioSpec[]; options: Be
   return { specs, options };
 }
 
-async function serveCommand(argv: string[]): Promise<number> {
-  let options: ReturnType<typeof parseServe>;
+/**
+ * Runs a command's argument parser. A bad argument (an InputError, or parseArgs' own error for an
+ * unknown flag) is printed with a pointer to the command's help: undefined, and the command exits 2.
+ */
+function parseCommand<T>(command: string, parse: () => T): T | undefined {
   try {
-    options = parseServe(argv);
+    return parse();
   } catch (err) {
     process.stderr.write(
-      `mlx-rerank serve: ${(err as Error).message}\n\nRun "mlx-rerank serve --help" for the options.\n`,
+      `mlx-rerank ${command}: ${(err as Error).message}\n\nRun "mlx-rerank ${command} --help" for the options.\n`,
     );
-    return 2;
+    return undefined;
   }
+}
+
+async function serveCommand(argv: string[]): Promise<number> {
+  const options = parseCommand('serve', () => parseServe(argv));
+  if (options === undefined) return 2;
   // Loaded only for `serve`: the other commands do not pay for the HTTP stack.
   const { runServe } = await import('./server/index');
   const code = await runServe(options);
@@ -234,15 +209,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(BENCH_USAGE);
     return 0;
   }
-  let parsed: ReturnType<typeof parseBench>;
-  try {
-    parsed = parseBench(rest);
-  } catch (err) {
-    process.stderr.write(
-      `mlx-rerank bench: ${(err as Error).message}\n\nRun "mlx-rerank bench --help" for the options.\n`,
-    );
-    return 2;
-  }
+  const parsed = parseCommand('bench', () => parseBench(rest));
+  if (parsed === undefined) return 2;
   const { written, results } = await runScenarios(parsed.specs, parsed.options);
   for (const path of written) process.stdout.write(`${path}\n`);
   if (!results.some((r) => r.runs.some((run) => run.configs.length > 0))) {

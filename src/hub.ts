@@ -8,8 +8,8 @@
  * resume, no lock, no size/hash check and no progress, and logs with console.debug. We use the same
  * layout and write the rest here.
  */
-import { readFile, realpath, rm, stat } from 'node:fs/promises';
-import { basename, isAbsolute, join, resolve as resolvePath } from 'node:path';
+import { realpath, rm, stat } from 'node:fs/promises';
+import { isAbsolute, join, resolve as resolvePath } from 'node:path';
 import {
   AbortedError,
   DownloadError,
@@ -21,7 +21,6 @@ import {
   UnsupportedModelError,
 } from './errors';
 import {
-  blobStamp,
   envOffline,
   envToken,
   exists,
@@ -32,34 +31,35 @@ import {
   linkSnapshot,
   markNoExist,
   readRef,
-  readVerifiedStamp,
   repoFolder,
   snapshotPath,
   writable,
   writeRef,
-  writeVerifiedStamp,
 } from './hub/cache';
+import { ensureBlob, type FileMeta, type HubContext, HubUnreachableError, headFile } from './hub/download';
 import {
-  ensureBlob,
-  type FileMeta,
-  type HubContext,
-  HubUnreachableError,
-  headFile,
-  MAX_TIMEOUT_MS,
-  STALL_TIMEOUT_DEFAULT_S,
-  verify,
-} from './hub/download';
-import { COMMIT_RE, etagHashKind, isRepoId, isRevision, isShardName, quote } from './hub/names';
+  filesInFolder,
+  PICKLE_WEIGHTS,
+  pickleOnly,
+  ST_CONFIG,
+  shardsOf,
+  TOKENIZER_FILES,
+  verifyCached,
+  WEIGHTS,
+  WEIGHTS_INDEX,
+} from './hub/folder';
+import { COMMIT_RE, isRepoId, isRevision, quote } from './hub/names';
+import { STALL_TIMEOUT_DEFAULT_S, throwIfAborted } from './hub/stall';
 import { createProgressReporter } from './progress';
 import type { ModelFiles } from './types';
-import { checkNumber, int, type Range, real } from './validate';
+import { checkNumber, int, MAX_TIMER_MS, type Range, real } from './validate';
 
 /** Ranges of the numeric hub options (docs/limits.md lists them with the others). */
 export const HUB_RANGES = {
   /** Default 5. */
   retries: int(0, 100),
   /** Default: HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT seconds, else STALL_TIMEOUT_DEFAULT_S. */
-  stallTimeoutMs: real(1, MAX_TIMEOUT_MS),
+  stallTimeoutMs: real(1, MAX_TIMER_MS),
 } as const;
 
 export interface ResolveOptions {
@@ -91,13 +91,6 @@ export interface ResolveOptions {
    */
   stallTimeoutMs?: number;
 }
-
-/** The files a cross-encoder needs, besides the weights. Optional ones are fetched when present. */
-const TOKENIZER_FILES = ['tokenizer.json', 'vocab.txt', 'tokenizer_config.json', 'special_tokens_map.json'];
-const ST_CONFIG = 'config_sentence_transformers.json';
-const WEIGHTS = 'model.safetensors';
-const WEIGHTS_INDEX = 'model.safetensors.index.json';
-const PICKLE_WEIGHTS = ['pytorch_model.bin', 'pytorch_model.bin.index.json'];
 
 export async function resolveModel(idOrPath: string, opts: ResolveOptions = {}): Promise<ModelFiles> {
   try {
@@ -222,16 +215,12 @@ async function localFolder(idOrPath: string): Promise<string | undefined> {
 /** An env variable in seconds (huggingface_hub's convention), else the fallback; capped to what a timer holds. */
 function envSeconds(name: string, fallback: number): number {
   const v = Number(process.env[name]);
-  return Number.isFinite(v) && v > 0 ? Math.min(v, MAX_TIMEOUT_MS / 1000) : fallback;
+  return Number.isFinite(v) && v > 0 ? Math.min(v, MAX_TIMER_MS / 1000) : fallback;
 }
 
 /** An optional numeric option within [min, max] (an integer when asked), else E_INPUT naming it. */
 function optional(name: string, v: unknown, range: Range): number | undefined {
   return v === undefined ? undefined : checkNumber(name, v, range);
-}
-
-function throwIfAborted(signal?: AbortSignal): void {
-  if (signal?.aborted) throw new AbortedError(undefined, { cause: signal.reason });
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -307,15 +296,6 @@ async function download(ctx: HubContext, revision: string, verifyBlobs: boolean)
   );
 }
 
-function pickleOnly(id: string): UnsupportedModelError {
-  return new UnsupportedModelError(
-    `${id} has only PyTorch pickle weights (pytorch_model.bin), which are not loaded because unpickling can run arbitrary code. ` +
-      `Convert them to safetensors once, e.g. python -c "from transformers import AutoModelForSequenceClassification as M, AutoTokenizer as T; ` +
-      `M.from_pretrained('${id}').save_pretrained('DIR', safe_serialization=True); T.from_pretrained('${id}').save_pretrained('DIR')" ` +
-      'and load DIR.',
-  );
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Cache only.
 
@@ -356,111 +336,4 @@ async function fromCache(
     }
     throw err;
   }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Picking the files out of a folder (a snapshot or a user's folder).
-
-/** A snapshot folder's repo folder, and whether its blobs are hash-checked. */
-interface CacheFolder {
-  repoDir: string;
-  verifyBlobs: boolean;
-}
-
-/** The model files in `dir`: a user's folder, or a snapshot of the cache (`cache` set). */
-async function filesInFolder(
-  dir: string,
-  id: string,
-  revision: string | undefined,
-  cache: CacheFolder | undefined,
-  signal: AbortSignal | undefined,
-): Promise<ModelFiles> {
-  throwIfAborted(signal);
-  // Every name is a constant or a checked shard name, and every path is built inside `dir`.
-  const has = async (f: string) => {
-    const st = await stat(inside(dir, f)).catch(() => undefined);
-    return st?.isFile() === true;
-  };
-  if (!(await has('config.json'))) {
-    throw new ModelNotFoundError(`${dir} has no config.json; pass the folder of a transformers model.`);
-  }
-  let weights: string[];
-  if (await has(WEIGHTS)) weights = [inside(dir, WEIGHTS)];
-  else if (await has(WEIGHTS_INDEX)) {
-    const shards = await shardsOf(inside(dir, WEIGHTS_INDEX));
-    for (const s of shards) {
-      if (!(await has(s)))
-        throw new ModelNotFoundError(`${dir} lacks ${s}, a shard named by ${WEIGHTS_INDEX}.`);
-    }
-    weights = shards.map((s) => inside(dir, s));
-  } else if ((await has(PICKLE_WEIGHTS[0] as string)) || (await has(PICKLE_WEIGHTS[1] as string))) {
-    throw pickleOnly(cache ? id : dir);
-  } else {
-    throw new ModelNotFoundError(`${dir} has no model.safetensors (nor model.safetensors.index.json).`);
-  }
-  const files: ModelFiles = { dir, id, config: inside(dir, 'config.json'), weights };
-  if (revision) files.revision = revision;
-  if (await has('tokenizer.json')) files.tokenizerJson = inside(dir, 'tokenizer.json');
-  if (await has('vocab.txt')) files.vocabTxt = inside(dir, 'vocab.txt');
-  if (await has('tokenizer_config.json')) files.tokenizerConfig = inside(dir, 'tokenizer_config.json');
-  if (await has('special_tokens_map.json')) files.specialTokensMap = inside(dir, 'special_tokens_map.json');
-  if (await has(ST_CONFIG)) files.sentenceTransformersConfig = inside(dir, ST_CONFIG);
-  if (!files.tokenizerJson && !files.vocabTxt) {
-    throw new TokenizerError(
-      `${dir} has neither tokenizer.json nor vocab.txt; the model's tokenizer is missing.`,
-    );
-  }
-  if (cache?.verifyBlobs) {
-    for (const f of [files.config, ...weights, files.tokenizerJson, files.vocabTxt]) {
-      if (f) await verifyCached(f, id, cache.repoDir, signal);
-    }
-  }
-  throwIfAborted(signal);
-  return files;
-}
-
-/** Shard file names from a safetensors index, in order, each checked to stay inside the folder. */
-async function shardsOf(indexPath: string): Promise<string[]> {
-  let index: unknown;
-  try {
-    index = JSON.parse(await readFile(indexPath, 'utf8'));
-  } catch (err) {
-    throw new UnsupportedModelError(`${indexPath} is not valid JSON (${(err as Error).message}).`);
-  }
-  const map = (index as { weight_map?: unknown })?.weight_map;
-  if (!map || typeof map !== 'object') {
-    throw new UnsupportedModelError(
-      `${indexPath} has no "weight_map" object; it is not a safetensors index.`,
-    );
-  }
-  const shards = [...new Set(Object.values(map as Record<string, unknown>))];
-  const bad = shards.find((s) => !isShardName(s));
-  if (bad !== undefined || shards.length === 0) {
-    throw new UnsupportedModelError(
-      `${indexPath} names a shard ${quote(bad)} that is not a plain *.safetensors file name next to the index.`,
-    );
-  }
-  return (shards as string[]).sort();
-}
-
-/**
- * A cached file (symlink to blobs/<etag>) must hash to its etag; a corrupt one is reported, never used.
- * Hashing 90 MB costs ~0.1-0.6 s, so a blob that passed is stamped (size, mtime, inode) and rehashed only
- * when one of those changed: anything that rewrites the file is caught, silent bit rot is not.
- */
-async function verifyCached(file: string, id: string, repoDir: string, signal?: AbortSignal): Promise<void> {
-  const real = await realpath(file);
-  const etag = basename(real);
-  if (!etagHashKind(etag)) return;
-  // Stamps live in the repo folder this file was asked for, never next to wherever a link leads.
-  const st = await stat(real);
-  if ((await readVerifiedStamp(repoDir, etag)) === blobStamp(st)) return;
-  const problem = await verify(real, etag, signal);
-  if (problem) {
-    throw new IntegrityError(
-      `The cached file ${file} of ${id} is corrupted: it does not match its ${problem}. ` +
-        `Delete ${real} and load the model again while online (it is downloaded again), or run huggingface-cli download ${id} --force-download.`,
-    );
-  }
-  await writeVerifiedStamp(repoDir, etag, blobStamp(st));
 }

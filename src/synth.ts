@@ -14,18 +14,22 @@
 
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import { InputError } from './errors';
 import { numel, type SafetensorsDType, type TensorData, writeSafetensors } from './safetensors';
 import { bertTokenizerJson } from './tokenizer/tokenizer-json';
 import type { ModelFiles } from './types';
+import { flagInt, flagOneOf } from './validate';
 import { bertUncasedVocab, seededRandom } from './workload';
 
 // The safetensors writer lives in src/safetensors.ts; re-exported where tests import it from here.
 export { bertUncasedVocab, writeSafetensors };
 
+/** The named shapes (SHAPES below): what `mlx-rerank synth --shape` and the bench's `synthetic:<name>` take. */
+export type NamedShape = 'minilm-l6' | 'tiny';
+
 export type SynthShape =
-  | 'minilm-l6'
-  | 'tiny'
+  | NamedShape
   | {
       hiddenSize: number;
       numLayers: number;
@@ -52,7 +56,7 @@ interface Dims {
   maxPositions: number;
 }
 
-const SHAPES: Record<'minilm-l6' | 'tiny', Dims> = {
+const SHAPES: Record<NamedShape, Dims> = {
   // cross-encoder/ms-marco-MiniLM-L-6-v2
   'minilm-l6': {
     hiddenSize: 384,
@@ -149,11 +153,13 @@ export async function synthesizeModel(opts: SynthOptions): Promise<ModelFiles> {
   };
 }
 
+export const NAMED_SHAPES = Object.keys(SHAPES) as NamedShape[];
+
 export function shapeDims(shape: SynthShape): Dims {
-  if (shape === 'minilm-l6' || shape === 'tiny') return { ...SHAPES[shape] };
+  if (typeof shape === 'string' && Object.hasOwn(SHAPES, shape)) return { ...SHAPES[shape] };
   if (typeof shape !== 'object' || shape === null) {
     throw new InputError(
-      `shape must be "minilm-l6", "tiny" or {hiddenSize, numLayers, numHeads, intermediateSize}.`,
+      `shape must be ${NAMED_SHAPES.map((n) => `"${n}"`).join(', ')} or {hiddenSize, numLayers, numHeads, intermediateSize}.`,
     );
   }
   const d: Dims = {
@@ -260,33 +266,33 @@ tokenizer_config.json, special_tokens_map.json. The same shape and seed give the
 
 /** Runs `mlx-rerank synth ...` (argv after "synth"); returns the exit code. Bad arguments throw InputError. */
 export async function synthCli(argv: string[], out: NodeJS.WritableStream = process.stdout): Promise<number> {
-  const args: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    if (a === '-h' || a === '--help') {
-      out.write(`${SYNTH_USAGE}\n`);
-      return 0;
-    }
-    const m = /^--(shape|out|dtype|seed)(?:=(.*))?$/.exec(a);
-    if (!m) throw new InputError(`Unknown argument ${JSON.stringify(a)}.\n${SYNTH_USAGE}`);
-    const value = m[2] ?? argv[++i];
-    if (value === undefined || value.startsWith('--'))
-      throw new InputError(`--${m[1]} needs a value.\n${SYNTH_USAGE}`);
-    args[m[1] as string] = value;
+  let v: { out?: string; shape?: string; dtype?: string; seed?: string; help?: boolean };
+  try {
+    v = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        out: { type: 'string' },
+        shape: { type: 'string' },
+        dtype: { type: 'string' },
+        seed: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }).values;
+  } catch (err) {
+    // parseArgs' own errors (an unknown flag, a flag without its value) are bad arguments too.
+    throw new InputError(`${(err as Error).message}\n${SYNTH_USAGE}`, { cause: err });
   }
-  if (!args.out) throw new InputError(`--out DIR is required.\n${SYNTH_USAGE}`);
-  const shape = args.shape ?? 'minilm-l6';
-  if (shape !== 'minilm-l6' && shape !== 'tiny')
-    throw new InputError(`--shape must be minilm-l6 or tiny, not "${shape}".`);
-  const dtype = args.dtype ?? 'float32';
-  if (dtype !== 'float32' && dtype !== 'float16' && dtype !== 'bfloat16') {
-    throw new InputError(`--dtype must be float32, float16 or bfloat16, not "${dtype}".`);
+  if (v.help) {
+    out.write(`${SYNTH_USAGE}\n`);
+    return 0;
   }
-  const seed = args.seed === undefined ? 1 : Number(args.seed);
-  if (!/^\d+$/.test(args.seed ?? '1') || !Number.isSafeInteger(seed)) {
-    throw new InputError(`--seed must be a non-negative integer, not "${args.seed}".`);
-  }
-  const files = await synthesizeModel({ shape, dtype, seed, outDir: args.out });
+  if (!v.out) throw new InputError(`--out DIR is required.\n${SYNTH_USAGE}`);
+  const shape = flagOneOf('shape', v.shape ?? 'minilm-l6', NAMED_SHAPES);
+  const dtype = flagOneOf('dtype', v.dtype ?? 'float32', ['float32', 'float16', 'bfloat16'] as const);
+  const seed = flagInt('seed', v.seed, 0) ?? 1;
+  const files = await synthesizeModel({ shape, dtype, seed, outDir: v.out });
   out.write(`Synthetic ${shape} cross-encoder (${dtype}, seed ${seed}) written to ${files.dir}\n`);
   return 0;
 }

@@ -177,3 +177,52 @@ export async function readJsonFile(
     throw new ErrorClass(`${what} at ${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
 }
+
+// Command-line flags (`mlx-rerank bench`, `serve`): the same checks on the strings `parseArgs` gives,
+// with messages in the terms the user typed ("--batch takes ..., got "0"."). Exit code 2 follows from
+// the InputError.
+
+/** An integer flag in [min, max]; undefined when the flag was not given. */
+export function flagInt(
+  flag: string,
+  v: string | undefined,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `${min}..${max}`;
+    throw new InputError(`--${flag} takes ${range}, got "${v}".`);
+  }
+  return n;
+}
+
+/** A comma-separated list of positive integers ("8,32,128"); `dflt` when the flag was not given. */
+export function flagInts(flag: string, v: string | undefined, dflt: number[]): number[] {
+  if (v === undefined) return dflt;
+  const out = v.split(',').map((s) => Number(s.trim()));
+  if (v.trim() === '' || out.some((n) => !Number.isInteger(n) || n < 1)) {
+    throw new InputError(`--${flag} takes positive integers separated by commas, got "${v}".`);
+  }
+  return out;
+}
+
+/** One of `allowed`; undefined when the flag was not given. */
+export function flagOneOf<T extends string>(flag: string, v: string, allowed: readonly T[]): T;
+export function flagOneOf<T extends string>(
+  flag: string,
+  v: string | undefined,
+  allowed: readonly T[],
+): T | undefined;
+export function flagOneOf<T extends string>(
+  flag: string,
+  v: string | undefined,
+  allowed: readonly T[],
+): T | undefined {
+  if (v === undefined) return undefined;
+  if (!(allowed as readonly string[]).includes(v)) {
+    throw new InputError(`--${flag} takes one of ${allowed.join(', ')}, got "${v}".`);
+  }
+  return v as T;
+}

@@ -268,6 +268,19 @@ describe('names from the caller, a ref file or a repo index become no path', () 
     }
   });
 
+  it('refuses a model.safetensors.index.json larger than an index can be, without parsing it', async () => {
+    const dir = join(work, 'huge-index');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'config.json'), '{}');
+    // Valid JSON naming a shard that is absent: read whole, it would fail later with E_MODEL_NOT_FOUND.
+    const pad = 'x'.repeat(17 << 20);
+    const index = { metadata: { pad }, weight_map: { a: 'model-00001-of-00001.safetensors' } };
+    await writeFile(join(dir, 'model.safetensors.index.json'), JSON.stringify(index));
+    const err = await caught(resolveModel(dir));
+    expect(err.code).toBe('E_UNSUPPORTED_MODEL');
+    expect(err.message).toMatch(/model\.safetensors\.index\.json is \d+ bytes, more than the 16777216/);
+  });
+
   it('the validators accept what the Hub uses and nothing that leaves a folder', () => {
     expect(normalizeEtag(`W/"${HEX64.toUpperCase()}"`)).toBe(HEX64);
     expect(normalizeEtag(`"${HEX40}"`)).toBe(HEX40);

@@ -5,9 +5,9 @@
  * objects (one implementation, so `instanceof MlxRerankError` holds across a mixed app).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../src/native';
 import { stagePackage } from './helpers/package-stage';
@@ -39,8 +39,9 @@ const COMPILERS = [
 ];
 
 let app = '';
+let pkg = '';
 beforeAll(() => {
-  const pkg = stagePackage(join(tmp, 'stage'), { dist: true });
+  pkg = stagePackage(join(tmp, 'stage'), { dist: true });
   app = join(tmp, 'app');
   mkdirSync(join(app, 'node_modules', '@types'), { recursive: true });
   symlinkSync(pkg, join(app, 'node_modules', 'mlx-rerank'), 'dir');
@@ -103,5 +104,32 @@ describe('one implementation for require and import', () => {
     `;
     const out = execFileSync(process.execPath, ['-e', script], { cwd: app, encoding: 'utf8' });
     expect(JSON.parse(out)).toEqual({ crossEncoder: true, error: true, instanceOf: true, sameKeys: true });
+  });
+});
+
+/** The packages a built file imports statically, following its relative imports (the build's chunks). */
+function staticImports(file: string, seen = new Set<string>()): Set<string> {
+  const packages = new Set<string>();
+  if (seen.has(file)) return packages;
+  seen.add(file);
+  // esbuild writes each static import as a statement of its own: `import x from "y";`, `import {\n a\n} from "y";`.
+  for (const m of readFileSync(file, 'utf8').matchAll(/^import\s(?:[^;]*?\sfrom\s)?"([^"]+)";$/gms)) {
+    const spec = m[1] as string;
+    if (spec.startsWith('.')) for (const p of staticImports(join(dirname(file), spec), seen)) packages.add(p);
+    else packages.add(spec);
+  }
+  return packages;
+}
+
+describe('the command line', () => {
+  it('loads the HTTP server only for `serve`: --version imports neither fastify nor prom-client', () => {
+    const cli = join(pkg, 'dist', 'cli.js');
+    const eager = staticImports(cli);
+    expect(eager).toContain('util'); // the argument parser: the walk sees the imports
+    expect([...eager].filter((p) => /fastify|prom-client/.test(p))).toEqual([]);
+    // ... and the server is in the build, behind the dynamic import.
+    expect(readFileSync(cli, 'utf8')).toMatch(/import\("\.\/server-[\w-]+\.js"\)/);
+    const version = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')).version as string;
+    expect(execFileSync(process.execPath, [cli, '--version'], { encoding: 'utf8' })).toBe(`${version}\n`);
   });
 });

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CrossEncoder } from '../src/cross-encoder';
 import { EngineError } from '../src/errors';
 import { buildServer, type HttpOptions } from '../src/server/app';
+import { parseServe } from '../src/server/args';
 import { type RunningServer, type ServeOptions, startServer } from '../src/server/index';
 import { schemas } from '../src/server/schemas';
 import type { ModelFiles } from '../src/types';
@@ -21,23 +22,10 @@ let ce: CrossEncoder; // the library in-process: the reference the server's answ
 let open: RunningServer; // no API key, CORS for one origin
 let locked: RunningServer; // API key, small limits
 
+/** What `mlx-rerank serve` would run with these flags (its defaults), changed by `over`. */
 function options(over: Partial<ServeOptions> = {}): ServeOptions {
-  return {
-    model: files.dir,
-    load: { backend: 'cpu', threads: 1 },
-    offline: true,
-    host: '127.0.0.1',
-    port: 0,
-    workers: 1,
-    shutdownTimeoutMs: 10_000,
-    apiKeys: [],
-    maxBodyBytes: 2_000_000,
-    maxDocuments: 1000,
-    autoTruncate: true,
-    corsOrigins: [],
-    logLevel: 'silent',
-    ...over,
-  };
+  const flags = ['--model', files.dir, '--backend', 'cpu', '--threads', '1', '--offline', '--port', '0'];
+  return { ...parseServe([...flags, '--shutdown-timeout', '10', '--log-level', 'silent'], {}), ...over };
 }
 
 async function post(base: string, path: string, body: unknown, headers: Record<string, string> = {}) {

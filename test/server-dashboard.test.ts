@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BrowserContext, chromium } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { parseServe } from '../src/server/args';
 import { type RunningServer, startServer } from '../src/server/index';
 import { cleanupModels, syntheticModel } from './helpers/api-model';
 
@@ -21,21 +22,9 @@ beforeAll(async () => {
     throw new Error(`No Chromium at ${CHROMIUM}: install it (apt-get install -y chromium), as .ci/run does.`);
   }
   const files = await syntheticModel('tiny', 5);
-  server = await startServer({
-    model: files.dir,
-    load: { backend: 'cpu', threads: 1 },
-    offline: true,
-    host: '127.0.0.1',
-    port: 0,
-    workers: 1,
-    shutdownTimeoutMs: 5000,
-    apiKeys: [],
-    maxBodyBytes: 2_000_000,
-    maxDocuments: 1000,
-    autoTruncate: true,
-    corsOrigins: [],
-    logLevel: 'silent',
-  });
+  // What `mlx-rerank serve` would run with these flags.
+  const flags = ['--model', files.dir, '--backend', 'cpu', '--threads', '1', '--offline', '--port', '0'];
+  server = await startServer(parseServe([...flags, '--shutdown-timeout', '5', '--log-level', 'silent'], {}));
   await server.loaded;
   // launchPersistentContext: the one way to give Chromium its own fresh --user-data-dir.
   browser = await chromium.launchPersistentContext(join(work, 'profile'), {

@@ -389,5 +389,9 @@ describe('writeSafetensors and the synth command', () => {
       expect(err, argv.join(' ')).toBeInstanceOf(MlxRerankError);
       expect(err.code).toBe('E_INPUT');
     }
+    // The library call refuses a shape name it does not know, as the command does.
+    await expect(
+      synthesizeModel({ shape: 'huge' as 'tiny', outDir: join(work, 'huge') }),
+    ).rejects.toMatchObject({ code: 'E_INPUT', message: expect.stringContaining('"minilm-l6", "tiny"') });
   });
 });

@@ -12,7 +12,7 @@ import { native, packageRoot } from '../native';
 import { measureJitter } from './jitter';
 import { type BenchModel, pickModel } from './model';
 import { nvmlSampler } from './nvml';
-import { renderIndex, writeScenario } from './report';
+import { renderIndex, writeScenario } from './report-files';
 import { analyzeRun, type EngineRun, methodNotes, paddingOf, SCHEMA, type ScenarioResult } from './results';
 import { BatchSink, type Progress, requestPairs, runConfig } from './runner';
 import type { EngineSpec, ScenarioSpec } from './scenarios';

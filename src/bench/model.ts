@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { InputError, ModelNotFoundError } from '../errors';
 import { resolveModel } from '../hub';
 import { f32ToBf16, f32ToF16, type StoredTensor, safetensorsChunks } from '../safetensors';
-import { synthesizeModel } from '../synth';
+import { NAMED_SHAPES, type NamedShape, synthesizeModel } from '../synth';
 import type { ModelFiles, WeightDType } from '../types';
 
 export const DEFAULT_MODEL = 'cross-encoder/ms-marco-MiniLM-L-6-v2';
@@ -35,8 +35,6 @@ export interface BenchModel {
   synthetic: boolean;
   note?: string;
 }
-
-export type SyntheticShape = 'minilm-l6' | 'tiny';
 
 export interface PickModelOptions {
   model?: string;
@@ -53,16 +51,15 @@ export function syntheticCacheDir(): string {
 }
 
 /** "synthetic", "synthetic:tiny", "synthetic:minilm-l6" -> the shape; anything else -> undefined. */
-export function syntheticShape(model: string | undefined): SyntheticShape | undefined {
+export function syntheticShape(model: string | undefined): NamedShape | undefined {
   if (model === undefined || !model.startsWith('synthetic')) return undefined;
   const shape = model.slice('synthetic'.length).replace(/^:/, '') || 'minilm-l6';
-  if (shape !== 'minilm-l6' && shape !== 'tiny') return undefined;
-  return shape;
+  return (NAMED_SHAPES as string[]).includes(shape) ? (shape as NamedShape) : undefined;
 }
 
 /** Makes (once) a synthetic model folder; concurrent or interrupted runs never see a half-made one. */
 export async function syntheticModel(
-  shape: SyntheticShape,
+  shape: NamedShape,
   dtype: WeightDType,
   cacheDir = syntheticCacheDir(),
 ): Promise<string> {

@@ -1,12 +1,9 @@
 /**
- * Writes a scenario's results as the seed report's Markdown (same sections, same columns, then the
- * new ones), the same data as JSON, and SVG charts next to them: NN_<name>.md / .json /
- * .<chart>.svg. Also the index comparing several scenarios. One concern, rendering (the arithmetic is in
- * stats.ts, the charts in charts.ts); long because the report has many sections.
+ * A scenario's results as the seed report's Markdown (same sections, same columns, then the new ones).
+ * One concern, the Markdown of one scenario: the arithmetic is in stats.ts, the charts in charts.ts,
+ * the files and the index in report-files.ts; long because the report has many sections.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { latencyHistogramChart, latencyOverTimeChart, type Series, throughputChart } from './charts';
+import { baseName, cfgLabel, f, multiEngine, type Row, ratio, rowsOf, table } from './format';
 import { NOISY_SLOW_PCT } from './jitter';
 import {
   type ConfigResult,
@@ -17,49 +14,6 @@ import {
 } from './results';
 import type { Sample } from './runner';
 import type { Bucket, Summary } from './stats';
-
-/** Fixed decimals, "-" for NaN (no data). */
-export function f(v: number | undefined, digits = 2): string {
-  return v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits);
-}
-
-function ratio(v: number, base: number): string {
-  return Number.isFinite(v) && Number.isFinite(base) && base > 0 ? `${(v / base).toFixed(2)}x` : '-';
-}
-
-function table(head: string[], rows: string[][]): string {
-  return [
-    `| ${head.join(' | ')} |`,
-    `|${head.map((h) => '-'.repeat(Math.max(3, h.length + 2))).join('|')}|`,
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
-  ].join('\n');
-}
-
-export function baseName(s: Pick<ScenarioResult, 'number' | 'name'>): string {
-  return `${s.number}_${s.name}`;
-}
-
-export const CHARTS = ['latency', 'histogram', 'throughput'] as const;
-
-interface Row {
-  run: EngineRun;
-  cfg: ConfigResult;
-}
-
-function rowsOf(s: ScenarioResult): Row[] {
-  return s.runs.flatMap((run) => run.configs.map((cfg) => ({ run, cfg })));
-}
-
-function multiEngine(s: ScenarioResult): boolean {
-  return s.runs.filter((r) => r.status === 'ok').length > 1;
-}
-
-function cfgLabel(s: ScenarioResult, { run, cfg }: Row, short = false): string {
-  const c = short
-    ? `batch=${cfg.batch}, conc=${cfg.concurrency}`
-    : `batch=${cfg.batch}, concurrency=${cfg.concurrency}`;
-  return multiEngine(s) ? `${run.label}, ${c}` : c;
-}
 
 function bucketLabel(b: Bucket): string {
   switch (b.label) {
@@ -468,128 +422,4 @@ export function renderMarkdown(s: ScenarioResult): string {
     ...timeSeriesSection(s),
     ...method(s),
   ].join('\n');
-}
-
-/** JSON: everything, NaN written as null (JSON has no NaN). */
-export function renderJson(s: ScenarioResult): string {
-  return `${JSON.stringify(s, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`;
-}
-
-export function renderCharts(s: ScenarioResult): Record<(typeof CHARTS)[number], string> {
-  const rows = rowsOf(s);
-  const label = (r: Row): string => cfgLabel(s, r, true);
-  const title = baseName(s);
-  const tpSeries = new Map<string, Series>();
-  for (const { run, cfg } of rows) {
-    const key = `${run.label}, batch=${cfg.batch}`;
-    const series = tpSeries.get(key) ?? { name: key, points: [] };
-    series.points.push([cfg.concurrency, cfg.overallPairsPerSec]);
-    tpSeries.set(key, series);
-  }
-  return {
-    latency: latencyOverTimeChart(
-      `${title}: request latency over time`,
-      rows.map((r) => ({
-        name: label(r),
-        points: r.cfg.requestLog.map((q) => [q.endMs / 1000, q.latencyMs]),
-      })),
-    ),
-    histogram: latencyHistogramChart(
-      `${title}: latency histogram`,
-      rows.map((r) => ({ name: label(r), values: r.cfg.requestLog.map((q) => q.latencyMs) })),
-    ),
-    throughput: throughputChart(`${title}: throughput vs concurrency`, [...tpSeries.values()]),
-  };
-}
-
-/** Writes NN_name.md, .json and the .svg charts; returns the paths written. */
-export function writeScenario(outDir: string, s: ScenarioResult): string[] {
-  mkdirSync(outDir, { recursive: true });
-  const b = join(outDir, baseName(s));
-  const written: string[] = [];
-  const put = (path: string, text: string): void => {
-    writeFileSync(path, text);
-    written.push(path);
-  };
-  put(`${b}.md`, renderMarkdown(s));
-  put(`${b}.json`, renderJson(s));
-  if (rowsOf(s).length > 0) {
-    const svgs = renderCharts(s);
-    for (const c of CHARTS) put(`${b}.${c}.svg`, svgs[c]);
-  }
-  return written;
-}
-
-/** results/index.md: one row per scenario and engine configuration. */
-export function renderIndex(scenarios: ScenarioResult[]): string {
-  const rows: string[][] = [];
-  let base: number | undefined;
-  for (const s of scenarios) {
-    for (const run of s.runs) {
-      if (run.status !== 'ok') {
-        rows.push([
-          `[${baseName(s)}](${baseName(s)}.md)`,
-          run.label,
-          s.model.weights,
-          '-',
-          '-',
-          '-',
-          '-',
-          '-',
-          '-',
-          '-',
-          `${run.status}: ${run.reason ?? ''}`,
-        ]);
-        continue;
-      }
-      for (const cfg of run.configs) {
-        base ??= cfg.overallPairsPerSec;
-        rows.push([
-          `[${baseName(s)}](${baseName(s)}.md)`,
-          run.label,
-          s.model.weights,
-          String(cfg.batch),
-          String(cfg.concurrency),
-          f(cfg.overallPairsPerSec, 1),
-          ratio(cfg.overallPairsPerSec, base),
-          f(cfg.latency.avg, 1),
-          f(cfg.latency.p95, 1),
-          f(cfg.padding.measuredPct, 1),
-          s.description,
-        ]);
-      }
-    }
-  }
-  const first = scenarios[0];
-  const lines = ['# mlx-rerank bench: scenario index', ''];
-  if (first) {
-    lines.push(
-      `**Timestamp:** ${first.timestamp} | **Machine:** ${first.machine.cpu}, ${first.machine.cores} cores | **GPU:** ${first.machine.gpu} | **Node** ${first.versions.node}`,
-      '',
-      `**Model:** \`${first.model.id}\`${first.model.synthetic ? ` (**synthetic**: ${first.model.note ?? 'random weights'})` : ''}`,
-      '',
-    );
-  }
-  lines.push(
-    'Pairs/s is pairs scored / wall time; "vs first" is that ratio against the first row. Latencies are per request.',
-    '',
-    table(
-      [
-        'Scenario',
-        'Engine',
-        'Weights',
-        'Batch',
-        'Conc',
-        'Pairs/s',
-        'vs first',
-        'Lat Avg (ms)',
-        'Lat P95 (ms)',
-        'Padding (%)',
-        'Description',
-      ],
-      rows,
-    ),
-    '',
-  );
-  return lines.join('\n');
 }

@@ -6,7 +6,7 @@
  * population form (divide by n, numpy's default ddof=0), as the seed report was.
  */
 
-import { percentile as interpolate } from '../metrics';
+import { percentile as interpolate, summarize as packageSummary } from '../metrics';
 
 export const PERCENTILE_METHOD =
   'linear interpolation between closest ranks (numpy default): rank = (n - 1) * p / 100';
@@ -39,15 +39,23 @@ export function percentile(values: readonly number[], p: number): number {
   return percentileSorted(sortedFinite(values), p);
 }
 
+/** The median of the finite values (the 50th percentile, so the mean of the middle two for an even count). */
+export function median(values: readonly number[]): number {
+  return percentile(values, 50);
+}
+
 function sortedFinite(values: readonly number[]): number[] {
   return values.filter((v) => Number.isFinite(v)).sort((x, y) => x - y);
 }
 
-/** Summary of the finite values (NaN marks "no data" in a sample and is skipped). */
+/**
+ * Summary of the finite values (NaN marks "no data" in a sample and is skipped): the package's summary
+ * (src/metrics.ts, what `stats()` reports) plus the report's standard deviation and p75; all NaN when
+ * there is no value (the package's summary says 0 there, a report shows "-").
+ */
 export function summarize(values: readonly number[]): Summary {
   const s = sortedFinite(values);
-  const n = s.length;
-  if (n === 0) {
+  if (s.length === 0) {
     const nan = Number.NaN;
     return {
       count: 0,
@@ -62,22 +70,20 @@ export function summarize(values: readonly number[]): Summary {
       p99: nan,
     };
   }
-  let sum = 0;
-  for (const v of s) sum += v;
-  const avg = sum / n;
+  const { count, mean: avg, min, max, p50, p90, p95, p99 } = packageSummary(s);
   let sq = 0;
   for (const v of s) sq += (v - avg) * (v - avg);
   return {
-    count: n,
+    count,
     avg,
-    min: s[0] as number,
-    max: s[n - 1] as number,
-    std: Math.sqrt(sq / n),
-    p50: percentileSorted(s, 50),
+    min,
+    max,
+    std: Math.sqrt(sq / count),
+    p50,
     p75: percentileSorted(s, 75),
-    p90: percentileSorted(s, 90),
-    p95: percentileSorted(s, 95),
-    p99: percentileSorted(s, 99),
+    p90,
+    p95,
+    p99,
   };
 }
 

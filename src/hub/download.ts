@@ -5,7 +5,7 @@
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat, truncate } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { AbortedError, DownloadError, IntegrityError, ModelNotFoundError } from '../errors';
+import { DownloadError, IntegrityError, ModelNotFoundError } from '../errors';
 import {
   acquireLock,
   blobPath,
@@ -20,17 +20,7 @@ import {
   writeVerifiedStamp,
 } from './cache';
 import { COMMIT_RE, etagHashKind, normalizeEtag, quote } from './names';
-
-/**
- * The stall timeout, in seconds, when neither the `stallTimeoutMs` option nor HF_HUB_ETAG_TIMEOUT (for
- * metadata requests) / HF_HUB_DOWNLOAD_TIMEOUT (for downloads) sets it: a request fails once it waits
- * that long for response headers, or a download receives less than STALL_MIN_BYTES in that long.
- */
-export const STALL_TIMEOUT_DEFAULT_S = 10;
-/** Less than this in one stall-timeout window counts as no progress (a 1 byte/s trickle is a stall). */
-export const STALL_MIN_BYTES = 1024;
-/** The longest timeout a timer can hold (setTimeout's limit). */
-export const MAX_TIMEOUT_MS = 2_147_483_647;
+import { StallGuard, throwIfAborted } from './stall';
 
 export interface HubContext {
   endpoint: string;
@@ -86,7 +76,7 @@ export async function headFile(ctx: HubContext, revision: string, file: string):
         continue;
       }
       throw new HubUnreachableError(
-        `Could not reach the Hub at ${ctx.endpoint} for ${ctx.repoId}/${file} (${guard.stalled?.message ?? describe(err)}). ` +
+        `Could not reach the Hub at ${ctx.endpoint} for ${ctx.repoId}/${file} (${guard.stalled?.message ?? errorText(err)}). ` +
           'Check the network or HF_ENDPOINT, or load offline from the cache (HF_HUB_OFFLINE=1).',
         undefined,
         { cause: err },
@@ -291,7 +281,7 @@ async function transfer(ctx: HubContext, meta: FileMeta, incomplete: string): Pr
     if (attempt < ctx.retries) await sleep(Math.min(250 * 2 ** attempt, 4000), ctx.signal);
   }
   throw new DownloadError(
-    `Downloading ${ctx.repoId}/${meta.file} failed after ${ctx.retries + 1} attempts (${describe(lastError)}). ` +
+    `Downloading ${ctx.repoId}/${meta.file} failed after ${ctx.retries + 1} attempts (${errorText(lastError)}). ` +
       'The partial file is kept and the next load resumes it; check the network and load again.',
     undefined,
     { cause: lastError },
@@ -369,69 +359,6 @@ async function getRange(ctx: HubContext, meta: FileMeta, incomplete: string, fro
   }
 }
 
-/**
- * Aborts a request that makes no progress, the bound on every request besides the caller's signal:
- * no response headers within `ms` (connecting included), then, for a body, less than STALL_MIN_BYTES
- * (or what is left) in any `ms` window, so a server trickling a byte a second fails like a silent one.
- */
-class StallGuard {
-  readonly signal: AbortSignal;
-  /** Set once the guard fired: the error to report (E_DOWNLOAD naming the URL and the timeout). */
-  stalled: DownloadError | undefined;
-  private readonly abort = new AbortController();
-  private timer: NodeJS.Timeout | undefined;
-  private got = 0;
-
-  constructor(
-    private readonly ms: number,
-    private url: string,
-    private readonly env: string,
-    parent?: AbortSignal,
-  ) {
-    this.signal = parent ? AbortSignal.any([parent, this.abort.signal]) : this.abort.signal;
-    this.waitHeaders(url);
-  }
-
-  /** (Re)starts the wait for response headers, for `url` (each redirect hop gets the full time). */
-  waitHeaders(url: string): void {
-    this.url = url;
-    this.stop();
-    this.timer = setTimeout(() => this.fire('sent no response'), this.ms);
-  }
-
-  /** Headers are in: from now on every window must bring STALL_MIN_BYTES, or the rest of the body. */
-  waitBody(remaining: number): void {
-    this.stop();
-    this.got = 0;
-    let left = remaining;
-    this.timer = setInterval(() => {
-      if (this.got < Math.min(STALL_MIN_BYTES, left)) this.fire(`sent ${this.got} bytes`);
-      left -= this.got;
-      this.got = 0;
-    }, this.ms);
-  }
-
-  progress(bytes: number): void {
-    this.got += bytes;
-  }
-
-  stop(): void {
-    clearTimeout(this.timer);
-    clearInterval(this.timer);
-  }
-
-  private fire(what: string): void {
-    this.stop();
-    const where = new URL(this.url);
-    // Only origin and path: a CDN URL's query is a signature that does not belong in logs.
-    this.stalled = new DownloadError(
-      `${where.origin}${where.pathname} ${what} in ${this.ms} ms (the stall timeout: the stallTimeoutMs option, ` +
-        `else ${this.env} in seconds, default ${STALL_TIMEOUT_DEFAULT_S} s).`,
-    );
-    this.abort.abort(this.stalled);
-  }
-}
-
 /** Authorization goes to the Hub only, never to another origin (a CDN) a redirect points at. */
 function headers(ctx: HubContext, url: string, extra: Record<string, string>): Record<string, string> {
   const h: Record<string, string> = { 'User-Agent': USER_AGENT, ...extra };
@@ -440,11 +367,7 @@ function headers(ctx: HubContext, url: string, extra: Record<string, string>): R
   return h;
 }
 
-function throwIfAborted(signal?: AbortSignal): void {
-  if (signal?.aborted) throw new AbortedError(undefined, { cause: signal.reason });
-}
-
-function describe(err: unknown): string {
+function errorText(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
   const cause = (err as { cause?: unknown }).cause;
   const code = (cause as { code?: string } | undefined)?.code;

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import type { LoadOptions } from '../cross-encoder';
 import { InputError } from '../errors';
+import { flagInt, flagOneOf } from '../validate';
 import type { ServeOptions } from './index';
 
 export const SERVE_USAGE = `Usage: mlx-rerank serve --model ID|DIR|synthetic[:tiny] [options]
@@ -32,21 +33,18 @@ HTTP:
   --log-level L         fatal|error|warn|info|debug|trace|silent (default info; JSON lines on stdout)
 `;
 
-function int(flag: string, v: string | undefined, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min)
-    throw new InputError(`--${flag} takes an integer >= ${min}, got "${v}".`);
-  return n;
-}
-
-function oneOf<T extends string>(flag: string, v: string | undefined, allowed: readonly T[]): T | undefined {
-  if (v === undefined) return undefined;
-  if (!(allowed as readonly string[]).includes(v)) {
-    throw new InputError(`--${flag} takes one of ${allowed.join(', ')}, got "${v}".`);
-  }
-  return v as T;
-}
+/** The model, engine and scheduler flags `serve` shares with `mlx-rerank bench` (src/cli.ts). */
+export const ENGINE_FLAGS = {
+  model: { type: 'string' },
+  backend: { type: 'string' },
+  device: { type: 'string' },
+  dtype: { type: 'string' },
+  threads: { type: 'string' },
+  'max-batch-tokens': { type: 'string' },
+  'max-batch-size': { type: 'string' },
+  'max-wait-ms': { type: 'string' },
+  offline: { type: 'boolean' },
+} as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -56,17 +54,9 @@ export function parseServe(argv: string[], env: NodeJS.ProcessEnv = process.env)
     strict: true,
     allowPositionals: false,
     options: {
-      model: { type: 'string' },
-      backend: { type: 'string' },
-      device: { type: 'string' },
-      dtype: { type: 'string' },
-      threads: { type: 'string' },
-      'max-batch-tokens': { type: 'string' },
-      'max-batch-size': { type: 'string' },
-      'max-wait-ms': { type: 'string' },
+      ...ENGINE_FLAGS,
       'max-queue-pairs': { type: 'string' },
       'max-length': { type: 'string' },
-      offline: { type: 'boolean' },
       host: { type: 'string' },
       port: { type: 'string' },
       'api-key': { type: 'string', multiple: true },
@@ -80,19 +70,18 @@ export function parseServe(argv: string[], env: NodeJS.ProcessEnv = process.env)
     },
   });
   if (!v.model) throw new InputError('--model is required (a Hugging Face id, a folder, or synthetic:tiny).');
-  const port = int('port', v.port, 0) ?? 8080;
-  if (port > 65535) throw new InputError(`--port takes 0..65535, got "${v.port}".`);
+  const port = flagInt('port', v.port, 0, 65535) ?? 8080;
   const apiKeys = [...(v['api-key'] ?? []), ...(env.MLX_RERANK_API_KEY ? [env.MLX_RERANK_API_KEY] : [])];
   if (apiKeys.some((k) => k.length < 8)) throw new InputError('An API key must have at least 8 characters.');
-  const threads = int('threads', v.threads, 1);
-  const maxBatchTokens = int('max-batch-tokens', v['max-batch-tokens'], 1);
-  const maxBatchSize = int('max-batch-size', v['max-batch-size'], 1);
-  const maxWaitMs = int('max-wait-ms', v['max-wait-ms'], 0);
-  const maxQueuePairs = int('max-queue-pairs', v['max-queue-pairs'], 1);
-  const maxLength = int('max-length', v['max-length'], 4);
-  const backend = oneOf('backend', v.backend, ['auto', 'cpu', 'mlx'] as const);
-  const device = oneOf('device', v.device, ['auto', 'gpu', 'cpu'] as const);
-  const dtype = oneOf('dtype', v.dtype, ['float32', 'float16', 'bfloat16'] as const);
+  const threads = flagInt('threads', v.threads, 1);
+  const maxBatchTokens = flagInt('max-batch-tokens', v['max-batch-tokens'], 1);
+  const maxBatchSize = flagInt('max-batch-size', v['max-batch-size'], 1);
+  const maxWaitMs = flagInt('max-wait-ms', v['max-wait-ms'], 0);
+  const maxQueuePairs = flagInt('max-queue-pairs', v['max-queue-pairs'], 1);
+  const maxLength = flagInt('max-length', v['max-length'], 4);
+  const backend = flagOneOf('backend', v.backend, ['auto', 'cpu', 'mlx'] as const);
+  const device = flagOneOf('device', v.device, ['auto', 'gpu', 'cpu'] as const);
+  const dtype = flagOneOf('dtype', v.dtype, ['float32', 'float16', 'bfloat16'] as const);
   const load: LoadOptions = {
     ...(backend && { backend }),
     ...(device && { device }),
@@ -112,12 +101,12 @@ export function parseServe(argv: string[], env: NodeJS.ProcessEnv = process.env)
     host: v.host ?? '127.0.0.1',
     port,
     apiKeys,
-    maxBodyBytes: int('max-body-bytes', v['max-body-bytes'], 1) ?? 2_000_000,
-    maxDocuments: int('max-documents', v['max-documents'], 1) ?? 1000,
+    maxBodyBytes: flagInt('max-body-bytes', v['max-body-bytes'], 1) ?? 2_000_000,
+    maxDocuments: flagInt('max-documents', v['max-documents'], 1) ?? 1000,
     autoTruncate: !v['no-auto-truncate'],
     corsOrigins: v['cors-origin'] ?? [],
-    workers: int('workers', v.workers, 1) ?? 1,
-    shutdownTimeoutMs: (int('shutdown-timeout', v['shutdown-timeout'], 0) ?? 30) * 1000,
-    logLevel: oneOf('log-level', v['log-level'], LOG_LEVELS) ?? 'info',
+    workers: flagInt('workers', v.workers, 1) ?? 1,
+    shutdownTimeoutMs: (flagInt('shutdown-timeout', v['shutdown-timeout'], 0) ?? 30) * 1000,
+    logLevel: flagOneOf('log-level', v['log-level'], LOG_LEVELS) ?? 'info',
   };
 }

@@ -1,7 +1,7 @@
 /**
  * The package as `npm pack` ships it, staged in a temporary folder. Tests that build, install, type-check
  * or prebuild the package work on such a copy, so that `npm test` leaves the checkout as it found it
- * (build/, dist/ and prebuilds/ included; test/package-tree.test.ts checks that).
+ * (build/, dist/ and prebuilds/ included; test/helpers/tree-guard.ts checks that around the run).
  */
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, symlinkSync } from 'node:fs';
