@@ -29,12 +29,13 @@ import {
   slice,
 } from './api-input';
 import { backends } from './backends';
+import { checkEngineTuning } from './engine-options';
 import { AbortedError, BackendUnavailableError, DisposedError, fromNativeError, InputError } from './errors';
 import { resolveModel } from './hub';
 import { callSafely } from './listeners';
 import type { BatchMetrics, CallMetrics, Stats } from './metrics';
 import { loadModelSpec } from './model';
-import { type NativeEngine, native } from './native';
+import { type EngineInfo, type EngineLimits, type NativeEngine, native } from './native';
 import {
   DEFAULT_LIMITS,
   engineDefaults,
@@ -45,6 +46,7 @@ import {
   type SchedulerLimits,
   type Segment,
 } from './scheduler';
+import { type CurvePoint, measureCurve } from './scheduler/batch-curve';
 import { assertTokenizerFitsModel, Tokenizer } from './tokenizer';
 import type { Activation, Backend, DeviceKind, DType, ModelFiles, ModelSpec } from './types';
 import {
@@ -86,6 +88,46 @@ export interface CrossEncoderInfo {
   /** Wall ms of load() and of its warm-up (0 when skipped). */
   loadMs: number;
   warmupMs: number;
+  /** What the engine reports it is built for (the defaults of the limits the caller left unset). */
+  engineLimits: EngineLimits;
+  /** The batch size in force (`limits.maxBatchTokens`) and where it came from. */
+  batchTokens: BatchTokensChoice;
+}
+
+/**
+ * `maxBatchTokens`'s origin: the caller's option; the engine's figure (GPU engines, or no warm-up); or
+ * measured at load's warm-up on the CPU (src/scheduler/batch-curve.ts): the smallest batch within ~5%
+ * of the peak throughput, with the curve it was picked from and the ms the measuring took.
+ */
+export type BatchTokensChoice =
+  | { value: number; source: 'caller' | 'engine' }
+  | { value: number; source: 'measured'; curve: CurvePoint[]; ms: number };
+
+/** Tokens per synthetic pair when measuring the curve: MS MARCO-like pairs are ~96 tokens. */
+const CURVE_PAIR_TOKENS = 96;
+
+/**
+ * The batch size: the caller's when set (a cap the measurement would not exceed anyway), else the
+ * engine's figure, measured on the CPU when load warms up (a GPU's fixed launch cost favours the large
+ * batches its engine reports, and with two batches in flight one timed forward would not show it).
+ */
+async function chooseBatchTokens(
+  engine: NativeEngine,
+  e: EngineInfo,
+  o: { maxBatchTokens?: number; maxBatchSize: number; warm: boolean; maxLength: number; spec: ModelSpec },
+  signal: AbortSignal | undefined,
+): Promise<BatchTokensChoice> {
+  if (o.maxBatchTokens !== undefined) return { value: o.maxBatchTokens, source: 'caller' };
+  if (!o.warm || e.device !== 'cpu') return { value: e.maxBatchTokens, source: 'engine' };
+  const r = await measureCurve((t, ty, off) => engine.forward(t, ty, off), {
+    pairLength: Math.min(CURVE_PAIR_TOKENS, o.maxLength),
+    maxPairs: o.maxBatchSize,
+    vocabSize: o.spec.vocabSize,
+    typeVocabSize: o.spec.typeVocabSize,
+    ...(signal && { signal }),
+  });
+  if (r.chosen === undefined) return { value: e.maxBatchTokens, source: 'engine' };
+  return { value: r.chosen, source: 'measured', curve: r.curve, ms: r.ms };
 }
 
 function abortedError(signal: AbortSignal): AbortedError {
@@ -215,6 +257,7 @@ export class CrossEncoder {
     const t0 = performance.now();
     const o = readOptions<LoadOptions>('CrossEncoder.load', options, LOAD_KEYS);
     checkLoadOptions(o);
+    const tuning = o.engine === undefined ? {} : checkEngineTuning(o.engine);
     const signal = o.signal;
     throwIfAborted(signal);
     if (typeof model !== 'string' && (typeof model !== 'object' || model === null || !('config' in model))) {
@@ -258,18 +301,39 @@ export class CrossEncoder {
         ...(o.threads !== undefined && { threads: o.threads }),
         ...(o.cacheLimitBytes !== undefined && { cacheLimitBytes: o.cacheLimitBytes }),
         ...(o.compile !== undefined && { compile: o.compile }),
+        ...tuning,
       }),
       signal,
       (e) => e.dispose(),
     );
     try {
-      const warmupMs = (o.warmup ?? true) ? await abortable(engine.warmup(), signal) : 0;
+      const warm = o.warmup ?? true;
+      const warmupMs = warm ? await abortable(engine.warmup(), signal) : 0;
+      throwIfAborted(signal);
+      const e = engine.info();
+      const defaults = engineDefaults(e, o);
+      const batchTokens = await abortable(
+        chooseBatchTokens(
+          engine,
+          e,
+          {
+            maxBatchTokens: o.maxBatchTokens,
+            maxBatchSize: defaults.maxBatchSize ?? limits.maxBatchSize,
+            warm,
+            maxLength,
+            spec,
+          },
+          signal,
+        ),
+        signal,
+      );
       throwIfAborted(signal);
       let self: CrossEncoder | undefined;
       const onBatch = o.onBatch;
       const scheduler = new Scheduler({
         ...limits,
-        ...engineDefaults(engine.info().device, o),
+        ...defaults,
+        maxBatchTokens: batchTokens.value,
         engine,
         encode,
         numLabels: spec.numLabels,
@@ -279,7 +343,6 @@ export class CrossEncoder {
         },
         onCall: (c) => self?.emit('call', c),
       });
-      const e = engine.info();
       const info: CrossEncoderInfo = {
         modelId: files.id,
         revision: files.revision,
@@ -296,6 +359,13 @@ export class CrossEncoder {
         longDocuments,
         loadMs: performance.now() - t0,
         warmupMs,
+        engineLimits: {
+          maxBatchTokens: e.maxBatchTokens,
+          maxBatchSize: e.maxBatchSize,
+          pipelineDepth: e.pipelineDepth,
+          pads: e.pads,
+        },
+        batchTokens,
       };
       self = new CrossEncoder(info, tokenizer, engine, scheduler);
       return self;
