@@ -122,6 +122,7 @@ async function chooseBatchTokens(
   const r = await measureCurve((t, ty, off) => engine.forward(t, ty, off), {
     pairLength: Math.min(CURVE_PAIR_TOKENS, o.maxLength),
     maxPairs: o.maxBatchSize,
+    minTokens: e.maxBatchTokens,
     vocabSize: o.spec.vocabSize,
     typeVocabSize: o.spec.typeVocabSize,
     ...(signal && { signal }),

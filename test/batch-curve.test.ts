@@ -64,8 +64,8 @@ function fakeEngine(cost: (tokens: number) => number, vocabSize = 100, typeVocab
     expect(offsets[0]).toBe(0);
     expect(offsets.at(-1)).toBe(tokens.length);
     expect(typeIds.length).toBe(tokens.length);
-    for (const t of tokens) expect(t >= 0 && t < vocabSize).toBe(true);
-    for (const t of typeIds) expect(t >= 0 && t < typeVocabSize).toBe(true);
+    expect(tokens.every((t) => t >= 0 && t < vocabSize)).toBe(true);
+    expect(typeIds.every((t) => t >= 0 && t < typeVocabSize)).toBe(true);
     batches.push({ tokens: tokens.length, pairs: offsets.length - 1 });
     clock += cost(tokens.length);
   };
@@ -106,6 +106,46 @@ describe('measureCurve (injected cost curve and clock)', () => {
     expect(f.batches.length).toBe(4);
     expect(r.ms).toBeLessThanOrEqual(300);
     expect(r.chosen).toBe(256); // per-token cost constant: the smallest is as fast
+  });
+
+  it('tries no size below minTokens: one probe run below predicts the first, and where the curve keeps rising it goes up', async () => {
+    // Flat from 500 tokens on: the sizes from 2048 buy nothing, so 2048 it is; 512 and 1024 are never sent.
+    const flat = fakeEngine((n) => Math.max(5, n / 100));
+    const r = await measureCurve(flat.forward, {
+      ...flat,
+      pairLength: 64,
+      maxPairs: 1000,
+      minTokens: 2048,
+      budgetMs: 1e9,
+    });
+    expect(flat.batches.map((b) => b.tokens)).toEqual([
+      256,
+      ...new Array(15).fill(0).map((_, i) => 2048 << Math.floor(i / 5)),
+    ]);
+    expect(r.curve.map((p) => p.size)).toEqual([2048, 4096, 8192]);
+    expect([r.chosen, r.stopped]).toEqual([2048, 'flat']);
+    // A 40 ms fixed cost: throughput still rises past 2048 (33.9, 50.6, 67.2, 80.4 tokens/ms), 16384 is the
+    // only size within 5% of the peak.
+    const rising = fakeEngine((n) => 40 + n / 100);
+    const up = await measureCurve(rising.forward, {
+      ...rising,
+      pairLength: 64,
+      maxPairs: 1000,
+      minTokens: 2048,
+      budgetMs: 1e9,
+    });
+    expect([up.chosen, up.stopped]).toEqual([16384, 'end']);
+    // The probe predicts that the first size tried would overrun the budget: nothing is chosen.
+    const slow = fakeEngine((n) => n / 10);
+    const none = await measureCurve(slow.forward, {
+      ...slow,
+      pairLength: 64,
+      maxPairs: 1000,
+      minTokens: 2048,
+      budgetMs: 300,
+    });
+    expect([none.curve, none.chosen, none.stopped]).toEqual([[], undefined, 'budget']);
+    expect(slow.batches.map((b) => b.tokens)).toEqual([256]);
   });
 
   it('stays within the caps: no batch over maxPairs, sizes from the list only', async () => {
@@ -154,6 +194,8 @@ describe("load's warm-up measures the curve on the real engine (cpu)", () => {
       expect(b.value).toBe(pickBatchTokens(b.curve));
       expect(ce.limits.maxBatchTokens).toBe(b.value);
       expect(b.curve.every((p) => p.pairs <= ce.limits.maxBatchSize && p.tokens <= p.size)).toBe(true);
+      // Never below the engine's own figure, which was measured through the whole scheduler.
+      expect(b.value).toBeGreaterThanOrEqual(ce.info.engineLimits.maxBatchTokens);
       // 1.5 s budget, plus at most one batch's overrun of the estimate: generous on a loaded machine.
       expect(b.ms).toBeLessThan(10_000);
       // The scores are those of an engine that was never measured.
@@ -171,15 +213,15 @@ describe("load's warm-up measures the curve on the real engine (cpu)", () => {
 
   it("the caller's maxBatchTokens wins and nothing is measured; maxBatchSize caps what is tried", async () => {
     const set = await CrossEncoder.load(files, { backend: 'cpu', maxLength: 64, maxBatchTokens: 3000 });
-    const few = await CrossEncoder.load(files, { backend: 'cpu', maxLength: 64, maxBatchSize: 8 });
+    const few = await CrossEncoder.load(files, { backend: 'cpu', maxLength: 64, maxBatchSize: 40 });
     try {
       expect(set.info.batchTokens).toEqual({ value: 3000, source: 'caller' });
       expect(set.limits.maxBatchTokens).toBe(3000);
       const b = few.info.batchTokens;
       if (b.source !== 'measured')
         throw new Error(`expected a measured batch size, got ${JSON.stringify(b)}`);
-      expect(Math.max(...b.curve.map((p) => p.pairs))).toBeLessThanOrEqual(8);
-      expect(few.limits.maxBatchSize).toBe(8);
+      expect(Math.max(...b.curve.map((p) => p.pairs))).toBeLessThanOrEqual(40);
+      expect(few.limits.maxBatchSize).toBe(40);
     } finally {
       await Promise.all([set.dispose(), few.dispose()]);
     }

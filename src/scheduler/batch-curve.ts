@@ -8,7 +8,9 @@
  * through the same `forward` the scheduler uses, the best of a few runs (more for cheap sizes, where a
  * fixed cost shows and one run's noise would decide); it stops once two doublings in a row buy less
  * than the tolerance, or when the next size would overrun the time budget. The choice is the smallest
- * measured size within `tolerance` of the peak throughput.
+ * measured size within `tolerance` of the peak throughput. Sizes below `minTokens` are not candidates
+ * (see CurveOptions): on the CPU the measurement raises the engine's figure where the model is so
+ * fast that per-batch costs show, and leaves it where the curve is flat.
  */
 
 /**
@@ -47,6 +49,12 @@ export interface CurveOptions {
   pairLength: number;
   /** Pairs per batch at most (the maxBatchSize in force): larger sizes are not tried. */
   maxPairs: number;
+  /**
+   * Sizes below this are not candidates (default 0). CrossEncoder passes the engine's own figure: it was
+   * measured through the whole scheduler, while these runs time bare forwards, which miss the per-batch
+   * JavaScript work (tokenizing, packing, scattering) that a one-batch-at-a-time engine waits for.
+   */
+  minTokens?: number;
   vocabSize: number;
   typeVocabSize: number;
   budgetMs?: number;
@@ -96,46 +104,64 @@ function syntheticBatch(pairs: number, len: number, vocabSize: number, typeVocab
   return { tokens, typeIds, offsets };
 }
 
+/** Times `size`'s batch: the best of `reps` to `maxReps` runs (more while they are cheap). */
+async function timeSize(
+  forward: Forward,
+  size: number,
+  o: CurveOptions,
+  now: () => number,
+  runs: [number, number],
+) {
+  const pairs = Math.floor(size / o.pairLength);
+  const b = syntheticBatch(pairs, o.pairLength, o.vocabSize, o.typeVocabSize);
+  const budget = o.budgetMs ?? CURVE_BUDGET_MS;
+  let best = Number.POSITIVE_INFINITY;
+  let spent = 0;
+  for (let r = 0; r < runs[1] && (r < runs[0] || spent < 0.05 * budget); r++) {
+    o.signal?.throwIfAborted();
+    const s = now();
+    await forward(b.tokens, b.typeIds, b.offsets);
+    const ms = now() - s;
+    best = Math.min(best, ms);
+    spent += ms;
+  }
+  return { size, tokens: pairs * o.pairLength, pairs, ms: best };
+}
+
 /** Measures the curve through `forward` and picks the batch size (see the top of this file). */
 export async function measureCurve(forward: Forward, o: CurveOptions): Promise<CurveResult> {
   const now = o.now ?? (() => performance.now());
   const budget = o.budgetMs ?? CURVE_BUDGET_MS;
   const tolerance = o.tolerance ?? CURVE_TOLERANCE;
   const reps = Math.max(1, o.reps ?? 2);
-  const maxReps = Math.max(reps, o.maxReps ?? 5);
-  const sizes = (o.sizes ?? CURVE_TOKENS).filter((s) => {
+  const runs: [number, number] = [reps, Math.max(reps, o.maxReps ?? 5)];
+  const fit = (o.sizes ?? CURVE_TOKENS).filter((s) => {
     const pairs = Math.floor(s / o.pairLength);
     return pairs >= 1 && pairs <= o.maxPairs;
   });
+  const sizes = fit.filter((s) => s >= (o.minTokens ?? 0));
   const t0 = now();
+  // Below the sizes tried, one run of the smallest size, only to predict what the first one costs.
+  let ref: CurvePoint | undefined =
+    fit[0] !== undefined && sizes[0] !== undefined && fit[0] < sizes[0]
+      ? await timeSize(forward, fit[0], o, now, [1, 1])
+      : undefined;
   const curve: CurvePoint[] = [];
   let stopped: CurveResult['stopped'] = 'end';
   let flatRuns = 0; // consecutive doublings that bought less than the tolerance
   for (const size of sizes) {
-    const pairs = Math.floor(size / o.pairLength);
-    const last = curve.at(-1);
     // A run costs about its token share of the last size's best run, plus a quarter for noise and a
     // first run that grows buffers; never start what would overrun.
-    const predicted = last ? (1.25 * reps * last.ms * pairs * o.pairLength) / last.tokens : 0;
-    if (last && now() - t0 + predicted > budget) {
+    const tokens = Math.floor(size / o.pairLength) * o.pairLength;
+    if (ref && now() - t0 + (1.25 * reps * ref.ms * tokens) / ref.tokens > budget) {
       stopped = 'budget';
       break;
     }
-    const b = syntheticBatch(pairs, o.pairLength, o.vocabSize, o.typeVocabSize);
-    let best = Number.POSITIVE_INFINITY;
-    let spent = 0;
-    for (let r = 0; r < maxReps && (r < reps || spent < 0.05 * budget); r++) {
-      o.signal?.throwIfAborted();
-      const s = now();
-      await forward(b.tokens, b.typeIds, b.offsets);
-      const ms = now() - s;
-      best = Math.min(best, ms);
-      spent += ms;
-    }
-    const point = { size, tokens: pairs * o.pairLength, pairs, ms: best };
+    const point = await timeSize(forward, size, o, now, runs);
     const peakBefore = Math.max(0, ...curve.map(rate));
     flatRuns = curve.length > 0 && rate(point) < (1 + tolerance) * peakBefore ? flatRuns + 1 : 0;
     curve.push(point);
+    ref = point;
     if (flatRuns >= 2) {
       stopped = 'flat';
       break;
