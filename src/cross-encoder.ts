@@ -95,9 +95,10 @@ export interface CrossEncoderInfo {
 }
 
 /**
- * `maxBatchTokens`'s origin: the caller's option; the engine's figure (GPU engines, or no warm-up); or
- * measured at load's warm-up on the CPU (src/scheduler/batch-curve.ts): the smallest batch within ~5%
- * of the peak throughput, with the curve it was picked from and the ms the measuring took.
+ * `maxBatchTokens`'s origin: the caller's option; the engine's figure (GPU engines, no warm-up, or no
+ * candidate measured in time); or measured at load's warm-up on the CPU (src/scheduler/batch-curve.ts):
+ * the smallest candidate within ~5% of the peak throughput, with the curve it was picked from and the
+ * ms the measuring took.
  */
 export type BatchTokensChoice =
   | { value: number; source: 'caller' | 'engine' }
@@ -107,9 +108,11 @@ export type BatchTokensChoice =
 const CURVE_PAIR_TOKENS = 96;
 
 /**
- * The batch size: the caller's when set (a cap the measurement would not exceed anyway), else the
- * engine's figure, measured on the CPU when load warms up (a GPU's fixed launch cost favours the large
- * batches its engine reports, and with two batches in flight one timed forward would not show it).
+ * The batch size: the caller's when set, else the engine's figure, which on the CPU the measured curve
+ * replaces when load warms up (src/scheduler/batch-curve.ts: sizes from the engine's figure up, and
+ * smaller ones whose batches are long enough to hide the scheduler's per-batch work). On a GPU the
+ * engine's figure stands: its fixed launch cost favours large batches, and with two batches in flight
+ * one timed forward at a time would not show what the pipeline does.
  */
 async function chooseBatchTokens(
   engine: NativeEngine,

@@ -110,6 +110,15 @@ describe('engine tuning options', () => {
     expect(() => engineTuningFromEnv({ MLX_RERANK_WARMUP_ROWS: '-1' })).toThrow(/MLX_RERANK_WARMUP_ROWS/);
   });
 
+  it('docs/engine-options.md lists every option with its variable', () => {
+    const doc = readFileSync(join(packageRoot(), 'docs', 'engine-options.md'), 'utf8');
+    for (const [name, d] of Object.entries(ENGINE_OPTIONS)) {
+      const row = doc.split('\n').find((l) => l.startsWith(`| \`${name}\``));
+      expect(row, name).toContain(`\`${d.env}\``);
+      expect(row, name).toContain(`| ${d.engine} |`);
+    }
+  });
+
   it('the addon checks the options at its boundary (typed E_INPUT, naming the option)', async () => {
     const bad: Array<[Record<string, unknown>, RegExp]> = [
       [{ cpuIsa: 'sse9' }, /cpuIsa/],

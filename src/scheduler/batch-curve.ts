@@ -1,33 +1,38 @@
 /**
  * The batch size from the engine's own cost curve (issue 15; docs/latency.md, "Batch size"). A batch
- * costs a fixed part (the round trip, the engine's per-layer synchronisation) plus a per-token part, so
- * throughput rises with the batch size until the fixed part no longer shows, and then only latency
- * grows: every request in a batch, and every call arriving behind it, waits for the whole batch. How
- * soon the curve flattens depends on the model (FLOPs per token), the machine and its threads, so
- * load's warm-up measures it on the real model: a few synthetic batches of doubling size, each timed
- * through the same `forward` the scheduler uses, the best of a few runs (more for cheap sizes, where a
- * fixed cost shows and one run's noise would decide); it stops once two doublings in a row buy less
- * than the tolerance, or when the next size would overrun the time budget. The choice is the smallest
- * measured size within `tolerance` of the peak throughput. Sizes below `minTokens` are not candidates
- * (see CurveOptions): on the CPU the measurement raises the engine's figure where the model is so
- * fast that per-batch costs show, and leaves it where the curve is flat.
+ * costs a fixed part (the round trip, the engine's per-layer synchronisation, the scheduler's work
+ * between batches) plus a per-token part, so throughput rises with the batch size until the fixed part
+ * no longer shows, and then only latency grows: every request in a batch, and every call arriving
+ * behind it, waits for the whole batch. How soon that happens depends on the model (FLOPs per token),
+ * the machine and its threads, so load's warm-up measures it on the real model: synthetic batches of
+ * doubling size, each timed through the engine's `forward`, the best of a few runs (more for cheap
+ * sizes, whose noise would otherwise decide). It stops once two doublings in a row buy less than the
+ * tolerance, or before a size that would overrun the time budget.
+ *
+ * The choice is the smallest candidate within `tolerance` of the peak throughput among the candidates.
+ * A size is a candidate when it is at least `minTokens` (the engine's own figure) or when its batch
+ * takes at least `minBatchMs`: these runs time bare forwards, which miss the scheduler's work between
+ * batches (settling, forming, packing: ~2-3.5 ms a batch measured on a loaded 2-core machine, during
+ * which a one-batch-at-a-time engine waits), and a batch of 50 ms keeps that within 5%. So a fast
+ * model keeps at least the engine's figure, and a slow one may go below it, for lower latency.
  */
 
 /**
- * One measured point: the candidate `size` (a maxBatchTokens) was tried as a batch of `pairs` whole pairs,
- * `tokens` real tokens (at most `size`), which took `ms` (best of the runs).
+ * One measured point: the `size` (a maxBatchTokens) was tried as a batch of `pairs` whole pairs, `tokens`
+ * real tokens (at most `size`), which took `ms` (best of the runs); `candidate`: it could be chosen.
  */
 export interface CurvePoint {
   size: number;
   tokens: number;
   pairs: number;
   ms: number;
+  candidate: boolean;
 }
 
 export interface CurveResult {
   /** The measured points, in the order measured (ascending sizes). */
   curve: CurvePoint[];
-  /** The smallest measured size within the tolerance of the peak throughput; undefined if none ran. */
+  /** The smallest candidate within the tolerance of the candidates' peak; undefined if none. */
   chosen: number | undefined;
   /** Why measuring stopped: the curve went flat, the next size would overrun the budget, or no sizes left. */
   stopped: 'flat' | 'budget' | 'end';
@@ -41,20 +46,20 @@ export const CURVE_TOKENS: readonly number[] = [256, 512, 1024, 2048, 4096, 8192
 export const CURVE_TOLERANCE = 0.05;
 /** The whole measurement stays within this (it runs once, at load's warm-up). */
 export const CURVE_BUDGET_MS = 1500;
+/** A batch this long hides the scheduler's per-batch work (a few ms) within the tolerance. */
+export const MIN_BATCH_MS = 50;
 
 export interface CurveOptions {
-  /** Candidate sizes in real tokens, ascending (default CURVE_TOKENS). */
+  /** Sizes to try in real tokens, ascending (default CURVE_TOKENS). */
   sizes?: readonly number[];
   /** Tokens per synthetic pair (each batch holds floor(size / pairLength) pairs of this length). */
   pairLength: number;
   /** Pairs per batch at most (the maxBatchSize in force): larger sizes are not tried. */
   maxPairs: number;
-  /**
-   * Sizes below this are not candidates (default 0). CrossEncoder passes the engine's own figure: it was
-   * measured through the whole scheduler, while these runs time bare forwards, which miss the per-batch
-   * JavaScript work (tokenizing, packing, scattering) that a one-batch-at-a-time engine waits for.
-   */
+  /** Sizes from this up are candidates whatever their time (default 0: all). */
   minTokens?: number;
+  /** Smaller sizes are candidates when their batch takes at least this (default MIN_BATCH_MS). */
+  minBatchMs?: number;
   vocabSize: number;
   typeVocabSize: number;
   budgetMs?: number;
@@ -72,14 +77,14 @@ export interface CurveOptions {
 export type Forward = (tokens: Int32Array, typeIds: Int32Array, offsets: Int32Array) => Promise<unknown>;
 
 /** Throughput of a point in real tokens per ms (pairs/s at a fixed pair length, scaled). */
-const rate = (p: CurvePoint): number => p.tokens / Math.max(p.ms, 1e-9);
+const rate = (p: Pick<CurvePoint, 'tokens' | 'ms'>): number => p.tokens / Math.max(p.ms, 1e-9);
 
 /**
  * The smallest size whose throughput is within `tolerance` of the peak of `curve` (undefined for an
  * empty curve).
  */
 export function pickBatchTokens(
-  curve: readonly CurvePoint[],
+  curve: readonly Pick<CurvePoint, 'size' | 'tokens' | 'ms'>[],
   tolerance = CURVE_TOLERANCE,
 ): number | undefined {
   if (curve.length === 0) return undefined;
@@ -104,20 +109,16 @@ function syntheticBatch(pairs: number, len: number, vocabSize: number, typeVocab
   return { tokens, typeIds, offsets };
 }
 
-/** Times `size`'s batch: the best of `reps` to `maxReps` runs (more while they are cheap). */
-async function timeSize(
-  forward: Forward,
-  size: number,
-  o: CurveOptions,
-  now: () => number,
-  runs: [number, number],
-) {
+/** The best time of `size`'s batch over `reps` to `maxReps` runs (more while they are cheap). */
+async function timeSize(forward: Forward, size: number, o: CurveOptions, now: () => number) {
   const pairs = Math.floor(size / o.pairLength);
   const b = syntheticBatch(pairs, o.pairLength, o.vocabSize, o.typeVocabSize);
-  const budget = o.budgetMs ?? CURVE_BUDGET_MS;
+  const cheap = 0.05 * (o.budgetMs ?? CURVE_BUDGET_MS);
+  const reps = Math.max(1, o.reps ?? 2);
+  const maxReps = Math.max(reps, o.maxReps ?? 5);
   let best = Number.POSITIVE_INFINITY;
   let spent = 0;
-  for (let r = 0; r < runs[1] && (r < runs[0] || spent < 0.05 * budget); r++) {
+  for (let r = 0; r < maxReps && (r < reps || spent < cheap); r++) {
     o.signal?.throwIfAborted();
     const s = now();
     await forward(b.tokens, b.typeIds, b.offsets);
@@ -134,38 +135,39 @@ export async function measureCurve(forward: Forward, o: CurveOptions): Promise<C
   const budget = o.budgetMs ?? CURVE_BUDGET_MS;
   const tolerance = o.tolerance ?? CURVE_TOLERANCE;
   const reps = Math.max(1, o.reps ?? 2);
-  const runs: [number, number] = [reps, Math.max(reps, o.maxReps ?? 5)];
-  const fit = (o.sizes ?? CURVE_TOKENS).filter((s) => {
+  const sizes = (o.sizes ?? CURVE_TOKENS).filter((s) => {
     const pairs = Math.floor(s / o.pairLength);
     return pairs >= 1 && pairs <= o.maxPairs;
   });
-  const sizes = fit.filter((s) => s >= (o.minTokens ?? 0));
   const t0 = now();
-  // Below the sizes tried, one run of the smallest size, only to predict what the first one costs.
-  let ref: CurvePoint | undefined =
-    fit[0] !== undefined && sizes[0] !== undefined && fit[0] < sizes[0]
-      ? await timeSize(forward, fit[0], o, now, [1, 1])
-      : undefined;
   const curve: CurvePoint[] = [];
   let stopped: CurveResult['stopped'] = 'end';
-  let flatRuns = 0; // consecutive doublings that bought less than the tolerance
+  let flatRuns = 0; // consecutive candidate doublings that bought less than the tolerance
   for (const size of sizes) {
     // A run costs about its token share of the last size's best run, plus a quarter for noise and a
     // first run that grows buffers; never start what would overrun.
+    const last = curve.at(-1);
     const tokens = Math.floor(size / o.pairLength) * o.pairLength;
-    if (ref && now() - t0 + (1.25 * reps * ref.ms * tokens) / ref.tokens > budget) {
+    if (last && now() - t0 + (1.25 * reps * last.ms * tokens) / last.tokens > budget) {
       stopped = 'budget';
       break;
     }
-    const point = await timeSize(forward, size, o, now, runs);
-    const peakBefore = Math.max(0, ...curve.map(rate));
-    flatRuns = curve.length > 0 && rate(point) < (1 + tolerance) * peakBefore ? flatRuns + 1 : 0;
+    const t = await timeSize(forward, size, o, now);
+    const point = { ...t, candidate: size >= (o.minTokens ?? 0) || t.ms >= (o.minBatchMs ?? MIN_BATCH_MS) };
+    const before = curve.filter((p) => p.candidate);
+    if (point.candidate) {
+      const peakBefore = Math.max(0, ...before.map(rate));
+      flatRuns = before.length > 0 && rate(point) < (1 + tolerance) * peakBefore ? flatRuns + 1 : 0;
+    }
     curve.push(point);
-    ref = point;
     if (flatRuns >= 2) {
       stopped = 'flat';
       break;
     }
   }
-  return { curve, chosen: pickBatchTokens(curve, tolerance), stopped, ms: now() - t0 };
+  const chosen = pickBatchTokens(
+    curve.filter((p) => p.candidate),
+    tolerance,
+  );
+  return { curve, chosen, stopped, ms: now() - t0 };
 }
