@@ -144,21 +144,26 @@ describe('measureCurve (injected cost curve and clock)', () => {
       budgetMs: 1e9,
     });
     expect([up.chosen, up.stopped]).toEqual([16384, 'end']);
-    // A slow model (no fixed cost): 512 tokens take 51.2 ms, a candidate below the engine's figure; 1024
-    // would overrun the 300 ms budget.
+    // A slow model (no fixed cost, flat): from 512 tokens (51.2 ms) the batches are candidates, and 512
+    // is chosen below the engine's figure, its next doubling measured and no faster.
     const slow = fakeEngine((n) => n / 10);
-    const low = await measureCurve(slow.forward, {
-      ...slow,
-      pairLength: 64,
-      maxPairs: 1000,
-      minTokens: 2048,
-      budgetMs: 300,
-    });
+    const opts = { pairLength: 64, maxPairs: 1000, minTokens: 2048 };
+    const low = await measureCurve(slow.forward, { ...slow, ...opts, budgetMs: 1000 });
     expect(low.curve.map((p) => [p.size, p.candidate])).toEqual([
       [256, false],
       [512, true],
+      [1024, true],
+      [2048, true],
     ]);
-    expect([low.chosen, low.stopped]).toEqual([512, 'budget']);
+    expect([low.chosen, low.stopped]).toEqual([512, 'flat']);
+    // The same with a 300 ms budget: 1024 would overrun it, so 512 is unconfirmed and nothing is chosen.
+    const short = fakeEngine((n) => n / 10);
+    const unsure = await measureCurve(short.forward, { ...short, ...opts, budgetMs: 300 });
+    expect(unsure.curve.map((p) => [p.size, p.candidate])).toEqual([
+      [256, false],
+      [512, true],
+    ]);
+    expect([unsure.chosen, unsure.stopped]).toEqual([undefined, 'budget']);
     // With a budget that stops before any candidate, nothing is chosen.
     const slower = fakeEngine((n) => n / 10);
     const none = await measureCurve(slower.forward, {

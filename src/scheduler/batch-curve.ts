@@ -14,7 +14,8 @@
  * takes at least `minBatchMs`: these runs time bare forwards, which miss the scheduler's work between
  * batches (settling, forming, packing: ~2-3.5 ms a batch measured on a loaded 2-core machine, during
  * which a one-batch-at-a-time engine waits), and a batch of 50 ms keeps that within 5%. So a fast
- * model keeps at least the engine's figure, and a slow one may go below it, for lower latency.
+ * model keeps at least the engine's figure, and a slow one may go below it, for lower latency, when
+ * the next doubling was measured too and bought less than the tolerance.
  */
 
 /**
@@ -165,9 +166,14 @@ export async function measureCurve(forward: Forward, o: CurveOptions): Promise<C
       break;
     }
   }
-  const chosen = pickBatchTokens(
+  let chosen = pickBatchTokens(
     curve.filter((p) => p.candidate),
     tolerance,
   );
+  // Below the engine's figure, only a size whose next doubling was measured too: the budget may have
+  // stopped the curve while it still rose (on few threads, a small batch also splits unevenly into
+  // the engine's row blocks).
+  const last = curve.at(-1);
+  if (chosen !== undefined && last && chosen < (o.minTokens ?? 0) && chosen >= last.size) chosen = undefined;
   return { curve, chosen, stopped, ms: now() - t0 };
 }
