@@ -35,7 +35,7 @@ import { resolveModel } from './hub';
 import { callSafely } from './listeners';
 import type { BatchMetrics, CallMetrics, Stats } from './metrics';
 import { loadModelSpec } from './model';
-import { type EngineInfo, type EngineLimits, type NativeEngine, native } from './native';
+import { type EngineLimits, type NativeEngine, native } from './native';
 import {
   DEFAULT_LIMITS,
   engineDefaults,
@@ -46,7 +46,7 @@ import {
   type SchedulerLimits,
   type Segment,
 } from './scheduler';
-import { type CurvePoint, measureCurve } from './scheduler/batch-curve';
+import { type BatchTokensChoice, chooseBatchTokens } from './scheduler/batch-curve';
 import { assertTokenizerFitsModel, Tokenizer } from './tokenizer';
 import type { Activation, Backend, DeviceKind, DType, ModelFiles, ModelSpec } from './types';
 import {
@@ -60,6 +60,8 @@ import {
   int,
   readOptions,
 } from './validate';
+
+export type { BatchTokensChoice } from './scheduler/batch-curve';
 
 export interface RankResult {
   /** Index of the document in the array given to rank(). */
@@ -92,46 +94,6 @@ export interface CrossEncoderInfo {
   engineLimits: EngineLimits;
   /** The batch size in force (`limits.maxBatchTokens`) and where it came from. */
   batchTokens: BatchTokensChoice;
-}
-
-/**
- * `maxBatchTokens`'s origin: the caller's option; the engine's figure (GPU engines, no warm-up, or no
- * candidate measured in time); or measured at load's warm-up on the CPU (src/scheduler/batch-curve.ts):
- * the smallest candidate within ~5% of the peak throughput, with the curve it was picked from and the
- * ms the measuring took.
- */
-export type BatchTokensChoice =
-  | { value: number; source: 'caller' | 'engine' }
-  | { value: number; source: 'measured'; curve: CurvePoint[]; ms: number };
-
-/** Tokens per synthetic pair when measuring the curve: MS MARCO-like pairs are ~96 tokens. */
-const CURVE_PAIR_TOKENS = 96;
-
-/**
- * The batch size: the caller's when set, else the engine's figure, which on the CPU the measured curve
- * replaces when load warms up (src/scheduler/batch-curve.ts: sizes from the engine's figure up, and
- * smaller ones whose batches are long enough to hide the scheduler's per-batch work). On a GPU the
- * engine's figure stands: its fixed launch cost favours large batches, and with two batches in flight
- * one timed forward at a time would not show what the pipeline does.
- */
-async function chooseBatchTokens(
-  engine: NativeEngine,
-  e: EngineInfo,
-  o: { maxBatchTokens?: number; maxBatchSize: number; warm: boolean; maxLength: number; spec: ModelSpec },
-  signal: AbortSignal | undefined,
-): Promise<BatchTokensChoice> {
-  if (o.maxBatchTokens !== undefined) return { value: o.maxBatchTokens, source: 'caller' };
-  if (!o.warm || e.device !== 'cpu') return { value: e.maxBatchTokens, source: 'engine' };
-  const r = await measureCurve((t, ty, off) => engine.forward(t, ty, off), {
-    pairLength: Math.min(CURVE_PAIR_TOKENS, o.maxLength),
-    maxPairs: o.maxBatchSize,
-    minTokens: e.maxBatchTokens,
-    vocabSize: o.spec.vocabSize,
-    typeVocabSize: o.spec.typeVocabSize,
-    ...(signal && { signal }),
-  });
-  if (r.chosen === undefined) return { value: e.maxBatchTokens, source: 'engine' };
-  return { value: r.chosen, source: 'measured', curve: r.curve, ms: r.ms };
 }
 
 function abortedError(signal: AbortSignal): AbortedError {

@@ -17,6 +17,8 @@
  * model keeps at least the engine's figure, and a slow one may go below it, for lower latency, when
  * the next doubling was measured too and bought less than the tolerance.
  */
+import type { EngineInfo, NativeEngine } from '../native';
+import type { ModelSpec } from '../types';
 
 /**
  * One measured point: the `size` (a maxBatchTokens) was tried as a batch of `pairs` whole pairs, `tokens`
@@ -176,4 +178,42 @@ export async function measureCurve(forward: Forward, o: CurveOptions): Promise<C
   const last = curve.at(-1);
   if (chosen !== undefined && last && chosen < (o.minTokens ?? 0) && chosen >= last.size) chosen = undefined;
   return { curve, chosen, stopped, ms: now() - t0 };
+}
+
+/**
+ * `maxBatchTokens`'s origin: the caller's option; the engine's figure (GPU engines, no warm-up, or no
+ * candidate measured in time); or measured at load's warm-up on the CPU (measureCurve), with the curve
+ * it was picked from and the ms the measuring took.
+ */
+export type BatchTokensChoice =
+  | { value: number; source: 'caller' | 'engine' }
+  | { value: number; source: 'measured'; curve: CurvePoint[]; ms: number };
+
+/** Tokens per synthetic pair when measuring the curve: MS MARCO-like pairs are ~96 tokens. */
+const CURVE_PAIR_TOKENS = 96;
+
+/**
+ * CrossEncoder.load's batch size: the caller's when set, else the engine's figure, which on the CPU the
+ * measured curve replaces when load warms up. On a GPU the engine's figure stands: its fixed launch cost
+ * favours large batches, and with two batches in flight one timed forward at a time would not show what
+ * the pipeline does.
+ */
+export async function chooseBatchTokens(
+  engine: Pick<NativeEngine, 'forward'>,
+  e: EngineInfo,
+  o: { maxBatchTokens?: number; maxBatchSize: number; warm: boolean; maxLength: number; spec: ModelSpec },
+  signal: AbortSignal | undefined,
+): Promise<BatchTokensChoice> {
+  if (o.maxBatchTokens !== undefined) return { value: o.maxBatchTokens, source: 'caller' };
+  if (!o.warm || e.device !== 'cpu') return { value: e.maxBatchTokens, source: 'engine' };
+  const r = await measureCurve((t, ty, off) => engine.forward(t, ty, off), {
+    pairLength: Math.min(CURVE_PAIR_TOKENS, o.maxLength),
+    maxPairs: o.maxBatchSize,
+    minTokens: e.maxBatchTokens,
+    vocabSize: o.spec.vocabSize,
+    typeVocabSize: o.spec.typeVocabSize,
+    ...(signal && { signal }),
+  });
+  if (r.chosen === undefined) return { value: e.maxBatchTokens, source: 'engine' };
+  return { value: r.chosen, source: 'measured', curve: r.curve, ms: r.ms };
 }
