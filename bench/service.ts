@@ -105,7 +105,7 @@ const POLICIES: Array<{ name: string; limits: Partial<SchedulerLimits> }> = [
       pipelineDepth: 2,
     },
   },
-  { name: 'new', limits: { ...DEFAULT_LIMITS, ...engineDefaults(device, {}) } },
+  { name: 'new', limits: {} }, // the engine's own defaults, set once it is loaded
 ];
 
 // --- model, tokenizer, engine --------------------------------------------------------------------------
@@ -143,6 +143,7 @@ const engine: NativeEngine = await native().loadEngine({
 });
 await engine.warmup();
 const info = engine.info();
+(POLICIES[1] as (typeof POLICIES)[number]).limits = { ...DEFAULT_LIMITS, ...engineDefaults(info, {}) };
 const maxLength = Math.min(512, spec.maxPositions);
 const encode = (q: string, d: string): Segment[] => {
   const e = tokenizer.encodePair(q, d, { maxLength });

@@ -81,6 +81,23 @@ struct EngineOptions {
   int threads = 0;               // 0 = sized to the machine
   int64_t cacheLimitBytes = -1;  // < 0 = the engine's default
   bool compile = true;           // mlx: use mx::compile where it pays
+  // Tuning, for measuring and for tests. src/engine-options.ts declares each one (type, default, range)
+  // and the environment variable that may set it; the engines read nothing from the environment.
+  std::string cpuIsa;       // cpu: "" = the best here, or a cap: "avx512" | "avxvnni" | "avx2" | "scalar"
+  std::string attention;    // mlx: "" = by device; "varlen" | "coarse" | "fine"
+  int rowBuckets = -1;      // mlx: -1 = by device (on for GPUs), 0 = off, 1 = on
+  int64_t warmupRows = -1;  // mlx: a GPU's warm-up visits row buckets up to this many rows; -1 = default
+  bool cpuCompile = false;  // mlx: mx::compile on a CPU device too
+  int64_t cancelRows = -1;  // mlx: from this many tokens a batch runs a layer at a time; -1 = default
+};
+
+// What an engine is built for, reported by info() (as Text Embeddings Inference's backends report
+// max_batch_size and is_padded): the scheduler's defaults for the limits a caller leaves unset.
+struct EngineLimits {
+  int64_t maxBatchTokens = 0;  // real tokens per batch
+  int64_t maxBatchSize = 0;    // pairs per batch
+  int pipelineDepth = 1;       // batches in the engine at once
+  bool pads = false;           // attention pads the pairs of a batch to shared lengths (sorting pays)
 };
 
 // Error codes shared with TypeScript (src/errors.ts).
@@ -108,6 +125,7 @@ class Engine {
   virtual std::string deviceName() const = 0;  // e.g. "AVX2 x 2 threads", "NVIDIA H100 80GB HBM3"
   virtual std::string dtype() const = 0;       // "float32" | "float16" | "bfloat16"
   virtual std::string version() const = 0;     // engine / library version (MLX's for mlx)
+  virtual EngineLimits limits() const = 0;
   // Called once on the engine thread right after construction, e.g. to compile common shapes.
   virtual void warmup() {}
 };

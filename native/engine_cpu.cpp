@@ -39,15 +39,16 @@ using cpu::PackedBf16;
 using cpu::PackedI8;
 using cpu::PackedMatrix;
 
-// MLX_RERANK_CPU_ISA caps the instruction sets used (benchmarks, tests): "avx512" (everything),
-// "avxvnni" (no AVX-512), "avx2" (no AVX-512, no VNNI), "scalar"; unset = the best this CPU has.
-std::string isaCap() {
-  const char* want = std::getenv("MLX_RERANK_CPU_ISA");
-  return want ? want : "";
+// The cap on the instruction sets used (EngineOptions::cpuIsa; benchmarks, tests): "avx512"
+// (everything), "avxvnni" (no AVX-512), "avx2" (no AVX-512, no VNNI), "scalar"; "" = the best this CPU has.
+const std::string& checkIsaCap(const std::string& cap) {
+  if (cap.empty() || cap == "avx512" || cap == "avxvnni" || cap == "avx2" || cap == "scalar") return cap;
+  throw EngineError(ErrorCode::Input,
+                    "cpuIsa must be 'avx512', 'avxvnni', 'avx2' or 'scalar' (got '" + cap + "')");
 }
 
-const Kernels* pickKernels() {
-  const std::string w = isaCap();
+const Kernels* pickKernels(const std::string& cap) {
+  const std::string& w = checkIsaCap(cap);
   if (w == "scalar") return cpu::kernelsScalar();
   if (w != "avx2" && w != "avxvnni")
     if (const Kernels* k = cpu::kernelsAvx512()) return k;
@@ -58,8 +59,8 @@ const Kernels* pickKernels() {
 enum class Compute { F32, Bf16, I8 };
 
 // The best kernel set for the dtype's GEMMs under the cap; the scalar set serves both everywhere.
-const LowpKernels* pickLowp(Compute c) {
-  const std::string w = isaCap();
+const LowpKernels* pickLowp(Compute c, const std::string& cap) {
+  const std::string& w = checkIsaCap(cap);
   auto serves = [c](const LowpKernels* k) {
     return k && (c == Compute::Bf16 ? k->gemmBf16 != nullptr : k->gemmI8 != nullptr);
   };
@@ -80,6 +81,20 @@ Compute computeOf(const std::string& dtype) {
                     "The cpu engine computes in 'float32' (the default), 'bfloat16' or 'int8'; dtype '" +
                         dtype + "' is not one of them.");
 }
+
+// The batch size the scheduler defaults to on this engine when no measurement replaces it (load's
+// warm-up measures the model's own curve on the CPU: src/scheduler/batch-curve.ts): the smallest batch
+// within ~5% of the peak pairs/s of MiniLM-L6 (synthetic weights, MS MARCO-like pairs of ~96 tokens, 2
+// threads on a shared 2-core x86-64 machine; `npm run bench:service -- --curve-only`, best of 3 rounds):
+//
+//   batch tokens   512   1024   2048   4096   8192        (16384: ~3 s a batch on the same machine idle)
+//   pairs/s        5.0    6.1    7.2    5.4    4.8        (length-sorted batches at 4096: 4.0)
+//
+// Past 2048 tokens the curve does not rise, while every batch, every request in it and the wait of a call
+// arriving behind it grow linearly with its size. 2048 tokens are also 32+ row blocks (<= 64 rows), enough
+// to give each of up to 16 threads several. docs/latency.md has the details.
+constexpr int64_t kBatchTokens = 2048;
+constexpr int64_t kBatchSize = 256;
 
 int defaultThreads() {
   const unsigned n = std::thread::hardware_concurrency();
@@ -152,9 +167,9 @@ class CpuEngine final : public Engine {
  public:
   CpuEngine(const ModelSpec& spec, const std::vector<std::string>& files, const EngineOptions& opts)
       : spec_(spec),
-        k_(pickKernels()),
+        k_(pickKernels(opts.cpuIsa)),
         compute_(computeOf(opts.dtype)),
-        lk_(compute_ == Compute::F32 ? nullptr : pickLowp(compute_)),
+        lk_(compute_ == Compute::F32 ? nullptr : pickLowp(compute_, opts.cpuIsa)),
         pool_(opts.threads > 0 ? std::min(opts.threads, 256) : defaultThreads()),
         H_(static_cast<int>(spec.hiddenSize)),
         I_(static_cast<int>(spec.intermediateSize)),
@@ -229,6 +244,9 @@ class CpuEngine final : public Engine {
     return compute_ == Compute::Bf16 ? "bfloat16" : compute_ == Compute::I8 ? "int8" : "float32";
   }
   std::string version() const override { return "mlx-rerank cpu 0.1.0"; }
+  // One batch in the engine at a time: its thread computes one at a time anyway, and a batch that
+  // waits in the scheduler's queue instead can still lose an aborted call's pairs. No padding anywhere.
+  EngineLimits limits() const override { return {kBatchTokens, kBatchSize, 1, false}; }
   void warmup() override {
     PackedBatch b;  // one short pair touches every code path and sizes the scratch for small batches
     const int n = static_cast<int>(std::min<int64_t>(16, spec_.maxPositions));
@@ -538,8 +556,8 @@ std::unique_ptr<Engine> makeCpuEngine(const ModelSpec& spec, const std::vector<s
   return std::make_unique<CpuEngine>(spec, weightFiles, options);
 }
 
-double cpuGemmGflops(int n, int threads, double seconds) {
-  const Kernels* k = pickKernels();
+double cpuGemmGflops(int n, int threads, double seconds, const std::string& isaCap) {
+  const Kernels* k = pickKernels(isaCap);
   cpu::ThreadPool pool(threads > 0 ? threads : defaultThreads());
   std::vector<float> w(static_cast<size_t>(n) * n), bias(n, 0.0f);
   for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
@@ -566,10 +584,10 @@ double cpuGemmGflops(int n, int threads, double seconds) {
   return 2.0 * n * n * static_cast<double>(n) * iters / elapsed / 1e9;
 }
 
-std::string cpuIsaName() { return pickKernels()->name; }
-std::string cpuLowpIsaName(const std::string& dtype) {
-  if (dtype == "bfloat16") return pickLowp(Compute::Bf16)->name;
-  if (dtype == "int8") return pickLowp(Compute::I8)->name;
+std::string cpuIsaName(const std::string& isaCap) { return pickKernels(isaCap)->name; }
+std::string cpuLowpIsaName(const std::string& dtype, const std::string& isaCap) {
+  if (dtype == "bfloat16") return pickLowp(Compute::Bf16, isaCap)->name;
+  if (dtype == "int8") return pickLowp(Compute::I8, isaCap)->name;
   return "";
 }
 int cpuDefaultThreads() { return defaultThreads(); }

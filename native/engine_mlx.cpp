@@ -139,6 +139,18 @@ void guardCudaExit() {}
 // peaked at 3.2 GB of MLX memory on an H100, buffers in flight included).
 constexpr size_t kGpuCacheLimit = size_t{4} << 30;
 
+// Batch limits on a GPU, where a forward has a fixed cost of ~2 ms (launching some 70 kernels) whatever
+// its size, so larger batches amortise it; the GPU warm-up visits every row bucket up to kGpuBatchTokens
+// by default, so that no batch the scheduler forms meets a cold shape. Two batches in the engine at once:
+// the next one is packed and handed over while the GPU computes. On a CPU the cpu engine's figures hold
+// (engine_cpu.cpp, kBatchTokens: the smallest batch within ~5% of the peak pairs/s).
+constexpr int64_t kGpuBatchTokens = 65536;
+// From this many tokens a batch that can be cancelled runs a layer at a time (EngineOptions::cancelRows).
+constexpr int64_t kCancelRows = 8192;
+constexpr int64_t kGpuBatchSize = 1024;
+constexpr int64_t kCpuBatchTokens = 2048;
+constexpr int64_t kCpuBatchSize = 256;
+
 // ---------------------------------------------------------------------------------------------------
 // Shapes
 
@@ -231,10 +243,12 @@ class MlxEngine final : public Engine {
         mx::set_cache_limit(kGpuCacheLimit);
       }
       loadWeights(weightFiles);
-      compile_ = options.compile && compilePays();
+      compile_ = options.compile && (device_ == mx::Device::gpu || options.cpuCompile);
       if (device_ == mx::Device::gpu && mx::cu::is_available()) guardCudaExit();
-      attention_ = pickAttention();
-      bucketRows_ = pickRowBuckets();
+      attention_ = pickAttention(options.attention);
+      bucketRows_ = options.rowBuckets < 0 ? device_ == mx::Device::gpu : options.rowBuckets != 0;
+      warmupRows_ = options.warmupRows < 0 ? kGpuBatchTokens : options.warmupRows;
+      cancelRows_ = options.cancelRows < 0 ? kCancelRows : options.cancelRows;
       buildBlocks();
       refreshMemory();
     } catch (...) {
@@ -257,7 +271,7 @@ class MlxEngine final : public Engine {
     ForwardResult result;
     try {
       // Small batches are not worth stopping (see run()): they run as one graph, as before.
-      CancelToken* stopper = static_cast<int64_t>(batch.tokens.size()) >= cancelRows() ? cancel : nullptr;
+      CancelToken* stopper = static_cast<int64_t>(batch.tokens.size()) >= cancelRows_ ? cancel : nullptr;
       std::optional<mx::array> logits = run(batch, result.computedSlots, stopper, result.layersRun);
       if (logits) {
         mx::eval(*logits);
@@ -291,10 +305,17 @@ class MlxEngine final : public Engine {
   std::string deviceName() const override { return deviceName_; }
   std::string dtype() const override { return dtypeString(dtype_); }
   std::string version() const override { return mx::version(); }
+  // `pads`: only the coarse layout's padding depends on which pairs share a batch (fine pads each pair
+  // to its own bucket length, varlen not at all), so only there does batching pairs of like length pay.
+  EngineLimits limits() const override {
+    const bool gpu = device_ == mx::Device::gpu;
+    return {gpu ? kGpuBatchTokens : kCpuBatchTokens, gpu ? kGpuBatchSize : kCpuBatchSize, gpu ? 2 : 1,
+            attention_ == Attention::Coarse};
+  }
 
   // Where kernels are built per shape (GPUs; CPUs with compile on), one batch holding a pair of every
   // bucket length up to min(maxPositions, 512) (the grouped layouts' attention shapes). On a GPU, then
-  // one batch for every row bucket up to MLX_RERANK_WARMUP_ROWS token rows (default 65536: 512 pairs of
+  // one batch for every row bucket up to EngineOptions::warmupRows token rows (default 65536: 512 pairs of
   // 128 tokens), so that the first batch of each size meets selected kernels, loaded modules and
   // instantiated graphs (about 2 s on an H100, of a 3.4-5.4 s warmup()). Last a small batch. On a CPU without
   // compile nothing is built per shape, so the small batch (threads, buffer cache) is all the warm-up there
@@ -321,8 +342,7 @@ class MlxEngine final : public Engine {
       forward(batchOf(sweep));
     }
     if (device_ == mx::Device::gpu && bucketRows_) {
-      const char* env = std::getenv("MLX_RERANK_WARMUP_ROWS");
-      const int64_t maxRows = env ? std::atoll(env) : 65536;
+      const int64_t maxRows = warmupRows_;
       const int pairLength = std::min(limit, 128);
       for (int64_t rows = rowBucket(1); rows <= maxRows; rows = rowBucket(rows + 1)) {
         std::vector<int> lengths(static_cast<size_t>(rows / pairLength), pairLength);
@@ -367,33 +387,20 @@ class MlxEngine final : public Engine {
   // launches and memory traffic. On CPUs MLX compiles fused kernels with the system C++ compiler at
   // run time; measured on x86-64 (bench/engine-mlx-vs-cpu.ts) it does not pay for BERT shapes, and it
   // needs a compiler on the user's machine, so CPU engines run uncompiled unless
-  // MLX_RERANK_CPU_COMPILE=1 asks for it (for measuring).
+  // EngineOptions::cpuCompile asks for it (for measuring).
   // The attention layout (see Attention): varlen on CUDA GPUs, coarse on other GPUs, fine on CPUs.
-  // MLX_RERANK_ATTENTION=varlen|coarse|fine overrides it, to compare layouts or to run the GPU
-  // layouts on a CPU; varlen exists on CUDA GPUs only and falls back to coarse elsewhere.
-  Attention pickAttention() const {
+  // EngineOptions::attention ("varlen" | "coarse" | "fine") overrides it, to compare layouts or to run
+  // the GPU layouts on a CPU; varlen exists on CUDA GPUs only and falls back to coarse elsewhere.
+  Attention pickAttention(const std::string& wanted) const {
     const bool cuda = device_ == mx::Device::gpu && mx::cu::is_available() &&
                       varlenSupports(static_cast<int>(spec_.hiddenSize / spec_.numHeads));
-    const char* env = std::getenv("MLX_RERANK_ATTENTION");
-    const std::string wanted = env ? env : "";
+    if (!wanted.empty() && wanted != "varlen" && wanted != "coarse" && wanted != "fine")
+      throw EngineError(ErrorCode::Input,
+                        "attention must be 'varlen', 'coarse' or 'fine' (got '" + wanted + "')");
     if (wanted == "fine") return Attention::Fine;
     if (wanted == "coarse") return Attention::Coarse;
     if (cuda) return Attention::Varlen;
     return device_ == mx::Device::gpu || wanted == "varlen" ? Attention::Coarse : Attention::Fine;
-  }
-
-  // Row buckets on GPUs (see the top of this file); MLX_RERANK_ROW_BUCKETS=0|1 overrides it.
-  bool pickRowBuckets() const {
-    const char* env = std::getenv("MLX_RERANK_ROW_BUCKETS");
-    if (env && std::string(env) == "0") return false;
-    if (env && std::string(env) == "1") return true;
-    return device_ == mx::Device::gpu;
-  }
-
-  bool compilePays() const {
-    if (device_ == mx::Device::gpu) return true;
-    const char* env = std::getenv("MLX_RERANK_CPU_COMPILE");
-    return env != nullptr && std::string(env) == "1";
   }
 
   mx::array load(const WeightStore& store, const std::string& name, bool transpose = false) {
@@ -520,17 +527,6 @@ class MlxEngine final : public Engine {
     return mx::take(all, layout[0], 0, s);
   }
 
-  // Batches of at least this many tokens are evaluated a layer at a time when they can be cancelled
-  // (MLX_RERANK_CANCEL_ROWS overrides it). Below it a forward is one graph: a per-layer wait would cost
-  // small batches host/device overlap, and they are done within a few ms anyway.
-  static int64_t cancelRows() {
-    static const int64_t rows = [] {
-      const char* env = std::getenv("MLX_RERANK_CANCEL_ROWS");
-      return env ? std::atoll(env) : int64_t{8192};
-    }();
-    return rows;
-  }
-
   // The forward's graph (nullopt: `cancel` stopped it; layersRun says before which layer). With a
   // cancel token each layer's output is queued with async_eval, and before building layer l the host
   // waits for layer l-2: the device always has the next layer queued, and a cancel leaves at most one
@@ -625,6 +621,11 @@ class MlxEngine final : public Engine {
   bool compile_ = false;
   Attention attention_ = Attention::Fine;
   bool bucketRows_ = false;
+  int64_t warmupRows_ = kGpuBatchTokens;
+  // Batches of at least this many tokens are evaluated a layer at a time when they can be cancelled.
+  // Below it a forward is one graph: a per-layer wait would cost small batches host/device overlap,
+  // and they are done within a few ms anyway.
+  int64_t cancelRows_ = kCancelRows;
   std::string deviceName_;
 
   mx::array wordEmb_{0.0f}, posEmb_{0.0f}, typeEmb_{0.0f}, embLnG_{0.0f}, embLnB_{0.0f};

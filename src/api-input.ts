@@ -8,7 +8,7 @@ import { HUB_RANGES, type resolveModel } from './hub';
 import type { BatchMetrics, CallMetrics } from './metrics';
 import { type Priority, type SchedulerLimits, tooManyPairs } from './scheduler';
 import type { Tokenizer } from './tokenizer';
-import type { Activation, Backend, DeviceKind, DType } from './types';
+import type { Activation, Backend, DeviceKind, DType, EngineTuning } from './types';
 import {
   checkBoolean,
   checkFunction,
@@ -43,6 +43,8 @@ export interface LoadOptions extends HubOptions, Partial<Omit<SchedulerLimits, '
   cacheLimitBytes?: number;
   /** mlx: use mx::compile (default true). */
   compile?: boolean;
+  /** Engine tuning, for measuring (src/engine-options.ts, docs/engine-options.md). */
+  engine?: EngineTuning;
   /** Default activation of predict/rank; default the model's (sigmoid for one label, else none). */
   activation?: Activation;
   /**
@@ -137,6 +139,7 @@ export const LOAD_KEYS: { readonly [K in keyof LoadOptions]-?: true } = {
   threads: true,
   cacheLimitBytes: true,
   compile: true,
+  engine: true,
   activation: true,
   longDocuments: true,
   chunkStride: true,

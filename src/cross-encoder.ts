@@ -29,12 +29,13 @@ import {
   slice,
 } from './api-input';
 import { backends } from './backends';
+import { checkEngineTuning } from './engine-options';
 import { AbortedError, BackendUnavailableError, DisposedError, fromNativeError, InputError } from './errors';
 import { resolveModel } from './hub';
 import { callSafely } from './listeners';
 import type { BatchMetrics, CallMetrics, Stats } from './metrics';
 import { loadModelSpec } from './model';
-import { type NativeEngine, native } from './native';
+import { type EngineLimits, type NativeEngine, native } from './native';
 import {
   DEFAULT_LIMITS,
   engineDefaults,
@@ -45,6 +46,7 @@ import {
   type SchedulerLimits,
   type Segment,
 } from './scheduler';
+import { type BatchTokensChoice, chooseBatchTokens } from './scheduler/batch-curve';
 import { assertTokenizerFitsModel, Tokenizer } from './tokenizer';
 import type { Activation, Backend, DeviceKind, DType, ModelFiles, ModelSpec } from './types';
 import {
@@ -58,6 +60,8 @@ import {
   int,
   readOptions,
 } from './validate';
+
+export type { BatchTokensChoice } from './scheduler/batch-curve';
 
 export interface RankResult {
   /** Index of the document in the array given to rank(). */
@@ -86,6 +90,10 @@ export interface CrossEncoderInfo {
   /** Wall ms of load() and of its warm-up (0 when skipped). */
   loadMs: number;
   warmupMs: number;
+  /** What the engine reports it is built for (the defaults of the limits the caller left unset). */
+  engineLimits: EngineLimits;
+  /** The batch size in force (`limits.maxBatchTokens`) and where it came from. */
+  batchTokens: BatchTokensChoice;
 }
 
 function abortedError(signal: AbortSignal): AbortedError {
@@ -215,6 +223,7 @@ export class CrossEncoder {
     const t0 = performance.now();
     const o = readOptions<LoadOptions>('CrossEncoder.load', options, LOAD_KEYS);
     checkLoadOptions(o);
+    const tuning = o.engine === undefined ? {} : checkEngineTuning(o.engine);
     const signal = o.signal;
     throwIfAborted(signal);
     if (typeof model !== 'string' && (typeof model !== 'object' || model === null || !('config' in model))) {
@@ -258,18 +267,39 @@ export class CrossEncoder {
         ...(o.threads !== undefined && { threads: o.threads }),
         ...(o.cacheLimitBytes !== undefined && { cacheLimitBytes: o.cacheLimitBytes }),
         ...(o.compile !== undefined && { compile: o.compile }),
+        ...tuning,
       }),
       signal,
       (e) => e.dispose(),
     );
     try {
-      const warmupMs = (o.warmup ?? true) ? await abortable(engine.warmup(), signal) : 0;
+      const warm = o.warmup ?? true;
+      const warmupMs = warm ? await abortable(engine.warmup(), signal) : 0;
+      throwIfAborted(signal);
+      const e = engine.info();
+      const defaults = engineDefaults(e, o);
+      const batchTokens = await abortable(
+        chooseBatchTokens(
+          engine,
+          e,
+          {
+            maxBatchTokens: o.maxBatchTokens,
+            maxBatchSize: defaults.maxBatchSize ?? limits.maxBatchSize,
+            warm,
+            maxLength,
+            spec,
+          },
+          signal,
+        ),
+        signal,
+      );
       throwIfAborted(signal);
       let self: CrossEncoder | undefined;
       const onBatch = o.onBatch;
       const scheduler = new Scheduler({
         ...limits,
-        ...engineDefaults(engine.info().device, o),
+        ...defaults,
+        maxBatchTokens: batchTokens.value,
         engine,
         encode,
         numLabels: spec.numLabels,
@@ -279,7 +309,6 @@ export class CrossEncoder {
         },
         onCall: (c) => self?.emit('call', c),
       });
-      const e = engine.info();
       const info: CrossEncoderInfo = {
         modelId: files.id,
         revision: files.revision,
@@ -296,6 +325,13 @@ export class CrossEncoder {
         longDocuments,
         loadMs: performance.now() - t0,
         warmupMs,
+        engineLimits: {
+          maxBatchTokens: e.maxBatchTokens,
+          maxBatchSize: e.maxBatchSize,
+          pipelineDepth: e.pipelineDepth,
+          pads: e.pads,
+        },
+        batchTokens,
       };
       self = new CrossEncoder(info, tokenizer, engine, scheduler);
       return self;

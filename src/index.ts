@@ -10,6 +10,7 @@
 export { backends } from './backends';
 export {
   activate,
+  type BatchTokensChoice,
   CrossEncoder,
   type CrossEncoderInfo,
   type LoadOptions,
@@ -21,8 +22,9 @@ export * from './errors';
 export { resolveModel } from './hub';
 export type { BatchMetrics, CallMetrics, Percentiles, Stats } from './metrics';
 export { loadModelSpec } from './model';
-export type { EngineInfo, EngineMemory, NativeBackendInfo, NativeBackends } from './native';
+export type { EngineInfo, EngineLimits, EngineMemory, NativeBackendInfo, NativeBackends } from './native';
 export { DEFAULT_LIMITS, GPU_BATCH_LIMITS, type SchedulerLimits } from './scheduler';
+export type { CurvePoint } from './scheduler/batch-curve';
 export { synthesizeModel } from './synth';
 export { Tokenizer } from './tokenizer';
-export type { Activation, Backend, DeviceKind, DType, ModelFiles, ModelSpec } from './types';
+export type { Activation, Backend, DeviceKind, DType, EngineTuning, ModelFiles, ModelSpec } from './types';

@@ -2,14 +2,17 @@
  * The native addon (native/addon/), loaded by node-gyp-build from the package root: a prebuild in
  * prebuilds/<platform>-<arch>/ when one matches, else build/Release. This file types it, and is the one
  * place where native errors enter TypeScript: everything the addon rejects or throws is mapped to an
- * MlxRerankError subclass here (fromNativeError), so no plain Error reaches a caller.
+ * MlxRerankError subclass here (fromNativeError), so no plain Error reaches a caller. It is also where the
+ * engine tuning's environment variables are read (withEnvTuning, src/engine-options.ts): the engines
+ * themselves read nothing from the environment.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { withEnvTuning } from './engine-options';
 import { BackendUnavailableError, fromNativeError } from './errors';
-import type { DType, ModelSpec } from './types';
+import type { DType, EngineTuning, ModelSpec } from './types';
 
 export interface NativeBackendInfo {
   available: boolean;
@@ -30,7 +33,7 @@ export interface NativeBackends {
   mlx: NativeBackendInfo;
 }
 
-export interface NativeEngineOptions {
+export interface NativeEngineOptions extends EngineTuning {
   backend: 'cpu' | 'mlx';
   device: 'auto' | 'gpu' | 'cpu';
   dtype?: DType;
@@ -64,7 +67,23 @@ export interface ForwardResult {
   layersRun?: number;
 }
 
-export interface EngineInfo {
+/**
+ * What an engine is built for, from its own constants (native/engine.h, EngineLimits), as Text Embeddings
+ * Inference's backends report max_batch_size and is_padded: the scheduler's defaults for the limits a
+ * caller leaves unset.
+ */
+export interface EngineLimits {
+  /** Real tokens per batch (on the CPU, load's warm-up measures a better one: src/scheduler/batch-curve.ts). */
+  maxBatchTokens: number;
+  /** Pairs per batch. */
+  maxBatchSize: number;
+  /** Batches in the engine at once (1 on a CPU; 2 on a GPU, to hide the launch cost). */
+  pipelineDepth: number;
+  /** Attention pads the pairs of a batch to shared lengths, so batching pairs of like length saves compute. */
+  pads: boolean;
+}
+
+export interface EngineInfo extends EngineLimits {
   backend: 'cpu' | 'mlx';
   device: 'cpu' | 'gpu';
   deviceName: string;
@@ -120,10 +139,13 @@ export type GpuUtilization =
   | { available: false; reason: string };
 
 export interface NativeAddon {
-  backends(): NativeBackends;
+  /** What this build offers; `cpuIsa` reports the cpu engine's kernels under that cap. */
+  backends(options?: Pick<EngineTuning, 'cpuIsa'>): NativeBackends;
   loadEngine(options: NativeEngineOptions): Promise<NativeEngine>;
   /** NVML's utilisation of GPU `index` (default 0): synchronous and cheap; never throws. */
   gpuUtilization(index?: number): GpuUtilization;
+  /** For the bench: the float32 GEMM ceiling in GFLOP/s (n x n, the engine's kernels under `isaCap`). */
+  _gemmGflops(n: number, threads: number, seconds: number, isaCap?: string): number;
 }
 
 /** The package root: the nearest folder above this file holding package.json. */
@@ -169,12 +191,17 @@ function wrapEngine(e: NativeEngine): NativeEngine {
   };
 }
 
-/** The raw addon with its error-raising entry points wrapped (other exports, e.g. bench natives, kept). */
+/**
+ * The raw addon with its error-raising entry points wrapped (other exports kept), and the engine
+ * tuning the caller leaves unset taken from the environment (the one place that reads it).
+ */
 function wrapAddon(raw: NativeAddon): NativeAddon {
   return {
     ...raw,
-    backends: () => mapped(() => raw.backends()),
-    loadEngine: (options) => mappedAsync(() => raw.loadEngine(options)).then(wrapEngine),
+    backends: (o) => mapped(() => raw.backends({ cpuIsa: withEnvTuning({ ...o }).cpuIsa })),
+    loadEngine: (options) => mappedAsync(() => raw.loadEngine(withEnvTuning(options))).then(wrapEngine),
+    _gemmGflops: (n, threads, seconds, isaCap) =>
+      mapped(() => raw._gemmGflops(n, threads, seconds, isaCap ?? withEnvTuning<EngineTuning>({}).cpuIsa)),
   };
 }
 

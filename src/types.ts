@@ -43,3 +43,22 @@ export interface ModelFiles {
   specialTokensMap?: string;
   sentenceTransformersConfig?: string; // config_sentence_transformers.json, when present
 }
+
+/**
+ * Engine tuning, for measuring and for tests: each option's default, range and environment variable
+ * are declared in src/engine-options.ts (ENGINE_OPTIONS); docs/engine-options.md lists them.
+ */
+export interface EngineTuning {
+  /** cpu engine: cap the instruction sets its kernels use (default: the best this CPU has). */
+  cpuIsa?: 'avx512' | 'avxvnni' | 'avx2' | 'scalar';
+  /** mlx engine: the attention layout (default: varlen on CUDA GPUs, coarse on other GPUs, fine on CPUs). */
+  attention?: 'varlen' | 'coarse' | 'fine';
+  /** mlx engine: round token rows up to row buckets (default: on GPUs only). */
+  rowBuckets?: boolean;
+  /** mlx engine on a GPU: warm-up visits every row bucket up to this many token rows (default 65536). */
+  warmupRows?: number;
+  /** mlx engine on a CPU device: use mx::compile there too (default false). */
+  cpuCompile?: boolean;
+  /** mlx engine: batches of at least this many tokens run a layer at a time, so cancel() can stop them (default 8192). */
+  cancelRows?: number;
+}

@@ -50,13 +50,19 @@ function pairs(count: number, seed: number) {
   });
 }
 
-async function score(file: string, dtype: string, ps: Array<{ ids: number[]; typeIds: number[] }>) {
+async function score(
+  file: string,
+  dtype: string,
+  ps: Array<{ ids: number[]; typeIds: number[] }>,
+  cpuIsa?: string,
+) {
   const engine = await native().loadEngine({
     backend: 'cpu',
     device: 'cpu',
     weights: [file],
     spec: SPEC,
     dtype,
+    ...(cpuIsa !== undefined && { cpuIsa }),
   } as never);
   try {
     const offsets = [0];
@@ -156,19 +162,12 @@ describe('cpu engine reduced precision on every instruction set', () => {
 
   for (const dtype of ['bfloat16', 'int8']) {
     it(`${dtype}: each ISA's kernels score as the scalar fallback does`, async () => {
-      const saved = process.env.MLX_RERANK_CPU_ISA;
       const seen = new Map<string, number[]>();
-      try {
-        for (const isa of isas) {
-          process.env.MLX_RERANK_CPU_ISA = isa;
-          const { logits, info } = await score(file, dtype, ps);
-          const kernel = /GEMMs on ([^ ]+)/.exec(info.deviceName)?.[1] as string;
-          if (isa === 'scalar') expect(kernel).toBe('scalar');
-          seen.set(kernel, logits);
-        }
-      } finally {
-        if (saved === undefined) delete process.env.MLX_RERANK_CPU_ISA;
-        else process.env.MLX_RERANK_CPU_ISA = saved;
+      for (const isa of isas) {
+        const { logits, info } = await score(file, dtype, ps, isa);
+        const kernel = /GEMMs on ([^ ]+)/.exec(info.deviceName)?.[1] as string;
+        if (isa === 'scalar') expect(kernel).toBe('scalar');
+        seen.set(kernel, logits);
       }
       const scalar = seen.get('scalar') as number[];
       // The GEMMs agree bit for bit (engine_check); attention and LayerNorm run on each ISA's float32

@@ -161,21 +161,7 @@ describe.skipIf(!mlx.available)('mlx engine', () => {
     });
 
     it('runs the GPU layout (coarse attention groups, bucketed token rows) on the CPU to the same logits', async () => {
-      // The environment is read when an engine is constructed: set it around this one load only.
-      const saved = { a: process.env.MLX_RERANK_ATTENTION, r: process.env.MLX_RERANK_ROW_BUCKETS };
-      process.env.MLX_RERANK_ATTENTION = 'coarse';
-      process.env.MLX_RERANK_ROW_BUCKETS = '1';
-      let m: NativeEngine;
-      try {
-        m = await load([file], spec);
-      } finally {
-        for (const [k, v] of [
-          ['MLX_RERANK_ATTENTION', saved.a],
-          ['MLX_RERANK_ROW_BUCKETS', saved.r],
-        ] as const)
-          if (v === undefined) delete process.env[k];
-          else process.env[k] = v;
-      }
+      const m = await load([file], spec, { attention: 'coarse', rowBuckets: true });
       const c = await native().loadEngine({ backend: 'cpu', device: 'auto', weights: [file], spec });
       try {
         for (const [seed, count] of [

@@ -15,17 +15,20 @@ Napi::Object gpuUnavailable(Napi::Env env, const std::string& reason) {
 
 }  // namespace
 
-// _gemmGflops(n = 1536, threads = 0, seconds = 1): the float32 GEMM ceiling, GFLOP/s (not part of the
-// typed surface). Blocks the calling thread for about `seconds`.
+// _gemmGflops(n = 1536, threads = 0, seconds = 1, isaCap = ""): the float32 GEMM ceiling, GFLOP/s (not
+// part of the typed surface; src/native.ts passes the cpuIsa cap). Blocks the calling thread for about
+// `seconds`.
 Napi::Value gemmGflops(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int n = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 1536;
   const int threads = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 0;
   const double seconds =
       info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 1.0;
+  const std::string isaCap =
+      info.Length() > 3 && info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : std::string();
   if (n < 16 || n > 8192) return rejected(env, "E_INPUT", "gemm size must be in [16, 8192]");
   try {
-    return Napi::Number::New(env, cpuGemmGflops(n, threads, seconds));
+    return Napi::Number::New(env, cpuGemmGflops(n, threads, seconds, isaCap));
   } catch (...) {
     const Failure f = describe(std::current_exception());
     return rejected(env, f.code, f.message);

@@ -163,6 +163,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     o.Set("deviceName", c.deviceName);
     o.Set("dtype", c.dtype);
     o.Set("version", c.version);
+    // What the engine is built for (engine.h, EngineLimits): the scheduler's defaults.
+    o.Set("maxBatchTokens", Napi::Number::New(env, static_cast<double>(c.limits.maxBatchTokens)));
+    o.Set("maxBatchSize", Napi::Number::New(env, static_cast<double>(c.limits.maxBatchSize)));
+    o.Set("pipelineDepth", Napi::Number::New(env, c.limits.pipelineDepth));
+    o.Set("pads", Napi::Boolean::New(env, c.limits.pads));
     return o;
   }
 

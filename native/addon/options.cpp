@@ -23,11 +23,41 @@ double getNumber(const Napi::Object& o, const char* key, bool required, double f
   return v.As<Napi::Number>().DoubleValue();
 }
 
+// One of `allowed` ("" when absent): the tuning options src/engine-options.ts declares and checks first.
+std::string getOneOf(const Napi::Object& o, const char* key, std::initializer_list<const char*> allowed) {
+  const std::string v = getString(o, key, "");
+  if (v.empty()) return v;
+  for (const char* a : allowed)
+    if (v == a) return v;
+  std::string names;
+  for (const char* a : allowed) names += std::string(names.empty() ? "'" : ", '") + a + "'";
+  throw EngineError(ErrorCode::Input, std::string("option '") + key + "' must be one of " + names);
+}
+
+// -1 when absent, else 0 / 1.
+int getTriState(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return -1;
+  if (!v.IsBoolean())
+    throw EngineError(ErrorCode::Input, std::string("option '") + key + "' must be a boolean");
+  return v.As<Napi::Boolean>().Value() ? 1 : 0;
+}
+
 int64_t getInt(const Napi::Object& o, const char* key) {
   const double d = getNumber(o, key, true, 0, ErrorCode::BadConfig);
   if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d)))
     throw EngineError(ErrorCode::BadConfig, std::string("spec.") + key + " must be a non-negative integer");
   return static_cast<int64_t>(d);
+}
+
+// A token-row count option in [0, 2^24]: -1 when absent.
+int64_t getRows(const Napi::Object& o, const char* key) {
+  const double rows = getNumber(o, key, false, -1, ErrorCode::Input);
+  if (rows != -1 &&
+      !(rows >= 0 && rows <= 16777216 && rows == static_cast<double>(static_cast<int64_t>(rows))))
+    throw EngineError(ErrorCode::Input,
+                      std::string("option '") + key + "' must be an integer in [0, 16777216]");
+  return static_cast<int64_t>(rows);
 }
 
 }  // namespace
@@ -45,6 +75,12 @@ LoadRequest parseLoadRequest(const Napi::CallbackInfo& info) {
   opts.cacheLimitBytes = static_cast<int64_t>(getNumber(o, "cacheLimitBytes", false, -1, ErrorCode::Input));
   Napi::Value compile = o.Get("compile");
   if (compile.IsBoolean()) opts.compile = compile.As<Napi::Boolean>().Value();
+  opts.cpuIsa = getOneOf(o, "cpuIsa", {"avx512", "avxvnni", "avx2", "scalar"});
+  opts.attention = getOneOf(o, "attention", {"varlen", "coarse", "fine"});
+  opts.rowBuckets = getTriState(o, "rowBuckets");
+  opts.cpuCompile = getTriState(o, "cpuCompile") == 1;
+  opts.warmupRows = getRows(o, "warmupRows");
+  opts.cancelRows = getRows(o, "cancelRows");
   if (opts.device != "auto" && opts.device != "cpu" && opts.device != "gpu")
     throw EngineError(ErrorCode::Input, "device must be 'auto', 'cpu' or 'gpu'");
   Napi::Value w = o.Get("weights");

@@ -95,8 +95,8 @@ void Worker::delivered(Napi::Env env) {
 
 void Worker::setEngine(std::unique_ptr<Engine> e) {
   engine_ = std::move(e);
-  EngineInfoCache info{engine_->backend(), engine_->device(), engine_->deviceName(), engine_->dtype(),
-                       engine_->version()};
+  EngineInfoCache info{engine_->backend(), engine_->device(),  engine_->deviceName(),
+                       engine_->dtype(),   engine_->version(), engine_->limits()};
   std::lock_guard<std::mutex> lock(mu_);
   info_ = info;
 }

@@ -63,6 +63,7 @@ using Tsfn = Napi::TypedThreadSafeFunction<Worker, Completion, callJs>;
 
 struct EngineInfoCache {
   std::string backend, device, deviceName, dtype, version;
+  EngineLimits limits;
 };
 
 // One engine's thread, its queue and its link back to the JS thread.

@@ -1,10 +1,14 @@
 /** The scheduler's limits: each one's default and accepted range, declared once (docs/limits.md). */
+import type { EngineLimits } from '../native';
 import { checkNumber, int, MAX_TIMER_MS, type Range, real } from '../validate';
 
 export interface SchedulerLimits {
-  /** Real tokens per batch (default CPU_BATCH_TOKENS). A single sequence longer than this goes alone. */
+  /**
+   * Real tokens per batch. A single sequence longer than this goes alone. Default: what the engine
+   * reports (engineDefaults), on the CPU measured at load's warm-up (scheduler/batch-curve.ts).
+   */
   maxBatchTokens: number;
-  /** Sequences per batch (default 256). */
+  /** Sequences per batch (default: what the engine reports; 256 without an engine). */
   maxBatchSize: number;
   /** Pairs waiting at most; more -> QueueFullError (default 100000). */
   maxQueuePairs: number;
@@ -17,29 +21,17 @@ export interface SchedulerLimits {
    * window waits for the whole window).
    */
   sortWindow: number;
-  /** Batches in the engine at once (default 2; the cpu engine gets 1, see engineDefaults). */
+  /** Batches in the engine at once (default: what the engine reports; 2 without an engine). */
   pipelineDepth: number;
 }
 
 /**
- * The cpu engine's batch size: the smallest batch within ~5% of its peak pairs/s. Measured with
- * `npm run bench:service -- --curve-only --curve-tokens 512,1024,2048,4096,8192 --curve-min-tokens 4096`
- * (bench/service.ts: MiniLM-L6 shape, synthetic weights, MS MARCO-like pairs of ~96 tokens, 2 engine
- * threads on a shared 2-core x86-64 machine at load ~18; best of 3 interleaved rounds; pairs/s):
- *
- *   batch tokens   512   1024   2048   4096   8192        (16384: ~3 s a batch on the same machine idle)
- *   pairs/s        5.0    6.1    7.2    5.4    4.8        (length-sorted batches at 4096: 4.0)
- *
- * The curve does not rise past 2048 tokens (the differences are within that machine's noise), while
- * every batch, every request in it and the wait of a call arriving behind it grow linearly with its
- * size. 2048 tokens are also 32+ of the engine's row blocks (<= 64 rows), enough to give each of up to
- * 16 threads several, so a bigger machine is not starved by it. docs/latency.md has the details.
+ * Each limit's default and accepted range. The defaults are a Scheduler's without an engine's figures
+ * (tests, benchmarks); CrossEncoder.load takes the batch limits and the pipeline depth from the engine
+ * (engineDefaults), whose numbers come from its own constants (native/engine_cpu.cpp, engine_mlx.cpp).
  */
-export const CPU_BATCH_TOKENS = 2048;
-
-/** Each limit's default and accepted range. */
 export const LIMITS: { readonly [K in keyof SchedulerLimits]: Range & { default: number } } = {
-  maxBatchTokens: { default: CPU_BATCH_TOKENS, ...int(1, 2 ** 24) },
+  maxBatchTokens: { default: 2048, ...int(1, 2 ** 24) },
   maxBatchSize: { default: 256, ...int(1, 65536) },
   maxQueuePairs: { default: 100_000, ...int(1, 100_000_000) },
   // A longer wait than a minute would hold a batch back for nothing; Node's timers stop at 2^31 - 1 ms.
@@ -53,9 +45,9 @@ export const DEFAULT_LIMITS: SchedulerLimits = Object.fromEntries(
 ) as unknown as SchedulerLimits;
 
 /**
- * Batch limits for engines on a GPU, where a forward has a fixed cost of ~2 ms (launching some 70
- * kernels) whatever its size: larger batches amortise it. 65536 rows is also how far the mlx engine's
- * warm-up visits its shapes.
+ * @deprecated The engine reports its batch limits (`NativeEngine.info()`, `CrossEncoder.info.engineLimits`),
+ * and CrossEncoder uses those; this copy of the mlx engine's GPU figures is no longer read and will be
+ * removed in the next major version.
  */
 export const GPU_BATCH_LIMITS: Pick<SchedulerLimits, 'maxBatchTokens' | 'maxBatchSize'> = {
   maxBatchTokens: 65536,
@@ -63,17 +55,18 @@ export const GPU_BATCH_LIMITS: Pick<SchedulerLimits, 'maxBatchTokens' | 'maxBatc
 };
 
 /**
- * The defaults that depend on where the engine runs, for the limits the caller left unset. On a GPU:
- * GPU_BATCH_LIMITS. On the CPU: one batch in the engine at a time (pipelineDepth 1), so a batch stays
- * in the queue, where an aborted or expired call's pairs can still be dropped, until the engine is free;
- * the engine thread computes one batch at a time anyway, and forming and packing the next one takes
- * well under a millisecond against batches of tens to hundreds.
+ * The limits the caller left unset in `o`, from what the engine reports it is built for: its batch
+ * limits and how many batches it takes at once (on the CPU one: a batch stays in the queue, where an
+ * aborted or expired call's pairs can still be dropped, until the engine is free).
  */
-export function engineDefaults(device: 'cpu' | 'gpu', o: Partial<SchedulerLimits>): Partial<SchedulerLimits> {
-  if (device === 'cpu') return { pipelineDepth: 1 };
+export function engineDefaults(
+  engine: Pick<EngineLimits, 'maxBatchTokens' | 'maxBatchSize' | 'pipelineDepth'>,
+  o: Partial<SchedulerLimits>,
+): Partial<SchedulerLimits> {
   return {
-    ...(o.maxBatchTokens === undefined && { maxBatchTokens: GPU_BATCH_LIMITS.maxBatchTokens }),
-    ...(o.maxBatchSize === undefined && { maxBatchSize: GPU_BATCH_LIMITS.maxBatchSize }),
+    ...(o.maxBatchTokens === undefined && { maxBatchTokens: engine.maxBatchTokens }),
+    ...(o.maxBatchSize === undefined && { maxBatchSize: engine.maxBatchSize }),
+    ...(o.pipelineDepth === undefined && { pipelineDepth: engine.pipelineDepth }),
   };
 }
 

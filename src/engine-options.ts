@@ -1,0 +1,123 @@
+/**
+ * The engines' tuning options (LoadOptions.engine, and loadEngine's options), declared once: each
+ * one's type and range, its default, the engine that reads it, what it is for, and the environment
+ * variable that may set it. The engines read nothing from the environment: `withEnvTuning` (called by
+ * src/native.ts for every load, backends() and the GEMM probe) is the one place that does, and an
+ * option the caller passes wins over its variable. docs/engine-options.md lists them.
+ */
+import { InputError } from './errors';
+import type { EngineTuning } from './types';
+import { checkBoolean, checkNumber, checkOneOf, int, type Range, readOptions } from './validate';
+
+type Kind = { oneOf: readonly string[] } | { boolean: true } | { range: Range };
+
+export interface EngineOptionDecl {
+  kind: Kind;
+  /** The engine that reads it. */
+  engine: 'cpu' | 'mlx';
+  /** What applies when it is unset, in words (some defaults depend on the device). */
+  default: string;
+  /** The environment variable that sets it when the caller does not. */
+  env: string;
+  /** What it is for. */
+  doc: string;
+}
+
+export const ENGINE_OPTIONS: { readonly [K in keyof EngineTuning]-?: EngineOptionDecl } = {
+  cpuIsa: {
+    kind: { oneOf: ['avx512', 'avxvnni', 'avx2', 'scalar'] },
+    engine: 'cpu',
+    default: 'the best this CPU has',
+    env: 'MLX_RERANK_CPU_ISA',
+    doc: "caps the kernels' instruction sets (avxvnni: no AVX-512; avx2: no AVX-512, no VNNI), to compare them or to run under valgrind",
+  },
+  attention: {
+    kind: { oneOf: ['varlen', 'coarse', 'fine'] },
+    engine: 'mlx',
+    default: 'varlen on CUDA GPUs, coarse on other GPUs, fine on CPUs',
+    env: 'MLX_RERANK_ATTENTION',
+    doc: 'the attention layout (docs/architecture.md), to compare layouts or run the GPU ones on a CPU; varlen exists on CUDA only and falls back to coarse elsewhere',
+  },
+  rowBuckets: {
+    kind: { boolean: true },
+    engine: 'mlx',
+    default: 'on for GPUs, off for CPUs',
+    env: 'MLX_RERANK_ROW_BUCKETS',
+    doc: "rounds the dense layers' token rows up to row buckets (at most 3.1% padding, few shapes)",
+  },
+  warmupRows: {
+    kind: { range: int(0, 1 << 24) },
+    engine: 'mlx',
+    default: '65536 (the GPU batch limit)',
+    env: 'MLX_RERANK_WARMUP_ROWS',
+    doc: 'on a GPU, warm-up visits every row bucket up to this many token rows; fewer warm up faster, and a batch beyond them meets cold shapes',
+  },
+  cpuCompile: {
+    kind: { boolean: true },
+    engine: 'mlx',
+    default: 'false',
+    env: 'MLX_RERANK_CPU_COMPILE',
+    doc: 'uses mx::compile on a CPU device too (it does not pay for BERT shapes and needs a C++ compiler at run time; for measuring)',
+  },
+  cancelRows: {
+    kind: { range: int(0, 1 << 24) },
+    engine: 'mlx',
+    default: '8192',
+    env: 'MLX_RERANK_CANCEL_ROWS',
+    doc: 'batches of at least this many tokens are evaluated a layer at a time, so that a batch whose calls were all aborted stops at the next layer; smaller ones run as one graph',
+  },
+};
+
+const KEYS = Object.fromEntries(Object.keys(ENGINE_OPTIONS).map((k) => [k, true])) as {
+  readonly [K in keyof EngineTuning]-?: true;
+};
+
+/** The environment table: variable -> option. */
+export const ENGINE_ENV: Readonly<Record<string, keyof EngineTuning>> = Object.fromEntries(
+  Object.entries(ENGINE_OPTIONS).map(([k, d]) => [d.env, k as keyof EngineTuning]),
+);
+
+function checkValue(name: string, d: EngineOptionDecl, v: unknown): string | number | boolean {
+  if ('oneOf' in d.kind) return checkOneOf(name, v, d.kind.oneOf);
+  if ('boolean' in d.kind) return checkBoolean(name, v);
+  return checkNumber(name, v, d.kind.range);
+}
+
+/** Checks LoadOptions.engine: unknown names and bad values are InputErrors naming `engine.<name>`. */
+export function checkEngineTuning(o: unknown): EngineTuning {
+  const given = readOptions<EngineTuning>('engine', o, KEYS);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(given)) {
+    out[k] = checkValue(`engine.${k}`, ENGINE_OPTIONS[k as keyof EngineTuning], v);
+  }
+  return out as EngineTuning;
+}
+
+/** The options set by environment variables (empty ones count as unset); a bad value names its variable. */
+export function engineTuningFromEnv(env: NodeJS.ProcessEnv = process.env): EngineTuning {
+  const out: Record<string, unknown> = {};
+  for (const [variable, k] of Object.entries(ENGINE_ENV)) {
+    const raw = env[variable];
+    if (raw === undefined || raw === '') continue;
+    const d = ENGINE_OPTIONS[k];
+    let v: unknown = raw;
+    if ('boolean' in d.kind)
+      v = raw === '1' || raw === 'true' ? true : raw === '0' || raw === 'false' ? false : raw;
+    else if ('range' in d.kind) v = /^\d+$/.test(raw) ? Number(raw) : raw;
+    try {
+      out[k] = checkValue(variable, d, v);
+    } catch (err) {
+      const accepted = 'boolean' in d.kind ? ' (use 0 or 1)' : '';
+      throw new InputError(`${(err as Error).message}${accepted} Unset it or fix its value.`, { cause: err });
+    }
+  }
+  return out as EngineTuning;
+}
+
+/** `o` with the tuning options it leaves unset taken from the environment. */
+export function withEnvTuning<T extends EngineTuning>(o: T, env: NodeJS.ProcessEnv = process.env): T {
+  const fromEnv = engineTuningFromEnv(env);
+  const out: Record<string, unknown> = { ...(o as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(fromEnv)) if (out[k] === undefined) out[k] = v;
+  return out as T;
+}
