@@ -249,10 +249,12 @@ export class CrossEncoder {
     }
     const activation = o.activation ?? spec.activation;
     const stride = o.chunkStride ?? Math.floor(maxLength / 4);
-    // Every window has at least (maxLength - 3) / 2 document tokens (the query is cut to half when longer).
-    if (longDocuments === 'chunk' && stride >= Math.floor((maxLength - 3) / 2)) {
+    // Every window has at least (maxLength - specials) / 2 document tokens (the query is cut to half
+    // when longer); specials is 3 for BERT's [CLS] q [SEP] d [SEP], 4 for XLM-R's <s> q </s></s> d </s>.
+    const room = Math.floor((maxLength - tokenizer.numSpecialTokens) / 2);
+    if (longDocuments === 'chunk' && stride >= room) {
       throw new InputError(
-        `chunkStride (${stride}) must be less than half of maxLength - 3 (${Math.floor((maxLength - 3) / 2)}): windows must advance.`,
+        `chunkStride (${stride}) must be less than half of maxLength - ${tokenizer.numSpecialTokens} (${room}): windows must advance.`,
       );
     }
     const encode = makeEncoder(tokenizer, longDocuments, maxLength, o.truncation, stride);

@@ -80,14 +80,15 @@ function checkLengths(
 ): void {
   if (truncate) return;
   const max = ce.info.maxLength;
+  const specials = ce.tokenizer.numSpecialTokens; // 3 in [CLS] q [SEP] d [SEP], 4 in XLM-R's template
   const queryTokens = new Map<string, number>();
   for (let i = 0; i < pairs.length; i++) {
     const [q, d] = pairs[i] as readonly [string, string];
-    // [CLS] q [SEP] d [SEP]: a token covers at least one character, so short pairs need no count.
-    if (q.length + d.length + 3 <= max) continue;
+    // A token covers at least one character, so short pairs need no count.
+    if (q.length + d.length + specials <= max) continue;
     const nq = queryTokens.get(q) ?? ce.tokenizer.tokenize(q).length;
     queryTokens.set(q, nq);
-    const n = nq + ce.tokenizer.tokenize(d).length + 3;
+    const n = nq + ce.tokenizer.tokenize(d).length + specials;
     if (n > max) {
       throw new HttpError(
         422,
