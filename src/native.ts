@@ -48,7 +48,8 @@ export interface NativeEngineOptions {
     | 'numLabels'
     | 'layerNormEps'
     | 'hiddenAct'
-  >;
+  > &
+    Partial<Pick<ModelSpec, 'arch'>>; // absent: BERT
   threads?: number;
   cacheLimitBytes?: number;
   compile?: boolean;

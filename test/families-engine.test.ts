@@ -1,0 +1,119 @@
+/**
+ * The model families after BERT (XLM-RoBERTa, ELECTRA, ModernBERT) on the cpu engine through the real
+ * addon: every fixture x storage dtype against Python transformers' float64 logits
+ * (scripts/golden/make_family_models.py), pairs of 2..8,192 tokens, and a pair scoring the same alone and
+ * in any batch.
+ */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { native } from '../src/native';
+import {
+  FIXTURE_DTYPES,
+  type FixtureExpected,
+  fixtureExpected,
+  fixtureSpec,
+  pack,
+} from './helpers/cpu-model';
+
+const DIR = join(import.meta.dirname, 'fixtures', 'families', 'models');
+const models = readdirSync(DIR).sort();
+type Pair = FixtureExpected['pairs'][0];
+
+function load(dir: string, dtype: string) {
+  return native().loadEngine({
+    backend: 'cpu',
+    device: 'auto',
+    weights: [join(dir, dtype, 'model.safetensors')],
+    spec: fixtureSpec(dir),
+  });
+}
+
+function maxError(expected: number[][], logits: Float32Array, numLabels: number): number {
+  let err = 0;
+  expected.forEach((row, i) => {
+    row.forEach((v, j) => {
+      err = Math.max(err, Math.abs(v - (logits[i * numLabels + j] as number)));
+    });
+  });
+  return err;
+}
+
+describe('family golden numerics (Python transformers, float64 reference)', () => {
+  it('has every family fixture', () => {
+    expect(models).toEqual([
+      'electra-l2-h32-e24',
+      'modernbert-l3-h32-mean',
+      'modernbert-l4-h32-cls',
+      'modernbert-long-l3-h16',
+      'xlmr-l2-h32',
+      'xlmr-long-l1-h16',
+    ]);
+  });
+
+  for (const name of models) {
+    for (const dtype of FIXTURE_DTYPES) {
+      it(`${name} ${dtype}: max abs error <= 1e-4 over all pairs, batched`, async () => {
+        const dir = join(DIR, name);
+        const spec = fixtureSpec(dir);
+        const expected = fixtureExpected(dir);
+        const engine = await load(dir, dtype);
+        try {
+          // Long pairs go a few at a time, as the scheduler would send them (maxBatchTokens).
+          const logits: number[] = [];
+          let batch: Pair[] = [];
+          let tokens = 0;
+          const flush = async () => {
+            if (batch.length === 0) return;
+            const res = await engine.forward(...pack(batch));
+            expect(res.computedSlots).toBe(tokens);
+            logits.push(...res.logits);
+            batch = [];
+            tokens = 0;
+          };
+          for (const p of expected.pairs) {
+            if (tokens + p.ids.length > 16384) await flush();
+            batch.push(p);
+            tokens += p.ids.length;
+          }
+          await flush();
+          expect(logits.length).toBe(expected.pairs.length * spec.numLabels);
+          expect(
+            maxError(expected.logits[dtype], Float32Array.from(logits), spec.numLabels),
+          ).toBeLessThanOrEqual(1e-4);
+        } finally {
+          await engine.dispose();
+        }
+      });
+    }
+  }
+});
+
+describe('family batching invariants', () => {
+  for (const name of [
+    'xlmr-l2-h32',
+    'electra-l2-h32-e24',
+    'modernbert-l4-h32-cls',
+    'modernbert-l3-h32-mean',
+  ]) {
+    it(`${name}: a pair scores bit-identically alone, inside a batch, and in any order of the batch`, async () => {
+      const dir = join(DIR, name);
+      const L = fixtureSpec(dir).numLabels;
+      const pairs = fixtureExpected(dir).pairs.slice(0, 32);
+      const engine = await load(dir, 'float32');
+      try {
+        const batch = (await engine.forward(...pack(pairs))).logits;
+        const order = pairs.map((_, i) => i).reverse();
+        const reversed = (await engine.forward(...pack(order.map((i) => pairs[i] as Pair)))).logits;
+        for (let i = 0; i < pairs.length; i++) {
+          const alone = (await engine.forward(...pack([pairs[i] as Pair]))).logits;
+          expect(Array.from(alone)).toEqual(Array.from(batch.subarray(i * L, i * L + L)));
+          const r = order.indexOf(i);
+          expect(Array.from(reversed.subarray(r * L, r * L + L))).toEqual(Array.from(alone));
+        }
+      } finally {
+        await engine.dispose();
+      }
+    });
+  }
+});
