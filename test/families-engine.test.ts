@@ -8,6 +8,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { native } from '../src/native';
+import type { ModelArch } from '../src/types';
 import {
   FIXTURE_DTYPES,
   type FixtureExpected,
@@ -116,4 +117,46 @@ describe('family batching invariants', () => {
       }
     });
   }
+});
+
+describe('long pairs', () => {
+  it('attention holds memory linear in the pair: 8,192 tokens take about twice what 4,096 do', async () => {
+    const dir = join(DIR, 'xlmr-long-l1-h16');
+    const engine = await load(dir, 'float32');
+    const pair = (n: number): Pair => ({
+      ids: [0, ...Array.from({ length: n - 2 }, (_, i) => 5 + (i % 200)), 2],
+      typeIds: new Array(n).fill(0),
+    });
+    try {
+      const weights = engine.memory().activeBytes; // nothing but the weights before the first forward
+      await engine.forward(...pack([pair(4096)]));
+      const at4k = engine.memory().peakBytes - weights;
+      await engine.forward(...pack([pair(8192)]));
+      const at8k = engine.memory().peakBytes - weights;
+      expect(at8k / at4k).toBeLessThan(2.5); // quadratic would be 4
+      expect(at8k).toBeLessThan(8192 * 8192 * 4); // less than one 8,192 x 8,192 float32 score matrix
+    } finally {
+      await engine.dispose();
+    }
+  });
+});
+
+describe('errors', () => {
+  it('refuses an unknown family and a spec the weights do not match, with typed errors', async () => {
+    const xlmr = join(DIR, 'xlmr-l2-h32');
+    const spec = fixtureSpec(xlmr);
+    const weights = [join(xlmr, 'float32', 'model.safetensors')];
+    const opts = { backend: 'cpu', device: 'auto', weights } as const;
+    await expect(
+      native().loadEngine({
+        ...opts,
+        spec: { ...spec, arch: { ...(spec.arch as ModelArch), family: 'gpt2' as ModelArch['family'] } },
+      }),
+    ).rejects.toMatchObject({ code: 'E_BAD_CONFIG', message: expect.stringMatching(/family "gpt2"/) });
+    const modern = fixtureSpec(join(DIR, 'modernbert-l4-h32-cls'));
+    await expect(native().loadEngine({ ...opts, spec: modern })).rejects.toMatchObject({
+      code: 'E_BAD_WEIGHTS',
+      message: expect.stringMatching(/tensor\(s\) the config needs are missing \(classifier\.bias/),
+    });
+  });
 });
