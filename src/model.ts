@@ -219,7 +219,9 @@ const FAMILIES: Record<ModelFamily, Family> = {
         arch,
         hiddenAct: act(c, 'hidden_activation', 'gelu'),
         maxPositions: int(c, 'max_position_embeddings', 8192),
-        typeVocabSize: 1,
+        // No token type table: transformers' ModernBERT takes no type ids, so the 0 / 1 a pair template
+        // gives are accepted and ignored.
+        typeVocabSize: 2,
         layerNormEps: eps(c, 'norm_eps', 1e-5),
         padTokenId: padOf(c, common, 50283),
       };

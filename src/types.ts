@@ -48,7 +48,7 @@ export interface ModelSpec {
   numHeads: number;
   intermediateSize: number;
   maxPositions: number; // the longest pair (XLM-R: max_position_embeddings - positionOffset)
-  typeVocabSize: number;
+  typeVocabSize: number; // type ids accepted: [0, typeVocabSize); without a type table they are ignored
   numLabels: number;
   layerNormEps: number;
   hiddenAct: HiddenAct;

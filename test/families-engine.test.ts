@@ -119,6 +119,25 @@ describe('family batching invariants', () => {
   }
 });
 
+describe('token type ids', () => {
+  it('ModernBERT accepts the 0 / 1 type ids of a pair template and ignores them, as transformers', async () => {
+    const dir = join(DIR, 'modernbert-l4-h32-cls');
+    const pairs = fixtureExpected(dir).pairs.slice(0, 24);
+    const engine = await load(dir, 'float32');
+    try {
+      const zeros = (await engine.forward(...pack(pairs))).logits;
+      const segmented = pairs.map((p) => ({
+        ids: p.ids,
+        typeIds: p.ids.map((_, i) => (i >= p.ids.length / 2 ? 1 : 0)),
+      }));
+      expect(segmented.some((p) => p.typeIds.includes(1))).toBe(true);
+      expect(Array.from((await engine.forward(...pack(segmented))).logits)).toEqual(Array.from(zeros));
+    } finally {
+      await engine.dispose();
+    }
+  });
+});
+
 describe('long pairs', () => {
   it('attention holds memory linear in the pair: 8,192 tokens take about twice what 4,096 do', async () => {
     const dir = join(DIR, 'xlmr-long-l1-h16');

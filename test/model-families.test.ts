@@ -94,7 +94,7 @@ describe('ModernBERT', () => {
     expect(spec).toMatchObject({
       architecture: 'modernbert',
       maxPositions: 512,
-      typeVocabSize: 1,
+      typeVocabSize: 2, // accepted and ignored: no type table
       layerNormEps: 1e-5,
       hiddenAct: 'gelu',
       numLabels: 2,
