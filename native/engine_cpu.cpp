@@ -1,13 +1,15 @@
-// The portable cpu engine: a BERT cross-encoder on packed (unpadded) batches, in float32 or, with dtype
+// The portable cpu engine: a BERT-like cross-encoder (BERT, XLM-RoBERTa, ELECTRA, ModernBERT: whatever
+// the ModelSpec describes, native/model_spec.h) on packed (unpadded) batches, in float32 or, with dtype
 // 'bfloat16' / 'int8', with the dense layers' GEMMs in reduced precision (kernels.h: weights packed or
 // quantised at load, activations rounded or quantised at each GEMM input, float32 everywhere else:
 // embeddings, attention, softmax, LayerNorm, GELU, residuals, pooler and classifier).
 //
 // Dense layers run on the T real tokens in row blocks; each row block goes through the attention
 // output projection, both layer norms and the whole FFN while it is hot in L2 (the FFN's
-// intermediate activations never leave the thread's scratch). Attention runs per (pair, head). The
-// last layer computes keys and values for all tokens but queries, attention output and FFN only for
-// each pair's [CLS] row: nothing else reaches the pooler.
+// intermediate activations never leave the thread's scratch). Attention runs per (pair, head), 64 query
+// rows at a time (memory linear in the pair's length), within a sliding window on the layers that have
+// one. With post-norm and [CLS] pooling, the last layer computes keys and values for all tokens but
+// queries, attention output and FFN only for each pair's [CLS] row: nothing else reaches the head.
 //
 // One concern, the engine (load, forward, the load-time quantisation check); the arithmetic lives in
 // the kernels (kernels*.h / kernels_*.cpp), the weight packing for reduced precision in kernels_pack.cpp.
