@@ -4,17 +4,24 @@
  * (scripts/golden/make_family_models.py), pairs of 2..8,192 tokens, and a pair scoring the same alone and
  * in any batch.
  */
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { specFromConfig } from '../src/model';
 import { native } from '../src/native';
 import type { ModelArch } from '../src/types';
 import {
+  type CpuSpec,
   FIXTURE_DTYPES,
   type FixtureExpected,
   fixtureExpected,
   fixtureSpec,
   pack,
+  randomBert,
+  referenceLogits,
+  safetensorsBytes,
+  type Tensor,
 } from './helpers/cpu-model';
 
 const DIR = join(import.meta.dirname, 'fixtures', 'families', 'models');
@@ -134,6 +141,97 @@ describe('token type ids', () => {
       expect(Array.from((await engine.forward(...pack(segmented))).logits)).toEqual(Array.from(zeros));
     } finally {
       await engine.dispose();
+    }
+  });
+});
+
+describe('XLM-RoBERTa positions', () => {
+  // transformers' create_position_ids_from_input_ids: positions count the non-padding tokens from
+  // pad_token_id + 1; a padding id takes position pad_token_id. The expectation: the independent float64
+  // BERT forward (test/helpers/cpu-model.ts) with the position table gathered by that rule.
+  it('a padding id inside a pair takes position pad_token_id and is not counted', async () => {
+    const pad = 1;
+    const bert: CpuSpec = {
+      vocabSize: 40,
+      hiddenSize: 16,
+      numLayers: 2,
+      numHeads: 2,
+      intermediateSize: 32,
+      maxPositions: 10 + pad + 1,
+      typeVocabSize: 1,
+      numLabels: 1,
+      layerNormEps: 1e-5,
+      hiddenAct: 'gelu',
+    };
+    const tensors = randomBert(bert, 41, 4);
+    const renamed: Record<string, Tensor> = {};
+    for (const [name, t] of Object.entries(tensors)) {
+      const n = name
+        .replace(/^bert\.pooler\.dense\./, 'classifier.dense.')
+        .replace(/^classifier\.(weight|bias)$/, 'classifier.out_proj.$1')
+        .replace(/^bert\./, 'roberta.');
+      renamed[n] = t;
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'xlmr-pos-'));
+    try {
+      const file = join(dir, 'model.safetensors');
+      writeFileSync(file, safetensorsBytes(renamed, 'F32'));
+      const spec = specFromConfig({
+        model_type: 'xlm-roberta',
+        architectures: ['XLMRobertaForSequenceClassification'],
+        vocab_size: bert.vocabSize,
+        hidden_size: bert.hiddenSize,
+        num_hidden_layers: bert.numLayers,
+        num_attention_heads: bert.numHeads,
+        intermediate_size: bert.intermediateSize,
+        max_position_embeddings: bert.maxPositions,
+        type_vocab_size: 1,
+        num_labels: 1,
+        layer_norm_eps: 1e-5,
+        pad_token_id: pad,
+      });
+      const table = tensors['bert.embeddings.position_embeddings.weight'] as Tensor;
+      const H = bert.hiddenSize;
+      const reference = (ids: number[]) => {
+        let seen = 0;
+        const positions = ids.map((id) => (id === pad ? pad : pad + ++seen));
+        const gathered = new Float32Array(ids.length * H);
+        positions.forEach((p, t) => {
+          gathered.set(table.data.subarray(p * H, p * H + H), t * H);
+        });
+        const t2 = {
+          ...tensors,
+          'bert.embeddings.position_embeddings.weight': { shape: [ids.length, H], data: gathered },
+        };
+        const zeros = ids.map(() => 0);
+        return referenceLogits({ ...bert, maxPositions: ids.length }, t2, 'F32', ids, zeros)[0] as number;
+      };
+      const pairs = [
+        [0, 7, 9, 2, 2, 11, 13, 2],
+        [0, 7, pad, 9, 2, 2, pad, pad, 11, 2],
+      ];
+      const score = async (arch: ModelArch, ids: number[]) => {
+        const engine = await native().loadEngine({
+          backend: 'cpu',
+          device: 'auto',
+          weights: [file],
+          spec: { ...spec, arch },
+        });
+        try {
+          const res = await engine.forward(...pack([{ ids, typeIds: ids.map(() => 0) }]));
+          return res.logits[0] as number;
+        } finally {
+          await engine.dispose();
+        }
+      };
+      for (const ids of pairs) {
+        expect(Math.abs((await score(spec.arch, ids)) - reference(ids))).toBeLessThanOrEqual(1e-4);
+      }
+      // the rule is what makes the difference: counting the padding ids moves the later positions
+      const counted = await score({ ...spec.arch, positionPadId: -1 }, pairs[1] as number[]);
+      expect(Math.abs(counted - reference(pairs[1] as number[]))).toBeGreaterThan(1e-3);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
