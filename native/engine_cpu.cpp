@@ -168,17 +168,22 @@ Act actOf(ActKind a) {
 
 // cos and sin of position * inv_freq for every position and frequency, as transformers computes them:
 // inv_freq = 1 / theta^(2i / d) and the angle in float32 (its rotary module casts to float32 even in a
-// float64 model), then cos / sin of that angle.
+// float64 model), then cos / sin of that angle. Rows are made up to the longest pair seen, so the table
+// costs what the traffic needs, not max_position_embeddings' worth.
 struct RotaryTable {
-  FloatBuffer cos, sin;  // [positions][hd / 2]
-  void build(int positions, int hd, double theta) {
+  FloatBuffer cos, sin;  // [rows][hd / 2]
+  int rows = 0, hd = 0;
+  double theta = 0;
+  void ensure(int positions, int cap) {  // geometric growth: rebuilt O(log cap) times at most
+    if (positions <= rows) return;
+    rows = std::max(positions, std::min(2 * rows, cap));
     const int half = hd / 2;
-    cos.resize(static_cast<size_t>(positions) * half);
-    sin.resize(static_cast<size_t>(positions) * half);
+    cos.resize(static_cast<size_t>(rows) * half);
+    sin.resize(static_cast<size_t>(rows) * half);
     for (int i = 0; i < half; ++i) {
       const float e = static_cast<float>(2 * i) / static_cast<float>(hd);
       const float invFreq = 1.0f / std::pow(static_cast<float>(theta), e);
-      for (int p = 0; p < positions; ++p) {
+      for (int p = 0; p < rows; ++p) {
         const float angle = static_cast<float>(p) * invFreq;
         cos.data()[static_cast<size_t>(p) * half + i] =
             static_cast<float>(std::cos(static_cast<double>(angle)));
@@ -377,8 +382,7 @@ class CpuEngine final : public Engine {
   int64_t weightBytesNow() const {
     int64_t bytes = wordEmb_.bytes() + posEmb_.bytes() + typeEmb_.bytes() + embLnG_.bytes() +
                     embLnB_.bytes() + embProj_.bytes() + finalG_.bytes() + finalB_.bytes() + headG_.bytes() +
-                    headB_.bytes() + ropeGlobal_.bytes() + ropeLocal_.bytes() + pooler_.bytes() +
-                    classifier_.bytes();
+                    headB_.bytes() + pooler_.bytes() + classifier_.bytes();
     for (const auto& l : layers_)
       bytes += l.q.bytes() + l.kv.bytes() + l.o.bytes() + l.up.bytes() + l.down.bytes() + l.ln1g.bytes() * 4;
     return bytes;
@@ -461,12 +465,9 @@ class CpuEngine final : public Engine {
       const auto ww = w(nm.out), bb = b(nm.out, true, static_cast<int>(spec_.numLabels));
       classifier_ = pack({&ww}, {&bb}, H_, nr);
     }
-    if (arch_.rotary) {
-      const int positions = static_cast<int>(spec_.maxPositions);
-      ropeGlobal_.build(positions, hd_, spec_.ropeTheta);
-      if (spec_.localWindow > 0 && spec_.globalEvery > 1)
-        ropeLocal_.build(positions, hd_, spec_.ropeLocalTheta);
-    }
+    ropeGlobal_.hd = ropeLocal_.hd = hd_;
+    ropeGlobal_.theta = spec_.ropeTheta;
+    ropeLocal_.theta = spec_.ropeLocalTheta;
     act_ = actOf(arch_.hiddenAct);
     headAct_ = actOf(arch_.headAct);
     weightBytes_ = weightBytesNow();
@@ -495,6 +496,12 @@ class CpuEngine final : public Engine {
     for (auto& b : workerAttn_) grow(b, k_->attentionScratch(maxLen, hd_));
     int64_t s = x_.bytes() + e_.bytes() + x1_.bytes() + q_.bytes() + kv_.bytes() + ctx_.bytes() +
                 xc_.bytes() + pooled_.bytes();
+    if (arch_.rotary) {
+      const int cap = static_cast<int>(spec_.maxPositions);
+      ropeGlobal_.ensure(maxLen, cap);
+      if (spec_.localWindow > 0) ropeLocal_.ensure(maxLen, cap);
+      s += ropeGlobal_.bytes() + ropeLocal_.bytes();
+    }
     for (auto& b : workerFfn_) s += b.bytes();
     for (auto& b : workerAttn_) s += b.bytes();
     scratchBytes_ = s;
@@ -565,7 +572,7 @@ class CpuEngine final : public Engine {
   // Rotary positions on the query rows and the key half of the key/value rows [r0, r0 + n).
   void rotate(int window, int r0, int n) {
     if (!arch_.rotary) return;
-    const RotaryTable& table = window >= 0 && ropeLocal_.bytes() ? ropeLocal_ : ropeGlobal_;
+    const RotaryTable& table = window >= 0 ? ropeLocal_ : ropeGlobal_;
     const int heads = static_cast<int>(spec_.numHeads);
     for (int t = r0; t < r0 + n; ++t) {
       table.apply(q_.data() + static_cast<size_t>(t) * H_, heads, hd_, positions_[t]);
@@ -683,7 +690,7 @@ class CpuEngine final : public Engine {
     if (arch_.rotary)  // keys rotate for every row; the [CLS] query is at position 0
       rowBlocks(T, [&](int r0, int n, int) {
         for (int t = r0; t < r0 + n; ++t)
-          (window >= 0 && ropeLocal_.bytes() ? ropeLocal_ : ropeGlobal_)
+          (window >= 0 ? ropeLocal_ : ropeGlobal_)
               .apply(kv_.data() + static_cast<size_t>(t) * 2 * H_, static_cast<int>(spec_.numHeads), hd_,
                      positions_[t]);
       });
