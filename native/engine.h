@@ -13,8 +13,9 @@
 
 namespace mlxrerank {
 
-// What config.json says about a BERT-family sequence classifier. Filled by the TypeScript layer
-// (src/model.ts) and checked again here against the weights.
+// What config.json says about a BERT-like sequence classifier. Filled by the TypeScript layer
+// (src/model.ts, where the families and limits are declared), checked by archOf (model_spec.h) and
+// against the weights.
 struct ModelSpec {
   int64_t vocabSize = 0;
   int64_t hiddenSize = 0;
@@ -26,6 +27,23 @@ struct ModelSpec {
   int64_t numLabels = 0;
   double layerNormEps = 1e-12;
   std::string hiddenAct = "gelu";  // "gelu" (erf), "gelu_new" / "gelu_pytorch_tanh" (tanh), "relu"
+  // The architecture (the defaults are BERT's); native/model_spec.h parses and checks it.
+  std::string family = "bert";         // tensor names: "bert" | "xlm-roberta" | "electra" | "modernbert"
+  int64_t embeddingSize = 0;           // 0 = hiddenSize; else embeddings_project maps it to hiddenSize
+  std::string positions = "absolute";  // "absolute" (a learned table) | "rotary"
+  int64_t positionOffset = 0;          // absolute: the position id of a pair's first token (XLM-R: pad + 1)
+  int64_t positionPadId = -1;     // RoBERTa: this token id takes position offset - 1, uncounted; -1: none
+  bool typeEmbeddings = true;     // a token type table (typeVocabSize rows)
+  double ropeTheta = 10000;       // rotary: theta of the global layers
+  double ropeLocalTheta = 10000;  // rotary: theta of the sliding-window layers
+  int64_t localWindow = 0;        // sliding-window layers see |i - j| <= localWindow / 2; 0 = none
+  int64_t globalEvery = 1;        // with a window, layer l is global when l % globalEvery == 0
+  std::string mlp = "dense";      // "dense": act(x W1) W2 | "glu": (act(a) * g) W2, [a, g] = x Wi
+  std::string norm = "post";      // "post": LN(x + f(x)) | "pre": x + f(LN(x)), then a final LN
+  bool attentionBias = true, mlpBias = true, normBias = true, headBias = true;
+  std::string pooling = "cls";   // "cls" (the first row) | "mean"
+  std::string headAct = "tanh";  // head: dense -> headAct (-> LN when headNorm) -> out projection
+  bool headNorm = false;
 };
 
 // A batch without padding: pair i is tokens[offsets[i] .. offsets[i+1]).

@@ -1,13 +1,15 @@
-// The portable cpu engine: a BERT cross-encoder on packed (unpadded) batches, in float32 or, with dtype
+// The portable cpu engine: a BERT-like cross-encoder (BERT, XLM-RoBERTa, ELECTRA, ModernBERT: whatever
+// the ModelSpec describes, native/model_spec.h) on packed (unpadded) batches, in float32 or, with dtype
 // 'bfloat16' / 'int8', with the dense layers' GEMMs in reduced precision (kernels.h: weights packed or
 // quantised at load, activations rounded or quantised at each GEMM input, float32 everywhere else:
 // embeddings, attention, softmax, LayerNorm, GELU, residuals, pooler and classifier).
 //
 // Dense layers run on the T real tokens in row blocks; each row block goes through the attention
 // output projection, both layer norms and the whole FFN while it is hot in L2 (the FFN's
-// intermediate activations never leave the thread's scratch). Attention runs per (pair, head). The
-// last layer computes keys and values for all tokens but queries, attention output and FFN only for
-// each pair's [CLS] row: nothing else reaches the pooler.
+// intermediate activations never leave the thread's scratch). Attention runs per (pair, head), 64 query
+// rows at a time (memory linear in the pair's length), within a sliding window on the layers that have
+// one. With post-norm and [CLS] pooling, the last layer computes keys and values for all tokens but
+// queries, attention output and FFN only for each pair's [CLS] row: nothing else reaches the head.
 //
 // One concern, the engine (load, forward, the load-time quantisation check); the arithmetic lives in
 // the kernels (kernels*.h / kernels_*.cpp), the weight packing for reduced precision in kernels_pack.cpp.
@@ -24,6 +26,7 @@
 #include <thread>
 
 #include "kernels.h"
+#include "model_spec.h"
 #include "threadpool.h"
 #include "weights.h"
 
@@ -158,21 +161,83 @@ struct Linear {
   size_t bytes() const { return f32.bytes() + bf16.bytes() + i8.bytes(); }
 };
 
+// ln1: post-norm, after attention; pre-norm, before it (none in layer 0). ln2: after / before the MLP.
 struct Layer {
   Linear q, kv, o, up, down;
   FloatBuffer ln1g, ln1b, ln2g, ln2b;
+};
+
+Act actOf(ActKind a) {
+  switch (a) {
+    case ActKind::Gelu:
+      return Act::Gelu;
+    case ActKind::GeluTanh:
+      return Act::GeluTanh;
+    case ActKind::Relu:
+      return Act::Relu;
+    case ActKind::Tanh:
+      return Act::Tanh;
+  }
+  return Act::None;
+}
+
+// cos and sin of position * inv_freq for every position and frequency, as transformers computes them:
+// inv_freq = 1 / theta^(2i / d) and the angle in float32 (its rotary module casts to float32 even in a
+// float64 model), then cos / sin of that angle. Rows are made up to the longest pair seen, so the table
+// costs what the traffic needs, not max_position_embeddings' worth.
+struct RotaryTable {
+  FloatBuffer cos, sin;  // [rows][hd / 2]
+  int rows = 0, hd = 0;
+  double theta = 0;
+  void ensure(int positions, int cap) {  // geometric growth: rebuilt O(log cap) times at most
+    if (positions <= rows) return;
+    rows = std::max(positions, std::min(2 * rows, cap));
+    const int half = hd / 2;
+    cos.resize(static_cast<size_t>(rows) * half);
+    sin.resize(static_cast<size_t>(rows) * half);
+    for (int i = 0; i < half; ++i) {
+      const float e = static_cast<float>(2 * i) / static_cast<float>(hd);
+      const float invFreq = 1.0f / std::pow(static_cast<float>(theta), e);
+      for (int p = 0; p < rows; ++p) {
+        const float angle = static_cast<float>(p) * invFreq;
+        cos.data()[static_cast<size_t>(p) * half + i] =
+            static_cast<float>(std::cos(static_cast<double>(angle)));
+        sin.data()[static_cast<size_t>(p) * half + i] =
+            static_cast<float>(std::sin(static_cast<double>(angle)));
+      }
+    }
+  }
+  // Rotates each head of one row: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), halves of the head.
+  void apply(float* row, int heads, int hd, int position) const {
+    const int half = hd / 2;
+    const float* c = cos.data() + static_cast<size_t>(position) * half;
+    const float* s = sin.data() + static_cast<size_t>(position) * half;
+    for (int h = 0; h < heads; ++h) {
+      float* x = row + h * hd;
+      for (int i = 0; i < half; ++i) {
+        const float x1 = x[i], x2 = x[i + half];
+        x[i] = x1 * c[i] - x2 * s[i];
+        x[i + half] = x2 * c[i] + x1 * s[i];
+      }
+    }
+  }
+  size_t bytes() const { return cos.bytes() + sin.bytes(); }
 };
 
 class CpuEngine final : public Engine {
  public:
   CpuEngine(const ModelSpec& spec, const std::vector<std::string>& files, const EngineOptions& opts)
       : spec_(spec),
+        arch_(archOf(spec)),
+        names_(tensorNames(arch_.family)),
         k_(pickKernels(opts.cpuIsa)),
         compute_(computeOf(opts.dtype)),
         lk_(compute_ == Compute::F32 ? nullptr : pickLowp(compute_, opts.cpuIsa)),
         pool_(opts.threads > 0 ? std::min(opts.threads, 256) : defaultThreads()),
         H_(static_cast<int>(spec.hiddenSize)),
         I_(static_cast<int>(spec.intermediateSize)),
+        E_(static_cast<int>(arch_.embeddingSize)),
+        ffnW_(arch_.glu ? 2 * I_ : I_),
         hd_(static_cast<int>(spec.hiddenSize / std::max<int64_t>(spec.numHeads, 1))) {
     if (opts.device == "gpu")
       throw EngineError(ErrorCode::Unavailable,
@@ -188,23 +253,33 @@ class CpuEngine final : public Engine {
     cancel_ = cancel;
     reserve(T, B, batch);
     embed(batch);
-    for (int l = 0; l < static_cast<int>(layers_.size()); ++l) {
+    // Post-norm with [CLS] pooling: the last layer computes only what reaches the [CLS] row.
+    const bool clsLast = !arch_.preNorm && !arch_.meanPool;
+    const int layers = static_cast<int>(layers_.size());
+    for (int l = 0; l < layers; ++l) {
       if (cancel && cancel->stopAt(l)) return cancelledAt(l, t0);
-      if (l + 1 < static_cast<int>(layers_.size()))
-        fullLayer(layers_[l], batch);
+      const int window = arch_.localLayer(spec_, l) ? static_cast<int>(spec_.localWindow / 2) : -1;
+      if (arch_.preNorm)
+        preNormLayer(layers_[l], l, window, batch);
+      else if (l + 1 < layers || !clsLast)
+        fullLayer(layers_[l], window, batch);
       else
-        clsLayer(layers_[l], batch);
+        clsLayer(layers_[l], window, batch);
     }
     // A cancel during the last layer may have skipped part of it: the boundary after it stops too.
-    if (cancel && cancel->stopAt(static_cast<int>(layers_.size())))
-      return cancelledAt(static_cast<int>(layers_.size()), t0);
-    cancel_ = nullptr;  // the head runs to the end
-    // Pooler (dense + tanh on [CLS]) and classifier, on B rows.
+    if (cancel && cancel->stopAt(layers)) return cancelledAt(layers, t0);
+    cancel_ = nullptr;  // the pooling and the head run to the end
+    if (!clsLast) pool(batch);
+    // The head (BERT's pooler, XLM-R's and ELECTRA's classifier.dense, ModernBERT's head) and the
+    // output projection, on B rows.
     const int L = static_cast<int>(spec_.numLabels);
     ForwardResult r;
     r.logits.resize(static_cast<size_t>(B) * L);
     rowBlocks(B, [&](int r0, int n, int) {
-      k_->gemm(xc_.data() + r0 * H_, H_, n, pooler_, pooled_.data() + r0 * H_, H_, Act::Tanh, nullptr, 0);
+      k_->gemm(xc_.data() + r0 * H_, H_, n, pooler_, pooled_.data() + r0 * H_, H_, headAct_, nullptr, 0);
+      if (spec_.headNorm)
+        k_->layerNorm(pooled_.data() + r0 * H_, n, H_, H_, headG_.data(), headB_.data(),
+                      static_cast<float>(spec_.layerNormEps));
       k_->gemm(pooled_.data() + r0 * H_, H_, n, classifier_, r.logits.data() + r0 * L, L, Act::None, nullptr,
                0);
     });
@@ -343,7 +418,8 @@ class CpuEngine final : public Engine {
 
   int64_t weightBytesNow() const {
     int64_t bytes = wordEmb_.bytes() + posEmb_.bytes() + typeEmb_.bytes() + embLnG_.bytes() +
-                    embLnB_.bytes() + pooler_.bytes() + classifier_.bytes();
+                    embLnB_.bytes() + embProj_.bytes() + finalG_.bytes() + finalB_.bytes() + headG_.bytes() +
+                    headB_.bytes() + pooler_.bytes() + classifier_.bytes();
     for (const auto& l : layers_)
       bytes += l.q.bytes() + l.kv.bytes() + l.o.bytes() + l.up.bytes() + l.down.bytes() + l.ln1g.bytes() * 4;
     return bytes;
@@ -352,50 +428,85 @@ class CpuEngine final : public Engine {
   void load(const std::vector<std::string>& files) {
     auto store =
         WeightStore::open(files, spec_);  // validates everything; the file is closed when this returns
-    auto f = [&](const std::string& n) { return store->toFloat32(n); };
+    const TensorNames& nm = names_;
+    auto w = [&](const std::string& n) { return store->toFloat32(n + ".weight"); };
+    // A bias the architecture leaves out is a zero bias (the GEMM epilogue adds it either way).
+    auto b = [&](const std::string& n, bool present, int size) {
+      return present ? store->toFloat32(n + ".bias") : std::vector<float>(size, 0.0f);
+    };
     const int nr = k_->nr;
-    wordEmb_ = toBuffer(f("embeddings.word_embeddings.weight"));
-    posEmb_ = toBuffer(f("embeddings.position_embeddings.weight"));
-    typeEmb_ = toBuffer(f("embeddings.token_type_embeddings.weight"));
-    embLnG_ = toBuffer(f("embeddings.LayerNorm.weight"));
-    embLnB_ = toBuffer(f("embeddings.LayerNorm.bias"));
+    wordEmb_ = toBuffer(w(nm.wordEmb));
+    if (!arch_.rotary) posEmb_ = toBuffer(w(nm.posEmb));
+    if (spec_.typeEmbeddings) typeEmb_ = toBuffer(w(nm.typeEmb));
+    embLnG_ = toBuffer(w(nm.embNorm));
+    embLnB_ = toBuffer(b(nm.embNorm, spec_.normBias, E_));
+    if (E_ != H_) {
+      const auto pw = w(nm.embProject), pb = b(nm.embProject, true, H_);
+      embProj_ = pack({&pw}, {&pb}, E_, nr);
+    }
+    const size_t HH = static_cast<size_t>(H_) * H_;
     for (int64_t l = 0; l < spec_.numLayers; ++l) {
-      const std::string p = "encoder.layer." + std::to_string(l) + ".";
+      const std::string p = nm.layerPrefix(l);
       Layer layer;
       {
-        const auto wq = f(p + "attention.self.query.weight"), bq = f(p + "attention.self.query.bias");
-        const auto wk = f(p + "attention.self.key.weight"), bk = f(p + "attention.self.key.bias");
-        const auto wv = f(p + "attention.self.value.weight"), bv = f(p + "attention.self.value.bias");
+        std::vector<float> wq, bq, wk, bk, wv, bv;
+        if (nm.fusedQkv) {  // [3H, H]: query, key, value rows in that order
+          const auto wqkv = w(p + nm.qkv), bqkv = b(p + nm.qkv, spec_.attentionBias, 3 * H_);
+          wq.assign(wqkv.begin(), wqkv.begin() + HH);
+          wk.assign(wqkv.begin() + HH, wqkv.begin() + 2 * HH);
+          wv.assign(wqkv.begin() + 2 * HH, wqkv.end());
+          bq.assign(bqkv.begin(), bqkv.begin() + H_);
+          bk.assign(bqkv.begin() + H_, bqkv.begin() + 2 * H_);
+          bv.assign(bqkv.begin() + 2 * H_, bqkv.end());
+        } else {
+          wq = w(p + nm.q), bq = b(p + nm.q, spec_.attentionBias, H_);
+          wk = w(p + nm.k), bk = b(p + nm.k, spec_.attentionBias, H_);
+          wv = w(p + nm.v), bv = b(p + nm.v, spec_.attentionBias, H_);
+        }
         layer.q = linearOf({&wq}, {&bq}, H_);
         layer.kv = linearOf({&wk, &wv}, {&bk, &bv}, H_);
       }
       {
-        const auto w = f(p + "attention.output.dense.weight"), b = f(p + "attention.output.dense.bias");
-        layer.o = linearOf({&w}, {&b}, H_);
+        const auto ww = w(p + nm.attnOut), bb = b(p + nm.attnOut, spec_.attentionBias, H_);
+        layer.o = linearOf({&ww}, {&bb}, H_);
       }
       {
-        const auto w = f(p + "intermediate.dense.weight"), b = f(p + "intermediate.dense.bias");
-        layer.up = linearOf({&w}, {&b}, H_);
+        const auto ww = w(p + nm.mlpIn), bb = b(p + nm.mlpIn, spec_.mlpBias, ffnW_);
+        layer.up = linearOf({&ww}, {&bb}, H_);
       }
       {
-        const auto w = f(p + "output.dense.weight"), b = f(p + "output.dense.bias");
-        layer.down = linearOf({&w}, {&b}, I_);
+        const auto ww = w(p + nm.mlpOut), bb = b(p + nm.mlpOut, spec_.mlpBias, H_);
+        layer.down = linearOf({&ww}, {&bb}, I_);
       }
-      layer.ln1g = toBuffer(f(p + "attention.output.LayerNorm.weight"));
-      layer.ln1b = toBuffer(f(p + "attention.output.LayerNorm.bias"));
-      layer.ln2g = toBuffer(f(p + "output.LayerNorm.weight"));
-      layer.ln2b = toBuffer(f(p + "output.LayerNorm.bias"));
+      if (!arch_.preNorm || l > 0) {
+        layer.ln1g = toBuffer(w(p + nm.attnNorm));
+        layer.ln1b = toBuffer(b(p + nm.attnNorm, spec_.normBias, H_));
+      }
+      layer.ln2g = toBuffer(w(p + nm.mlpNorm));
+      layer.ln2b = toBuffer(b(p + nm.mlpNorm, spec_.normBias, H_));
       layers_.push_back(std::move(layer));
     }
-    {
-      const auto w = f("pooler.dense.weight"), b = f("pooler.dense.bias");
-      pooler_ = pack({&w}, {&b}, H_, nr);
+    if (arch_.preNorm) {
+      finalG_ = toBuffer(w(nm.finalNorm));
+      finalB_ = toBuffer(b(nm.finalNorm, spec_.normBias, H_));
     }
     {
-      const auto w = f("classifier.weight"), b = f("classifier.bias");
-      classifier_ = pack({&w}, {&b}, H_, nr);
+      const auto ww = w(nm.headDense), bb = b(nm.headDense, spec_.headBias, H_);
+      pooler_ = pack({&ww}, {&bb}, H_, nr);
     }
-    act_ = spec_.hiddenAct == "relu" ? Act::Relu : spec_.hiddenAct == "gelu" ? Act::Gelu : Act::GeluTanh;
+    if (spec_.headNorm) {
+      headG_ = toBuffer(w(nm.headNorm));
+      headB_ = toBuffer(b(nm.headNorm, spec_.normBias, H_));
+    }
+    {
+      const auto ww = w(nm.out), bb = b(nm.out, true, static_cast<int>(spec_.numLabels));
+      classifier_ = pack({&ww}, {&bb}, H_, nr);
+    }
+    ropeGlobal_.hd = ropeLocal_.hd = hd_;
+    ropeGlobal_.theta = spec_.ropeTheta;
+    ropeLocal_.theta = spec_.ropeLocalTheta;
+    act_ = actOf(arch_.hiddenAct);
+    headAct_ = actOf(arch_.headAct);
     weightBytes_ = weightBytesNow();
     setActive(compute_);
     workerFfn_.resize(pool_.size());
@@ -411,23 +522,36 @@ class CpuEngine final : public Engine {
       if (b.size() < n) b.resize(n);
     };
     grow(x_, static_cast<size_t>(T) * H_);
+    if (E_ != H_) grow(e_, static_cast<size_t>(T) * E_);
     grow(x1_, static_cast<size_t>(T) * H_);
     grow(q_, static_cast<size_t>(T) * H_);
     grow(kv_, static_cast<size_t>(T) * 2 * H_);
     grow(ctx_, static_cast<size_t>(T) * H_);
     grow(xc_, static_cast<size_t>(B) * H_);
     grow(pooled_, static_cast<size_t>(B) * H_);
-    for (auto& b : workerFfn_) grow(b, static_cast<size_t>(rowBlockMax_) * I_);
+    for (auto& b : workerFfn_) grow(b, static_cast<size_t>(rowBlockMax_) * ffnW_);
     for (auto& b : workerAttn_) grow(b, k_->attentionScratch(maxLen, hd_));
-    int64_t s =
-        x_.bytes() + x1_.bytes() + q_.bytes() + kv_.bytes() + ctx_.bytes() + xc_.bytes() + pooled_.bytes();
+    int64_t s = x_.bytes() + e_.bytes() + x1_.bytes() + q_.bytes() + kv_.bytes() + ctx_.bytes() +
+                xc_.bytes() + pooled_.bytes();
+    if (arch_.rotary) {
+      const int cap = static_cast<int>(spec_.maxPositions);
+      ropeGlobal_.ensure(maxLen, cap);
+      if (spec_.localWindow > 0) ropeLocal_.ensure(maxLen, cap);
+      s += ropeGlobal_.bytes() + ropeLocal_.bytes();
+    }
     for (auto& b : workerFfn_) s += b.bytes();
     for (auto& b : workerAttn_) s += b.bytes();
     scratchBytes_ = s;
     peakScratch_ = std::max(peakScratch_.load(), s);
+    // Positions within the pair; RoBERTa's padding id takes position -1 (offset - 1 in the table) and is
+    // not counted (create_position_ids_from_input_ids).
     positions_.resize(T);
-    for (int p = 0; p < B; ++p)
-      for (int t = batch.offsets[p]; t < batch.offsets[p + 1]; ++t) positions_[t] = t - batch.offsets[p];
+    const int64_t padId = spec_.positionPadId;
+    for (int p = 0; p < B; ++p) {
+      int next = 0;
+      for (int t = batch.offsets[p]; t < batch.offsets[p + 1]; ++t)
+        positions_[t] = batch.tokens[t] == padId ? -1 : next++;
+    }
   }
 
   // fn(firstRow, rows, worker) over [0, rows) in blocks sized so that every thread gets several.
@@ -442,19 +566,114 @@ class CpuEngine final : public Engine {
     });
   }
 
+  // word (+ token type) (+ absolute position) embeddings -> LN (-> embeddings_project when E != H).
   void embed(const PackedBatch& batch) {
     const int T = static_cast<int>(batch.tokens.size());
+    const int E = E_;
+    float* e = E_ == H_ ? x_.data() : e_.data();
+    const bool types = spec_.typeEmbeddings, absolute = !arch_.rotary;
+    const int offset = static_cast<int>(spec_.positionOffset);
     rowBlocks(T, [&](int r0, int n, int) {
       for (int t = r0; t < r0 + n; ++t) {
-        float* x = x_.data() + static_cast<size_t>(t) * H_;
-        const float* w = wordEmb_.data() + static_cast<size_t>(batch.tokens[t]) * H_;
-        const float* ty = typeEmb_.data() + static_cast<size_t>(batch.typeIds[t]) * H_;
-        const float* po = posEmb_.data() + static_cast<size_t>(positions_[t]) * H_;
-        for (int j = 0; j < H_; ++j) x[j] = (w[j] + ty[j]) + po[j];
+        float* x = e + static_cast<size_t>(t) * E;
+        const float* w = wordEmb_.data() + static_cast<size_t>(batch.tokens[t]) * E;
+        const float* ty = types ? typeEmb_.data() + static_cast<size_t>(batch.typeIds[t]) * E : nullptr;
+        const float* po =
+            absolute ? posEmb_.data() + static_cast<size_t>(positions_[t] + offset) * E : nullptr;
+        if (ty && po)
+          for (int j = 0; j < E; ++j) x[j] = (w[j] + ty[j]) + po[j];
+        else if (po)
+          for (int j = 0; j < E; ++j) x[j] = w[j] + po[j];
+        else if (ty)
+          for (int j = 0; j < E; ++j) x[j] = w[j] + ty[j];
+        else
+          std::memcpy(x, w, E * sizeof(float));
       }
-      k_->layerNorm(x_.data() + static_cast<size_t>(r0) * H_, n, H_, H_, embLnG_.data(), embLnB_.data(),
+      k_->layerNorm(e + static_cast<size_t>(r0) * E, n, E, E, embLnG_.data(), embLnB_.data(),
                     static_cast<float>(spec_.layerNormEps));
+      if (E_ != H_)
+        k_->gemm(e + static_cast<size_t>(r0) * E, E, n, embProj_, x_.data() + static_cast<size_t>(r0) * H_,
+                 H_, Act::None, nullptr, 0);
     });
+  }
+
+  // The MLP on rows [0, n): out = act(in W1) W2 + res, or with a GLU (act(a) * g) W2 + res.
+  void mlp(const Layer& L, const float* in, const float* res, float* out, int n, int w) {
+    float* buf = workerFfn_[w].data();
+    for (int i0 = 0; i0 < n; i0 += rowBlockMax_) {
+      const int m = std::min(rowBlockMax_, n - i0);
+      linear(L.up, in + i0 * H_, H_, m, buf, ffnW_, arch_.glu ? Act::None : act_, nullptr, 0);
+      if (arch_.glu) k_->gatedAct(buf, m, I_, ffnW_, act_);
+      linear(L.down, buf, ffnW_, m, out + i0 * H_, H_, Act::None, res + i0 * H_, H_);
+    }
+  }
+
+  // Rotary positions on the query rows and the key half of the key/value rows [r0, r0 + n).
+  void rotate(int window, int r0, int n) {
+    if (!arch_.rotary) return;
+    const RotaryTable& table = window >= 0 ? ropeLocal_ : ropeGlobal_;
+    const int heads = static_cast<int>(spec_.numHeads);
+    for (int t = r0; t < r0 + n; ++t) {
+      table.apply(q_.data() + static_cast<size_t>(t) * H_, heads, hd_, positions_[t]);
+      table.apply(kv_.data() + static_cast<size_t>(t) * 2 * H_, heads, hd_, positions_[t]);
+    }
+  }
+
+  // A pre-norm layer (ModernBERT): x += Wo attn(LN1(x)) (layer 0: of x itself), x += mlp(LN2(x)).
+  void preNormLayer(const Layer& L, int l, int window, const PackedBatch& batch) {
+    const int T = static_cast<int>(batch.tokens.size());
+    const float eps = static_cast<float>(spec_.layerNormEps);
+    rowBlocks(T, [&](int r0, int n, int) {
+      const size_t o = static_cast<size_t>(r0) * H_;
+      const float* in = x_.data() + o;
+      if (l > 0) {
+        std::memcpy(x1_.data() + o, in, static_cast<size_t>(n) * H_ * sizeof(float));
+        k_->layerNorm(x1_.data() + o, n, H_, H_, L.ln1g.data(), L.ln1b.data(), eps);
+        in = x1_.data() + o;
+      }
+      linear(L.q, in, H_, n, q_.data() + o, H_, Act::None, nullptr, 0);
+      linear(L.kv, in, H_, n, kv_.data() + 2 * o, 2 * H_, Act::None, nullptr, 0);
+      rotate(window, r0, n);
+    });
+    attendAll(batch, q_.data(), ctx_.data(), /*clsOnly=*/false, window);
+    rowBlocks(T, [&](int r0, int n, int w) {
+      const size_t o = static_cast<size_t>(r0) * H_;
+      float* x1 = x1_.data() + o;  // x + attention
+      float* m = ctx_.data() + o;  // LN2 of it (the context rows are spent)
+      linear(L.o, ctx_.data() + o, H_, n, x1, H_, Act::None, x_.data() + o, H_);
+      std::memcpy(m, x1, static_cast<size_t>(n) * H_ * sizeof(float));
+      k_->layerNorm(m, n, H_, H_, L.ln2g.data(), L.ln2b.data(), eps);
+      mlp(L, m, x1, x_.data() + o, n, w);
+    });
+  }
+
+  // After the last full layer: each pair's row for the head in xc_ ([CLS], or the mean of its rows),
+  // through the final norm of a pre-norm model.
+  void pool(const PackedBatch& batch) {
+    const int B = static_cast<int>(batch.pairs());
+    const float eps = static_cast<float>(spec_.layerNormEps);
+    if (arch_.meanPool) {
+      if (arch_.preNorm)
+        rowBlocks(static_cast<int>(batch.tokens.size()), [&](int r0, int n, int) {
+          k_->layerNorm(x_.data() + static_cast<size_t>(r0) * H_, n, H_, H_, finalG_.data(), finalB_.data(),
+                        eps);
+        });
+      pool_.parallelFor(B, [&](int p, int) {
+        const int off = batch.offsets[p], len = batch.offsets[p + 1] - off;
+        std::vector<double> sum(H_, 0.0);
+        for (int t = off; t < off + len; ++t) {
+          const float* x = x_.data() + static_cast<size_t>(t) * H_;
+          for (int j = 0; j < H_; ++j) sum[j] += x[j];
+        }
+        float* out = xc_.data() + static_cast<size_t>(p) * H_;
+        for (int j = 0; j < H_; ++j) out[j] = static_cast<float>(sum[j] / len);
+      });
+      return;
+    }
+    for (int p = 0; p < B; ++p)
+      std::memcpy(xc_.data() + static_cast<size_t>(p) * H_,
+                  x_.data() + static_cast<size_t>(batch.offsets[p]) * H_, H_ * sizeof(float));
+    if (arch_.preNorm) k_->layerNorm(xc_.data(), B, H_, H_, finalG_.data(), finalB_.data(), eps);
   }
 
   // Attention output projection + residual + LN, then FFN + residual + LN, on rows [r0, r0+n):
@@ -464,23 +683,19 @@ class CpuEngine final : public Engine {
     const float eps = static_cast<float>(spec_.layerNormEps);
     linear(L.o, ctx, H_, n, x1, H_, Act::None, res, H_);
     k_->layerNorm(x1, n, H_, H_, L.ln1g.data(), L.ln1b.data(), eps);
-    float* ffn = workerFfn_[w].data();
-    for (int i0 = 0; i0 < n; i0 += rowBlockMax_) {
-      const int m = std::min(rowBlockMax_, n - i0);
-      linear(L.up, x1 + i0 * H_, H_, m, ffn, I_, act_, nullptr, 0);
-      linear(L.down, ffn, I_, m, out + i0 * H_, H_, Act::None, x1 + i0 * H_, H_);
-    }
+    mlp(L, x1, x1, out, n, w);
     k_->layerNorm(out, n, H_, H_, L.ln2g.data(), L.ln2b.data(), eps);
   }
 
-  void fullLayer(const Layer& L, const PackedBatch& batch) {
+  void fullLayer(const Layer& L, int window, const PackedBatch& batch) {
     const int T = static_cast<int>(batch.tokens.size());
     rowBlocks(T, [&](int r0, int n, int) {
       const float* x = x_.data() + static_cast<size_t>(r0) * H_;
       linear(L.q, x, H_, n, q_.data() + static_cast<size_t>(r0) * H_, H_, Act::None, nullptr, 0);
       linear(L.kv, x, H_, n, kv_.data() + static_cast<size_t>(r0) * 2 * H_, 2 * H_, Act::None, nullptr, 0);
+      rotate(window, r0, n);
     });
-    attendAll(batch, q_.data(), ctx_.data(), /*clsOnly=*/false);
+    attendAll(batch, q_.data(), ctx_.data(), /*clsOnly=*/false, window);
     rowBlocks(T, [&](int r0, int n, int w) {
       const size_t o = static_cast<size_t>(r0) * H_;
       postAttention(L, ctx_.data() + o, x_.data() + o, x1_.data() + o, x_.data() + o, n, w);
@@ -488,8 +703,9 @@ class CpuEngine final : public Engine {
   }
 
   // Attention of every (pair, head) over all of the pair's keys and values (kv_). Queries and context
-  // rows: the pair's token rows of q / out, or with clsOnly its one [CLS] row, at row p.
-  void attendAll(const PackedBatch& batch, const float* q, float* out, bool clsOnly) {
+  // rows: the pair's token rows of q / out, or with clsOnly its one [CLS] row, at row p. window: as
+  // Kernels::attention.
+  void attendAll(const PackedBatch& batch, const float* q, float* out, bool clsOnly, int window) {
     const int heads = static_cast<int>(spec_.numHeads);
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd_));
     pool_.parallelFor(static_cast<int>(batch.pairs()) * heads, [&](int task, int w) {
@@ -499,18 +715,25 @@ class CpuEngine final : public Engine {
       const size_t row = static_cast<size_t>(clsOnly ? p : off) * H_ + h * hd_;
       const float* kv = kv_.data() + static_cast<size_t>(off) * 2 * H_;
       k_->attention(q + row, H_, clsOnly ? 1 : len, kv + h * hd_, kv + H_ + h * hd_, 2 * H_, len, hd_, scale,
-                    out + row, H_, workerAttn_[w].data());
+                    window, out + row, H_, workerAttn_[w].data());
     });
   }
 
   // The last layer: keys/values for all tokens, everything else for the [CLS] rows only.
-  void clsLayer(const Layer& L, const PackedBatch& batch) {
+  void clsLayer(const Layer& L, int window, const PackedBatch& batch) {
     const int T = static_cast<int>(batch.tokens.size());
     const int B = static_cast<int>(batch.pairs());
     rowBlocks(T, [&](int r0, int n, int) {
       linear(L.kv, x_.data() + static_cast<size_t>(r0) * H_, H_, n,
              kv_.data() + static_cast<size_t>(r0) * 2 * H_, 2 * H_, Act::None, nullptr, 0);
     });
+    if (arch_.rotary)  // keys rotate for every row; the [CLS] query is at position 0
+      rowBlocks(T, [&](int r0, int n, int) {
+        for (int t = r0; t < r0 + n; ++t)
+          (window >= 0 ? ropeLocal_ : ropeGlobal_)
+              .apply(kv_.data() + static_cast<size_t>(t) * 2 * H_, static_cast<int>(spec_.numHeads), hd_,
+                     positions_[t]);
+      });
     float* xc = xc_.data();  // [B, H]: each pair's [CLS] row of the layer input
     float* qc = q_.data();   // [B, H] (q_ is free in this layer)
     float* cc = ctx_.data();
@@ -520,7 +743,7 @@ class CpuEngine final : public Engine {
     rowBlocks(B, [&](int r0, int n, int) {
       linear(L.q, xc + r0 * H_, H_, n, qc + r0 * H_, H_, Act::None, nullptr, 0);
     });
-    attendAll(batch, qc, cc, /*clsOnly=*/true);
+    attendAll(batch, qc, cc, /*clsOnly=*/true, window);
     rowBlocks(B, [&](int r0, int n, int w) {
       const size_t o = static_cast<size_t>(r0) * H_;
       postAttention(L, cc + o, xc + o, x1_.data() + o, xc + o, n, w);
@@ -528,6 +751,8 @@ class CpuEngine final : public Engine {
   }
 
   ModelSpec spec_;
+  Arch arch_;
+  const TensorNames& names_;
   const Kernels* k_;               // float32 GEMMs, attention, LayerNorm
   Compute compute_;                // the dtype asked for
   const LowpKernels* lk_;          // its GEMMs (nullptr for float32)
@@ -535,13 +760,16 @@ class CpuEngine final : public Engine {
   int rowMr_ = 1;
   std::string check_;
   cpu::ThreadPool pool_;
-  int H_, I_, hd_;
-  Act act_ = Act::Gelu;
+  int H_, I_, E_, ffnW_, hd_;
+  Act act_ = Act::Gelu, headAct_ = Act::Tanh;
   int rowBlockMax_ = 96;
   FloatBuffer wordEmb_, posEmb_, typeEmb_, embLnG_, embLnB_;
+  PackedMatrix embProj_;
   std::vector<Layer> layers_;
+  FloatBuffer finalG_, finalB_, headG_, headB_;
+  RotaryTable ropeGlobal_, ropeLocal_;
   PackedMatrix pooler_, classifier_;
-  FloatBuffer x_, x1_, q_, kv_, ctx_, xc_, pooled_;
+  FloatBuffer x_, e_, x1_, q_, kv_, ctx_, xc_, pooled_;
   std::vector<FloatBuffer> workerFfn_, workerAttn_;
   std::vector<int> positions_;
   CancelToken* cancel_ = nullptr;  // the running forward's (engine thread only)

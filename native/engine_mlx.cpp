@@ -35,6 +35,7 @@
 #include "batch_plan.h"
 #include "engine.h"
 #include "mlx_varlen_attention.h"
+#include "model_spec.h"
 #include "weights.h"
 
 namespace mx = mlx::core;
@@ -231,6 +232,10 @@ class MlxEngine final : public Engine {
         activation_(makeActivation(spec.hiddenAct)),
         stream_(StreamPool::instance().acquire(device_)) {
     try {
+      if (!isBert(spec))
+        throw EngineError(ErrorCode::Unavailable, "The mlx engine runs BERT models only; this model is \"" +
+                                                      spec.family +
+                                                      "\" (docs/models.md). Load it with backend 'cpu'.");
       if (spec.numHeads <= 0 || spec.hiddenSize % spec.numHeads != 0)
         throw EngineError(ErrorCode::BadConfig, "mlx engine: hidden_size " + std::to_string(spec.hiddenSize) +
                                                     " is not a multiple of num_attention_heads " +

@@ -69,10 +69,13 @@ struct Kernels {
   // In place, each of rows rows of n floats (stride ld).
   void (*layerNorm)(float* x, int rows, int n, long ld, const float* gamma, const float* beta, float eps);
   // One head of one pair: out[qRows, hd] = softmax(q k^T * scale) v; q rows are the first qRows of the
-  // pair (qRows = len, or 1 for [CLS] only). scratch holds attentionScratch(len, hd) floats.
+  // pair (qRows = len, or 1 for [CLS] only). window >= 0: query i sees keys |i - j| <= window only;
+  // < 0: all keys. scratch holds attentionScratch(len, hd) floats, linear in len (query rows are tiled).
   void (*attention)(const float* q, long ldq, int qRows, const float* k, const float* v, long ldkv, int len,
-                    int hd, float scale, float* out, long ldo, float* scratch);
+                    int hd, float scale, int window, float* out, long ldo, float* scratch);
   size_t (*attentionScratch)(int len, int hd);
+  // In place on each of rows rows (stride ld): x[0..n) = act(x[0..n)) * x[n..2n) (GeGLU and kin).
+  void (*gatedAct)(float* x, int rows, int n, long ld, Act act);
 };
 
 // The reduced-precision GEMMs (dtype 'bfloat16' and 'int8'): the same C = act(A * B + bias) (+ residual)

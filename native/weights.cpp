@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "json.h"
+#include "model_spec.h"
 
 namespace mlxrerank {
 
@@ -112,9 +113,17 @@ std::string shapeString(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-// Hugging Face names, with or without the "bert." prefix; old checkpoints say gamma/beta.
+// Hugging Face names, with or without the base model's prefix ("bert.", "roberta." for XLM-R and
+// CamemBERT, "electra.", "model." for ModernBERT); old checkpoints say gamma/beta.
 std::string canonicalName(const std::string& name) {
-  std::string n = name.rfind("bert.", 0) == 0 ? name.substr(5) : name;
+  std::string n = name;
+  for (const char* prefix : {"bert.", "roberta.", "electra.", "model."}) {
+    const size_t lp = std::strlen(prefix);
+    if (n.compare(0, lp, prefix) == 0) {
+      n = n.substr(lp);
+      break;
+    }
+  }
   auto replaceSuffix = [&](const char* from, const char* to) {
     const size_t lf = std::strlen(from);
     if (n.size() >= lf && n.compare(n.size() - lf, lf, from) == 0) n = n.substr(0, n.size() - lf) + to;
@@ -222,31 +231,6 @@ std::vector<Entry> parseHeader(const WeightFile& file, uint64_t& dataStart) {
   return entries;
 }
 
-void checkSpec(const ModelSpec& s) {
-  auto range = [](const char* what, int64_t v, int64_t lo, int64_t hi) {
-    if (v < lo || v > hi)
-      badConfig(std::string("config: ") + what + " = " + std::to_string(v) + " is out of range [" +
-                std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  };
-  range("vocab_size", s.vocabSize, 1, 1 << 24);
-  range("hidden_size", s.hiddenSize, 1, 1 << 16);
-  range("num_hidden_layers", s.numLayers, 1, 1024);
-  range("num_attention_heads", s.numHeads, 1, s.hiddenSize);
-  range("intermediate_size", s.intermediateSize, 1, 1 << 18);
-  range("max_position_embeddings", s.maxPositions, 1, 1 << 20);
-  range("type_vocab_size", s.typeVocabSize, 1, 1 << 16);
-  range("num_labels", s.numLabels, 1, 1 << 16);
-  if (s.hiddenSize % s.numHeads != 0)
-    badConfig("config: hidden_size " + std::to_string(s.hiddenSize) +
-              " is not a multiple of num_attention_heads " + std::to_string(s.numHeads));
-  if (!(s.layerNormEps > 0) || !std::isfinite(s.layerNormEps))
-    badConfig("config: layer_norm_eps must be a positive finite number");
-  if (s.hiddenAct != "gelu" && s.hiddenAct != "gelu_new" && s.hiddenAct != "gelu_pytorch_tanh" &&
-      s.hiddenAct != "relu")
-    badConfig("config: hidden_act \"" + s.hiddenAct +
-              "\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)");
-}
-
 inline float f16ToF32(uint16_t h) {
   const uint32_t sign = (h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1F;
@@ -298,7 +282,7 @@ void toFloat(DType dtype, const uint8_t* src, size_t n, float* out) {
 class SafetensorsStore final : public WeightStore {
  public:
   SafetensorsStore(const std::vector<std::string>& files, const ModelSpec& spec) {
-    checkSpec(spec);
+    archOf(spec);  // throws EngineError(BadConfig) on a spec the engines cannot run
     if (files.empty()) badConfig("no weight files given");
     if (files.size() > kMaxFiles)
       badWeights(files.front(), "the model names " + std::to_string(files.size()) +
@@ -428,34 +412,40 @@ std::unique_ptr<WeightStore> WeightStore::open(const std::vector<std::string>& f
 }
 
 std::map<std::string, std::vector<int64_t>> expectedTensors(const ModelSpec& s) {
-  const int64_t H = s.hiddenSize, I = s.intermediateSize;
+  const Arch a = archOf(s);
+  const TensorNames& n = tensorNames(a.family);
+  const int64_t H = s.hiddenSize, I = s.intermediateSize, E = a.embeddingSize;
   std::map<std::string, std::vector<int64_t>> m;
-  m["embeddings.word_embeddings.weight"] = {s.vocabSize, H};
-  m["embeddings.position_embeddings.weight"] = {s.maxPositions, H};
-  m["embeddings.token_type_embeddings.weight"] = {s.typeVocabSize, H};
-  m["embeddings.LayerNorm.weight"] = {H};
-  m["embeddings.LayerNorm.bias"] = {H};
+  auto linear = [&m](const std::string& name, int64_t out, int64_t in, bool bias) {
+    m[name + ".weight"] = {out, in};
+    if (bias) m[name + ".bias"] = {out};
+  };
+  auto norm = [&m, &s](const std::string& name, int64_t width) {
+    m[name + ".weight"] = {width};
+    if (s.normBias) m[name + ".bias"] = {width};
+  };
+  m[n.wordEmb + ".weight"] = {s.vocabSize, E};
+  if (!a.rotary) m[n.posEmb + ".weight"] = {s.maxPositions + s.positionOffset, E};
+  if (s.typeEmbeddings) m[n.typeEmb + ".weight"] = {s.typeVocabSize, E};
+  norm(n.embNorm, E);
+  if (E != H) linear(n.embProject, H, E, true);
   for (int64_t l = 0; l < s.numLayers; ++l) {
-    const std::string p = "encoder.layer." + std::to_string(l) + ".";
-    for (const char* qkv : {"query", "key", "value"}) {
-      m[p + "attention.self." + qkv + ".weight"] = {H, H};
-      m[p + "attention.self." + qkv + ".bias"] = {H};
+    const std::string p = n.layerPrefix(l);
+    if (n.fusedQkv) {
+      linear(p + n.qkv, 3 * H, H, s.attentionBias);
+    } else {
+      for (const std::string* qkv : {&n.q, &n.k, &n.v}) linear(p + *qkv, H, H, s.attentionBias);
     }
-    m[p + "attention.output.dense.weight"] = {H, H};
-    m[p + "attention.output.dense.bias"] = {H};
-    m[p + "attention.output.LayerNorm.weight"] = {H};
-    m[p + "attention.output.LayerNorm.bias"] = {H};
-    m[p + "intermediate.dense.weight"] = {I, H};
-    m[p + "intermediate.dense.bias"] = {I};
-    m[p + "output.dense.weight"] = {H, I};
-    m[p + "output.dense.bias"] = {H};
-    m[p + "output.LayerNorm.weight"] = {H};
-    m[p + "output.LayerNorm.bias"] = {H};
+    linear(p + n.attnOut, H, H, s.attentionBias);
+    if (!a.preNorm || l > 0) norm(p + n.attnNorm, H);  // pre-norm: layer 0 reads the embeddings' norm
+    linear(p + n.mlpIn, a.glu ? 2 * I : I, H, s.mlpBias);
+    linear(p + n.mlpOut, H, I, s.mlpBias);
+    norm(p + n.mlpNorm, H);
   }
-  m["pooler.dense.weight"] = {H, H};
-  m["pooler.dense.bias"] = {H};
-  m["classifier.weight"] = {s.numLabels, H};
-  m["classifier.bias"] = {s.numLabels};
+  if (a.preNorm) norm(n.finalNorm, H);
+  linear(n.headDense, H, H, s.headBias);
+  if (s.headNorm) norm(n.headNorm, H);
+  linear(n.out, s.numLabels, H, true);
   return m;
 }
 

@@ -51,7 +51,8 @@ export interface NativeEngineOptions extends EngineTuning {
     | 'numLabels'
     | 'layerNormEps'
     | 'hiddenAct'
-  >;
+  > &
+    Partial<Pick<ModelSpec, 'arch'>>; // absent: BERT
   threads?: number;
   cacheLimitBytes?: number;
   compile?: boolean;

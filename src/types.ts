@@ -8,21 +8,52 @@ export type WeightDType = 'float32' | 'float16' | 'bfloat16';
 export type DType = WeightDType | 'int8';
 export type Activation = 'none' | 'sigmoid' | 'softmax';
 
-/** config.json of a BERT-family sequence classifier, normalised (src/model.ts). */
+/** The model families the engines run (src/model.ts describes each; docs/models.md). */
+export type ModelFamily = 'bert' | 'xlm-roberta' | 'electra' | 'modernbert';
+export type HiddenAct = 'gelu' | 'gelu_new' | 'gelu_pytorch_tanh' | 'relu';
+
+/**
+ * The architecture, as the engines read it (native/engine.h ModelSpec, native/model_spec.h): which
+ * tensor names, and every structural choice, so that a BERT-like family is data.
+ */
+export interface ModelArch {
+  family: ModelFamily; // the tensor names
+  embeddingSize: number; // = hiddenSize, or (ELECTRA) the width embeddings_project maps to hiddenSize
+  positions: 'absolute' | 'rotary';
+  positionOffset: number; // absolute: the position id of a pair's first token (XLM-R: pad_token_id + 1)
+  positionPadId: number; // RoBERTa: a token with this id takes position positionOffset - 1 and is not counted; -1: none
+  typeEmbeddings: boolean;
+  ropeTheta: number; // rotary: the global layers' theta
+  ropeLocalTheta: number; // rotary: the sliding-window layers' theta
+  localWindow: number; // sliding-window width (|i - j| <= localWindow / 2); 0: every layer global
+  globalEvery: number; // with a window: layer l is global when l % globalEvery == 0
+  mlp: 'dense' | 'glu';
+  norm: 'post' | 'pre';
+  attentionBias: boolean;
+  mlpBias: boolean;
+  normBias: boolean;
+  headBias: boolean;
+  pooling: 'cls' | 'mean';
+  headAct: HiddenAct | 'tanh'; // head: dense -> headAct (-> norm when headNorm) -> output projection
+  headNorm: boolean;
+}
+
+/** config.json of a BERT-like sequence classifier, normalised (src/model.ts). */
 export interface ModelSpec {
-  architecture: 'bert';
+  architecture: ModelFamily;
   modelType: string; // config.model_type, e.g. "bert"
   vocabSize: number;
   hiddenSize: number;
   numLayers: number;
   numHeads: number;
   intermediateSize: number;
-  maxPositions: number;
-  typeVocabSize: number;
+  maxPositions: number; // the longest pair (XLM-R: max_position_embeddings - positionOffset)
+  typeVocabSize: number; // type ids accepted: [0, typeVocabSize); without a type table they are ignored
   numLabels: number;
   layerNormEps: number;
-  hiddenAct: 'gelu' | 'gelu_new' | 'gelu_pytorch_tanh' | 'relu';
+  hiddenAct: HiddenAct;
   padTokenId: number;
+  arch: ModelArch;
   labels: string[]; // id2label in id order
   /** Default activation: the sentence-transformers config wins, else sigmoid for 1 label, none for more. */
   activation: Activation;

@@ -60,6 +60,37 @@ int64_t getRows(const Napi::Object& o, const char* key) {
   return static_cast<int64_t>(rows);
 }
 
+bool getBool(const Napi::Object& o, const char* key, bool fallback) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  if (!v.IsBoolean())
+    throw EngineError(ErrorCode::BadConfig, std::string("spec.arch.") + key + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+// spec.arch (src/types.ts ModelArch): the architecture; absent = BERT. model_spec.cpp checks it.
+void readArch(const Napi::Object& a, ModelSpec& spec) {
+  spec.family = getString(a, "family", spec.family);
+  spec.embeddingSize = getInt(a, "embeddingSize");
+  spec.positions = getString(a, "positions", spec.positions);
+  spec.positionOffset = getInt(a, "positionOffset");
+  spec.positionPadId = static_cast<int64_t>(getNumber(a, "positionPadId", false, -1, ErrorCode::BadConfig));
+  spec.typeEmbeddings = getBool(a, "typeEmbeddings", spec.typeEmbeddings);
+  spec.ropeTheta = getNumber(a, "ropeTheta", false, spec.ropeTheta, ErrorCode::BadConfig);
+  spec.ropeLocalTheta = getNumber(a, "ropeLocalTheta", false, spec.ropeLocalTheta, ErrorCode::BadConfig);
+  spec.localWindow = getInt(a, "localWindow");
+  spec.globalEvery = getInt(a, "globalEvery");
+  spec.mlp = getString(a, "mlp", spec.mlp);
+  spec.norm = getString(a, "norm", spec.norm);
+  spec.attentionBias = getBool(a, "attentionBias", true);
+  spec.mlpBias = getBool(a, "mlpBias", true);
+  spec.normBias = getBool(a, "normBias", true);
+  spec.headBias = getBool(a, "headBias", true);
+  spec.pooling = getString(a, "pooling", spec.pooling);
+  spec.headAct = getString(a, "headAct", spec.headAct);
+  spec.headNorm = getBool(a, "headNorm", false);
+}
+
 }  // namespace
 
 LoadRequest parseLoadRequest(const Napi::CallbackInfo& info) {
@@ -106,6 +137,8 @@ LoadRequest parseLoadRequest(const Napi::CallbackInfo& info) {
   spec.numLabels = getInt(s, "numLabels");
   spec.layerNormEps = getNumber(s, "layerNormEps", false, 1e-12, ErrorCode::BadConfig);
   spec.hiddenAct = getString(s, "hiddenAct", "gelu");
+  Napi::Value arch = s.Get("arch");
+  if (arch.IsObject()) readArch(arch.As<Napi::Object>(), spec);
   if (r.backend != "cpu" && r.backend != "mlx")
     throw EngineError(ErrorCode::Input, "backend must be 'cpu' or 'mlx'");
 #ifndef MLX_RERANK_WITH_MLX
