@@ -4,6 +4,7 @@
 // node and the addon (a GPU box), and for people.
 //
 //   node scripts/check-fixtures.mjs --backend mlx --device gpu --dtype float16 [--tol 3e-2] [--json FILE]
+//        [--attention varlen|coarse|fine]   (the mlx engine's layout; docs/engine-options.md)
 //
 // Tolerances (issues 2 and 5): float32 arithmetic 1e-4 max abs error; 16-bit arithmetic 3e-2 and the
 // same ranking of every fixture's pairs (Spearman >= 0.999). Exits 1 when a fixture misses them.
@@ -22,6 +23,7 @@ const { values: args } = parseArgs({
     dtype: { type: 'string' },
     tol: { type: 'string' },
     json: { type: 'string' },
+    attention: { type: 'string' },
   },
 });
 const addon = createRequire(import.meta.url)('node-gyp-build')(root);
@@ -61,6 +63,7 @@ async function checkOne(dir, storage) {
     backend: args.backend,
     device: args.device,
     dtype: args.dtype,
+    ...(args.attention && { attention: args.attention }),
     weights: [join(dir, storage, 'model.safetensors')],
     spec,
   });
