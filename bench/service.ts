@@ -1,5 +1,6 @@
 /**
- * `npm run bench:service`: the service benchmark (issue 15). What a service embedding the package sees:
+ * `npm run bench:service`: the service benchmark (issue 15), one concern: its scenarios share one engine and
+ * one set of policies, so they stay in one file. What a service embedding the package sees:
  * requests of `--docs` documents (MS MARCO-like pairs) arriving on their own schedule (open loop), the
  * latency of each request from its arrival to its last score. The previous scheduler policy and the
  * current defaults run side by side in the same run, on the same engine, alternating at every step so

@@ -1,8 +1,9 @@
-// The portable cpu engine: a BERT-like cross-encoder (BERT, XLM-RoBERTa, ELECTRA, ModernBERT: whatever
-// the ModelSpec describes, native/model_spec.h) on packed (unpadded) batches, in float32 or, with dtype
-// 'bfloat16' / 'int8', with the dense layers' GEMMs in reduced precision (kernels.h: weights packed or
-// quantised at load, activations rounded or quantised at each GEMM input, float32 everywhere else:
-// embeddings, attention, softmax, LayerNorm, GELU, residuals, pooler and classifier).
+// One concern, the portable cpu engine's forward pass (its kernels are in kernels*.{h,cpp}): a BERT-like
+// cross-encoder (BERT, XLM-RoBERTa, ELECTRA, ModernBERT: whatever the ModelSpec describes,
+// native/model_spec.h) on packed (unpadded) batches, in float32 or, with dtype 'bfloat16' / 'int8', with the
+// dense layers' GEMMs in reduced precision (kernels.h: weights packed or quantised at load, activations
+// rounded or quantised at each GEMM input, float32 everywhere else: embeddings, attention, softmax,
+// LayerNorm, GELU, residuals, pooler and classifier).
 //
 // Dense layers run on the T real tokens in row blocks; each row block goes through the attention
 // output projection, both layer norms and the whole FFN while it is hot in L2 (the FFN's

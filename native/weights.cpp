@@ -1,4 +1,4 @@
-// safetensors loading: pread into owned memory (no mapping), strict header validation, name
+// One concern, safetensors loading: pread into owned memory (no mapping), strict header validation, name
 // canonicalisation, f16/bf16 -> f32.
 #include "weights.h"
 

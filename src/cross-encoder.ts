@@ -1,5 +1,6 @@
 /**
- * The public face: `CrossEncoder.load(model, options)`, then `predict(pairs)` / `rank(query, docs)`.
+ * One concern, the public face: `CrossEncoder.load(model, options)`, then `predict(pairs)` / `rank(query, docs)`
+ * (loading wires hub, model, tokenizer, engine and scheduler together; the work is theirs).
  *
  * ```ts
  * await using ce = await CrossEncoder.load('cross-encoder/ms-marco-MiniLM-L-6-v2');
@@ -48,7 +49,7 @@ import {
 } from './scheduler';
 import { type BatchTokensChoice, chooseBatchTokens } from './scheduler/batch-curve';
 import { assertTokenizerFitsModel, Tokenizer } from './tokenizer';
-import type { Activation, Backend, DeviceKind, DType, ModelFiles, ModelSpec } from './types';
+import type { Activation, Backend, DeviceKind, DType, ModelFamily, ModelFiles, ModelSpec } from './types';
 import {
   checkBoolean,
   checkFunction,
@@ -138,7 +139,11 @@ export type { LoadOptions, PredictOptions, RankOptions } from './api-input';
 type Events = { batch: BatchMetrics; call: CallMetrics };
 type Listener<K extends keyof Events> = (v: Events[K]) => void;
 
-export function pickBackend(want: 'auto' | Backend, device: DeviceKind): Backend {
+export function pickBackend(
+  want: 'auto' | Backend,
+  device: DeviceKind,
+  family: ModelFamily = 'bert',
+): Backend {
   const b = backends();
   const mlxGpu = b.mlx.available && (b.mlx.devices ?? []).includes('gpu');
   if (want === 'auto') {
@@ -147,6 +152,9 @@ export function pickBackend(want: 'auto' | Backend, device: DeviceKind): Backend
         `device 'gpu' needs the mlx engine with a GPU: ${b.mlx.reason ?? 'mlx reports no GPU device'}.`,
       );
     }
+    // The mlx engine runs BERT only so far (docs/models.md): other families go to the cpu engine,
+    // unless the caller asked for the GPU, where the engine's load says what it lacks.
+    if (family !== 'bert' && device !== 'gpu') return 'cpu';
     return mlxGpu && device !== 'cpu' ? 'mlx' : 'cpu';
   }
   if (want === 'mlx' && !b.mlx.available) {
@@ -232,12 +240,13 @@ export class CrossEncoder {
       );
     }
     const device: DeviceKind = o.device ?? 'auto';
-    const backend = pickBackend(o.backend ?? 'auto', device);
+    pickBackend(o.backend ?? 'auto', device); // an impossible backend/device is refused before any download
     const longDocuments = o.longDocuments ?? 'truncate';
     const limits = resolveLimits({ ...o, pipelineDepth: DEFAULT_LIMITS.pipelineDepth });
     const files =
       typeof model === 'string' ? await abortable(resolveModel(model, slice(o, HUB_KEYS)), signal) : model;
     const spec = await abortable(loadModelSpec(files), signal);
+    const backend = pickBackend(o.backend ?? 'auto', device, spec.arch.family);
     const tokenizer = await abortable(Tokenizer.fromFiles(files), signal);
     assertTokenizerFitsModel(tokenizer, spec);
     const limit = Math.min(tokenizer.modelMaxLength || spec.maxPositions, spec.maxPositions);

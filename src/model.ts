@@ -1,5 +1,5 @@
 /**
- * config.json (+ the sentence-transformers settings) -> ModelSpec, for the sequence classifiers of the
+ * One concern: config.json (+ the sentence-transformers settings) -> ModelSpec, for the sequence classifiers of the
  * families in FAMILIES (BERT and its kin MiniLM, TinyBERT; XLM-RoBERTa / CamemBERT; ELECTRA;
  * ModernBERT): the one description of each architecture the engines read (ModelArch, docs/models.md).
  * Everything else is refused by name, and every number is checked before an engine sizes buffers from it.

@@ -1,7 +1,7 @@
 /**
  * The batching scheduler (docs/architecture.md, "schedule"): every pair of every call joins ONE queue; a dispatcher
  * forms engine batches from the queue front so that concurrent callers share batches. This file is the
- * dispatcher (admission, the pump, the engine round trip, settling calls); batch formation is in
+ * dispatcher, its one concern (admission, the pump, the engine round trip, settling calls); batch formation is in
  * scheduler/queue.ts, per-call bookkeeping in scheduler/calls.ts, chunk mode's best-window policy in
  * scheduler/best-window.ts, the limits and their ranges in scheduler/limits.ts.
  *

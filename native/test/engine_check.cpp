@@ -1,4 +1,4 @@
-// Native test driver for valgrind and ASan+UBSan runs (no Node involved):
+// One concern, the native test driver for valgrind and ASan+UBSan runs (no Node involved):
 //
 //   engine_check MODELS_DIR [MUTATIONS]
 //
