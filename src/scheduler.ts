@@ -31,7 +31,7 @@ import {
 } from './errors';
 import { callSafely } from './listeners';
 import { type BatchMetrics, type CallMetrics, MetricsRecorder, paddingPct, type Stats } from './metrics';
-import type { EngineMemory, ForwardResult } from './native';
+import type { EngineMemory, ForwardResult, NativeEngine } from './native';
 import {
   type Call,
   type CallResult,
@@ -59,15 +59,9 @@ export {
 export { balancedCuts } from './scheduler/queue';
 
 /** The part of NativeEngine the scheduler uses. */
-export interface SchedulerEngine {
-  forward(
-    tokens: Int32Array,
-    typeIds: Int32Array,
-    offsets: Int32Array,
-    batchId?: number,
-  ): Promise<ForwardResult>;
-  /** Stops the batch forwarded with `batchId` at a layer boundary; without it batches always run to the end. */
-  cancel?(batchId: number): boolean;
+export interface SchedulerEngine
+  extends Pick<NativeEngine, 'forward'>,
+    Partial<Pick<NativeEngine, 'cancel'>> {
   memory(): EngineMemory;
   dispose(): Promise<void>;
 }

@@ -21,24 +21,14 @@ import {
   TOKENIZER_LIMITS,
   tokenString,
 } from './fields';
-import { bertTemplate, fail, isId, parsePairTemplate, type TemplatePiece } from './pair';
+import type { TokenizerParts } from './ids';
+import { bertTemplate, fail, isId, parsePairTemplate } from './pair';
 import type { CoreSpec, NormalizerOptions } from './wordpiece';
 
 type Json = Record<string, unknown>;
 
-export interface TokenizerSpec {
-  core: CoreSpec;
-  pairTemplate: TemplatePiece[];
-  modelMaxLength: number;
-  /** 1 + the largest id the tokenizer can emit (vocabulary, added tokens, template specials). */
-  vocabSize: number;
-  /** Which token has that largest id, for error messages. */
-  largestIdToken: string;
-  clsId: number;
-  sepId: number;
-  padId: number;
-  unkId: number;
-}
+/** A WordPiece tokenizer's parts before its core is built: TokenizerParts with the core's spec. */
+export type TokenizerSpec = Omit<TokenizerParts, 'kind' | 'core'> & { core: CoreSpec };
 
 interface RawBertNormalizer {
   clean_text: boolean;
