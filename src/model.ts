@@ -4,9 +4,9 @@
  * ModernBERT): the one description of each architecture the engines read (ModelArch, docs/models.md).
  * Everything else is refused by name, and every number is checked before an engine sizes buffers from it.
  */
-import { readFile } from 'node:fs/promises';
 import { ConfigError, UnsupportedModelError } from './errors';
 import type { Activation, HiddenAct, ModelArch, ModelFamily, ModelFiles, ModelSpec } from './types';
+import { isObject, readJsonFile } from './validate';
 
 export async function loadModelSpec(files: ModelFiles): Promise<ModelSpec> {
   const config = await readJson(files.config);
@@ -19,24 +19,9 @@ export async function loadModelSpec(files: ModelFiles): Promise<ModelSpec> {
   }
 }
 
-async function readJson(path: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`Cannot read ${path} (${(err as Error).message}).`, { cause: err });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(
-      `${path} is not valid JSON (${(err as Error).message}); re-download or fix the file.`,
-      {
-        cause: err,
-      },
-    );
-  }
-}
+// A config.json is a few KiB; 4 MiB leaves room for any id2label and still refuses a runaway file.
+const MAX_CONFIG_BYTES = 4 << 20;
+const readJson = (path: string) => readJsonFile(path, 'model config', MAX_CONFIG_BYTES, ConfigError);
 
 const HIDDEN_ACTS = new Set<string>(['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'relu']);
 
@@ -437,8 +422,4 @@ function activationOf(c: Json, st: unknown, numLabels: number): Activation {
     );
   }
   return numLabels === 1 ? 'sigmoid' : 'none';
-}
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -226,4 +226,15 @@ describe('loadModelSpec', () => {
       expect(err.message).toContain(join(dir, name));
     }
   });
+
+  it('refuses a config.json over 4 MiB before reading it', async () => {
+    // Valid JSON (a huge id2label) that would otherwise load: the size alone refuses it.
+    const id2label = { '0': 'x'.repeat(4 << 20) };
+    await writeFile(join(dir, 'huge.json'), JSON.stringify({ ...MINILM, id2label }));
+    const err = await loadModelSpec({ dir, id: dir, config: join(dir, 'huge.json'), weights: [] }).catch(
+      (e) => e,
+    );
+    expect(err.code).toBe('E_BAD_CONFIG');
+    expect(err.message).toMatch(/huge\.json is \d+ bytes, more than the 4194304/);
+  });
 });
