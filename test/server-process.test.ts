@@ -173,6 +173,9 @@ describe('mlx-rerank command line', () => {
     expect(noModel.stderr).toContain('--model is required');
     expect(() => parseServe(['--model', 'x', '--port', '70000'])).toThrow(/--port takes 0..65535/);
     expect(() => parseServe(['--model', 'x', '--api-key', 'short'])).toThrow(/at least 8 characters/);
+    // Every dtype the library takes (int8: the cpu engine's quantised GEMMs) is a serve flag too.
+    expect(parseServe(['--model', 'x', '--dtype', 'int8']).load).toMatchObject({ dtype: 'int8' });
+    expect(() => parseServe(['--model', 'x', '--dtype', 'int4'])).toThrow(/--dtype takes one of/);
     expect(parseServe(['--model', 'x'], { MLX_RERANK_API_KEY: 'from-the-env' })).toMatchObject({
       apiKeys: ['from-the-env'],
       host: '127.0.0.1',

@@ -14,7 +14,7 @@ dashboard at GET /. See docs/server.md.
 Model and engine (as mlx-rerank bench):
   --model ID|DIR|synthetic[:tiny]   the model (required)
   --backend auto|cpu|mlx   (default auto)     --device auto|gpu|cpu (default auto)
-  --dtype float32|float16|bfloat16            --threads N (cpu engine; default: cores / workers)
+  --dtype float32|float16|bfloat16|int8       --threads N (cpu engine; default: cores / workers)
   --max-batch-tokens N --max-batch-size N --max-wait-ms N   scheduler limits (library defaults)
   --max-queue-pairs N   pairs waiting at most; beyond: 429 with Retry-After (default 100000)
   --max-length N        tokens per pair at most (default: the model's)
@@ -81,7 +81,7 @@ export function parseServe(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const maxLength = flagInt('max-length', v['max-length'], 4);
   const backend = flagOneOf('backend', v.backend, ['auto', 'cpu', 'mlx'] as const);
   const device = flagOneOf('device', v.device, ['auto', 'gpu', 'cpu'] as const);
-  const dtype = flagOneOf('dtype', v.dtype, ['float32', 'float16', 'bfloat16'] as const);
+  const dtype = flagOneOf('dtype', v.dtype, ['float32', 'float16', 'bfloat16', 'int8'] as const);
   const load: LoadOptions = {
     ...(backend && { backend }),
     ...(device && { device }),
