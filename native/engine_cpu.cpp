@@ -252,6 +252,11 @@ class CpuEngine final : public Engine {
     const int T = static_cast<int>(batch.tokens.size());
     const int B = static_cast<int>(batch.pairs());
     cancel_ = cancel;
+    // However the forward ends (done, cancelled, thrown), no later work may see this batch's token.
+    struct Forget {
+      CancelToken*& token;
+      ~Forget() { token = nullptr; }
+    } forget{cancel_};
     reserve(T, B, batch);
     embed(batch);
     // Post-norm with [CLS] pooling: the last layer computes only what reaches the [CLS] row.
