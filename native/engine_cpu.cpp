@@ -43,12 +43,14 @@ using cpu::PackedBf16;
 using cpu::PackedI8;
 using cpu::PackedMatrix;
 
-// The cap on the instruction sets used (EngineOptions::cpuIsa; benchmarks, tests): "avx512"
-// (everything), "avxvnni" (no AVX-512), "avx2" (no AVX-512, no VNNI), "scalar"; "" = the best this CPU has.
+// The cap on the instruction sets used (EngineOptions::cpuIsa; benchmarks, tests): "amx" (everything),
+// "avx512" (no AMX), "avxvnni" (no AVX-512), "avx2" (no AVX-512, no VNNI), "scalar"; "" = the best
+// this CPU has.
 const std::string& checkIsaCap(const std::string& cap) {
-  if (cap.empty() || cap == "avx512" || cap == "avxvnni" || cap == "avx2" || cap == "scalar") return cap;
+  if (cap.empty() || cap == "amx" || cap == "avx512" || cap == "avxvnni" || cap == "avx2" || cap == "scalar")
+    return cap;
   throw EngineError(ErrorCode::Input,
-                    "cpuIsa must be 'avx512', 'avxvnni', 'avx2' or 'scalar' (got '" + cap + "')");
+                    "cpuIsa must be 'amx', 'avx512', 'avxvnni', 'avx2' or 'scalar' (got '" + cap + "')");
 }
 
 const Kernels* pickKernels(const std::string& cap) {
@@ -63,16 +65,27 @@ const Kernels* pickKernels(const std::string& cap) {
 enum class Compute { F32, Bf16, I8 };
 
 // The best kernel set for the dtype's GEMMs under the cap; the scalar set serves both everywhere.
+// MLX_RERANK_LOWP_KERNEL=<name> (benchmarks: comparing the kernel sets of one dtype on one CPU) picks
+// the set of that name first when this CPU has it, the cap allows it and it serves the dtype.
 const LowpKernels* pickLowp(Compute c, const std::string& cap) {
   const std::string& w = checkIsaCap(cap);
   auto serves = [c](const LowpKernels* k) {
     return k && (c == Compute::Bf16 ? k->gemmBf16 != nullptr : k->gemmI8 != nullptr);
   };
   if (w == "scalar") return cpu::lowpScalar();
-  const bool avx512 = w != "avx2" && w != "avxvnni", vnni = w != "avx2";
-  for (const LowpKernels* k :
-       {avx512 ? cpu::lowpAvx512Bf16() : nullptr, avx512 ? cpu::lowpAvx512Vnni() : nullptr,
-        vnni ? cpu::lowpAvxVnni() : nullptr, cpu::lowpAvx2(), cpu::lowpNeon()})
+  const bool amx = w.empty() || w == "amx", avx512 = w != "avx2" && w != "avxvnni", vnni = w != "avx2";
+  // AMX first; then on AVX-512 BF16, vdpbf16ps; then bf16 widened to float32's FMA on AVX-512.
+  const LowpKernels* order[] = {amx ? cpu::lowpAmx() : nullptr,
+                                avx512 ? cpu::lowpAvx512Bf16() : nullptr,
+                                avx512 ? cpu::lowpAvx512Vnni() : nullptr,
+                                avx512 ? cpu::lowpAvx512() : nullptr,
+                                vnni ? cpu::lowpAvxVnni() : nullptr,
+                                cpu::lowpAvx2(),
+                                cpu::lowpNeon()};
+  if (const char* want = std::getenv("MLX_RERANK_LOWP_KERNEL"))
+    for (const LowpKernels* k : order)
+      if (serves(k) && std::strcmp(k->name, want) == 0) return k;
+  for (const LowpKernels* k : order)
     if (serves(k)) return k;
   return cpu::lowpScalar();
 }
@@ -346,8 +359,8 @@ class CpuEngine final : public Engine {
     if (compute_ != Compute::F32) {
       const Rows r = rowsOf(ws, bs, K);
       const int n = static_cast<int>(r.rows.size());
-      if (compute_ == Compute::Bf16) l.bf16 = cpu::packBf16(r.rows.data(), r.bias.data(), n, K, lk_->nr);
-      if (compute_ == Compute::I8) l.i8 = cpu::packI8(r.rows.data(), r.bias.data(), n, K, lk_->nr);
+      if (compute_ == Compute::Bf16) l.bf16 = cpu::packBf16(r.rows.data(), r.bias.data(), n, K, lk_->nr, lk_->kBlock);
+      if (compute_ == Compute::I8) l.i8 = cpu::packI8(r.rows.data(), r.bias.data(), n, K, lk_->nr, lk_->kBlock);
     }
     return l;
   }

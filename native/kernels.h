@@ -108,6 +108,7 @@ struct PackedI8 {
 struct LowpKernels {
   const char* name;
   int mr, nr;
+  int kBlock;  // the packers pad K (zeros) to a multiple of this (AMX loads whole 64-byte tile rows)
   // Either may be nullptr: a kernel set serves the dtypes its instructions serve.
   void (*gemmBf16)(const float* A, long lda, int rows, const PackedBf16& B, float* C, long ldc, Act act,
                    const float* residual, long ldr);
@@ -130,16 +131,18 @@ const Kernels* kernelsAvx2();    // nullptr when not built for x86-64
 const Kernels* kernelsAvx512();  // nullptr when not built for x86-64
 
 // W [N, K] (row r at rows[r]) and bias [N] packed for the reduced-precision GEMMs in panels of nr
-// columns (kernels_pack.cpp).
-PackedBf16 packBf16(const float* const* rows, const float* bias, int N, int K, int nr);
-PackedI8 packI8(const float* const* rows, const float* bias, int N, int K, int nr);
+// columns, K zero-padded to a multiple of kBlock (and of 2 / 4) (kernels_pack.cpp).
+PackedBf16 packBf16(const float* const* rows, const float* bias, int N, int K, int nr, int kBlock = 2);
+PackedI8 packI8(const float* const* rows, const float* bias, int N, int K, int nr, int kBlock = 4);
 
 // Reduced-precision kernel sets, each nullptr where this CPU (or build) lacks its instructions.
 const LowpKernels* lowpScalar();      // bf16 + int8, plain C++ (always)
 const LowpKernels* lowpAvx2();        // bf16 (emulated with FMA) + int8 (vpmaddubsw), AVX2 + FMA
 const LowpKernels* lowpAvxVnni();     // int8 (vpdpbusd, 256-bit), AVX-VNNI
+const LowpKernels* lowpAvx512();      // bf16 (widened + FMA, float32's speed), AVX-512 F
 const LowpKernels* lowpAvx512Bf16();  // bf16 (vdpbf16ps), AVX-512 BF16
 const LowpKernels* lowpAvx512Vnni();  // int8 (vpdpbusd, 512-bit), AVX-512 VNNI
+const LowpKernels* lowpAmx();         // bf16 (tdpbf16ps) + int8 (tdpbusd), AMX (Linux; kernels_amx.cpp)
 const LowpKernels* lowpNeon();        // bf16 (fmla) + int8 (sdot), arm64 with dotprod; nullptr elsewhere
 
 }  // namespace cpu

@@ -5,9 +5,12 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
     (defined(__clang__) ? __clang_major__ >= 9 : __GNUC__ >= 10)
+// GCC 12 warns about its own AVX-512 intrinsics (_mm512_undefined_*: GCC bug 105593) once inlined.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #define MLXR_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx512bf16,avx2,fma,f16c")))
+#define MLXR_ROWS_AVX512
 #define MLXR_LOWP_MR 12
 #define MLXR_LOWP_NR 32
 #define MLXR_LOWP_NAME "avx512-bf16"

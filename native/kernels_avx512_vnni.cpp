@@ -4,9 +4,12 @@
 #include "kernels.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// GCC 12 warns about its own AVX-512 intrinsics (_mm512_undefined_*: GCC bug 105593) once inlined.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #define MLXR_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx512vnni,avx2,fma,f16c")))
+#define MLXR_ROWS_AVX512
 #define MLXR_LOWP_MR 12
 #define MLXR_LOWP_NR 32
 #define MLXR_LOWP_NAME "avx512-vnni"

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "kernels_epilogue.h"
+#include "kernels_lowp_rows.h"
 
 namespace {
 
@@ -49,19 +50,25 @@ MLXR_TARGET float bf16Value(uint16_t h) {
 #endif
 
 // packA for one tile: rows [0, mr) of A (zero rows past mr), k in [k0, k0 + kc), kc even or the tail.
+// Each row is rounded once (bf16Row), then its k-pairs are 32-bit words: the interleave is a copy.
 MLXR_TARGET void packBf16Tile(const float* A, long lda, int mr, int k0, int kc, BfA* dst) {
   const int k2n = (kc + 1) / 2;
+  alignas(64) uint16_t row[LKC + 2];
   for (int i = 0; i < LMR; ++i) {
-    const float* a = A + i * lda + k0;
+    if (i < mr) {
+      bf16Row(A + i * lda + k0, kc, row);
+      row[kc] = 0;  // the odd half of a K tail's last pair
+    } else {
+      std::memset(row, 0, sizeof(row));
+    }
     for (int k2 = 0; k2 < k2n; ++k2) {
-      const int k = 2 * k2;
-      const uint16_t e = i < mr ? mlxrerank::cpu::toBf16(a[k]) : 0;
-      const uint16_t o = i < mr && k + 1 < kc ? mlxrerank::cpu::toBf16(a[k + 1]) : 0;
 #ifdef MLXR_BF16_A_FLOAT
-      dst[(2 * k2) * LMR + i] = bf16Value(e);
-      dst[(2 * k2 + 1) * LMR + i] = bf16Value(o);
+      dst[(2 * k2) * LMR + i] = bf16Value(row[2 * k2]);
+      dst[(2 * k2 + 1) * LMR + i] = bf16Value(row[2 * k2 + 1]);
 #else
-      dst[k2 * LMR + i] = static_cast<uint32_t>(e) | (static_cast<uint32_t>(o) << 16);
+      uint32_t pair;
+      std::memcpy(&pair, row + 2 * k2, 4);  // little-endian: the even k in the low half
+      dst[k2 * LMR + i] = pair;
 #endif
     }
   }
@@ -111,29 +118,6 @@ MLXR_TARGET void gemmBf16(const float* A, long lda, int rows, const PackedBf16& 
 #endif  // MLXR_LOWP_BF16
 
 #ifdef MLXR_LOWP_I8
-// Asymmetric per-row quantisation (see the head comment); stores v = q - 128. Returns s, sets z (s = 0
-// and z = 0 for an all-zero row).
-MLXR_TARGET float quantiseRow(const float* a, int K, int8_t* v, int* z) {
-  float lo = 0, hi = 0;
-  for (int k = 0; k < K; ++k) {
-    lo = std::min(lo, a[k]);
-    hi = std::max(hi, a[k]);
-  }
-  if (!(hi - lo > 0)) {  // zero row (or NaN: the result is garbage either way; keep it defined)
-    std::memset(v, -128, K);
-    *z = 0;
-    return 0;
-  }
-  const float s = (hi - lo) / 255.0f;
-  const float zf = std::nearbyint(-lo / s);
-  *z = static_cast<int>(zf);
-  for (int k = 0; k < K; ++k) {
-    const float q = std::min(255.0f, std::max(0.0f, std::nearbyint(a[k] / s) + zf));
-    v[k] = static_cast<int8_t>(static_cast<int>(q) - 128);
-  }
-  return s;
-}
-
 MLXR_TARGET void gemmI8(const float* A, long lda, int rows, const PackedI8& B, float* C, long ldc, Act act,
                         const float* residual, long ldr) {
   const int K = B.K, Kp = B.Kp, N = B.N, k4n = Kp / 4;
@@ -166,15 +150,19 @@ MLXR_TARGET void gemmI8(const float* A, long lda, int rows, const PackedI8& B, f
         } else {
           std::memset(row, 0, Kp);
         }
-        for (int k = 0; k < Kp; ++k) {
-          const size_t o = (static_cast<size_t>(k / 4) * LMR + i) * 4 + k % 4;
+        for (int k4 = 0; k4 < Kp / 4; ++k4) {  // a k-quad is a 32-bit word: the interleave is a copy
+          const size_t o = (static_cast<size_t>(k4) * LMR + i) * 4;
+          uint32_t quad;
+          std::memcpy(&quad, row + 4 * k4, 4);
 #if MLXR_I8_A_MODE == 1
-          dst[o] = static_cast<int8_t>(row[k] ^ 0x80);
-#else
-          dst[o] = row[k];
+          quad ^= 0x80808080u;
 #endif
+          std::memcpy(dst + o, &quad, 4);
 #if MLXR_I8_A_MODE == 2
-          dst[static_cast<size_t>(Kp) * LMR + o] = static_cast<int8_t>(row[k] < 0 ? -row[k] : row[k]);
+          for (int u = 0; u < 4; ++u) {
+            const int8_t x = row[4 * k4 + u];
+            dst[static_cast<size_t>(Kp) * LMR + o + u] = static_cast<int8_t>(x < 0 ? -x : x);
+          }
 #endif
         }
       }
@@ -205,7 +193,7 @@ MLXR_TARGET void gemmI8(const float* A, long lda, int rows, const PackedI8& B, f
 }
 #endif  // MLXR_LOWP_I8
 
-const mlxrerank::cpu::LowpKernels kLowp = {MLXR_LOWP_NAME, LMR, LNR,
+const mlxrerank::cpu::LowpKernels kLowp = {MLXR_LOWP_NAME, LMR, LNR, 1,
 #ifdef MLXR_LOWP_BF16
                                            gemmBf16,
 #else

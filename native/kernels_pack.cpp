@@ -9,10 +9,11 @@ namespace mlxrerank {
 namespace cpu {
 
 // W -> bf16 k-pairs in panels of nr columns (kernels.h, PackedBf16).
-PackedBf16 packBf16(const float* const* rows, const float* bias, int N, int K, int nr) {
+PackedBf16 packBf16(const float* const* rows, const float* bias, int N, int K, int nr, int kBlock) {
   PackedBf16 m;
   m.K = K;
-  m.Kp = (K + 1) / 2 * 2;
+  const int kb = std::max(2, kBlock);
+  m.Kp = (K + kb - 1) / kb * kb;
   m.nr = nr;
   m.N = N;
   const int panels = (m.N + nr - 1) / nr;
@@ -29,10 +30,11 @@ PackedBf16 packBf16(const float* const* rows, const float* bias, int N, int K, i
 }
 
 // W -> per-output-channel symmetric int8 in panels of nr columns of k-quads (kernels.h, PackedI8).
-PackedI8 packI8(const float* const* rows, const float* bias, int N, int K, int nr) {
+PackedI8 packI8(const float* const* rows, const float* bias, int N, int K, int nr, int kBlock) {
   PackedI8 m;
   m.K = K;
-  m.Kp = (K + 3) / 4 * 4;
+  const int kb = std::max(4, kBlock);
+  m.Kp = (K + kb - 1) / kb * kb;
   m.nr = nr;
   m.N = N;
   const int panels = (m.N + nr - 1) / nr;

@@ -103,11 +103,65 @@ std::vector<std::string> subdirs(const std::string& root) {
   return out;
 }
 
+using mlxrerank::cpu::Act;
+
+// bf16 (round to nearest even) of a normal float or zero, written independently of toBf16: keep 8
+// significant bits with the FPU's round-to-nearest-even.
+double bf16Ref(float x) {
+  if (x == 0) return 0;
+  const int e = std::ilogb(x);
+  return std::ldexp(std::nearbyint(std::ldexp(static_cast<double>(x), 7 - e)), e - 7);
+}
+
+double actRef(Act act, double x) {
+  switch (act) {
+    case Act::Gelu:
+      return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
+    case Act::GeluTanh:
+      return 0.5 * x * (1 + std::tanh(0.79788456080286536 * (x + 0.044715 * x * x * x)));
+    case Act::Relu:
+      return std::max(x, 0.0);
+    case Act::Tanh:
+      return std::tanh(x);
+    default:
+      return x;
+  }
+}
+
+// A bf16 GEMM against float64 arithmetic on the same bf16-rounded inputs. Products of two bf16 are
+// exact in float32, so the one error of any float32 summation order (vdpbf16ps's pairs, AMX's tiles)
+// is the additions': at most (K + 2) u sum|a b| (u = 2^-24; + 2 for bias and residual), and the
+// epilogue's erf / tanh approximations add a few ulp; a wrong pairing, layout or tail is off by whole
+// products (~1e-2 here). Returns the worst error in units of that bound (<= 1 passes).
+double bf16VsFloat64(const std::vector<float>& a, const std::vector<float>& w, const std::vector<float>& b,
+                     const float* res, int rows, int K, int N, Act act, const std::vector<float>& got) {
+  double worst = 0;
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < N; ++j) {
+      double dot = 0, mag = 0;
+      for (int k = 0; k < K; ++k) {
+        const double p = bf16Ref(a[static_cast<size_t>(i) * K + k]) * bf16Ref(w[static_cast<size_t>(j) * K + k]);
+        dot += p;
+        mag += std::fabs(p);
+      }
+      const double pre = dot + b[j];
+      double ref = actRef(act, pre);
+      if (res) ref += res[static_cast<size_t>(i) * N + j];
+      const double u = std::ldexp(1.0, -24);
+      const double bound = 1.2 * (K + 2) * u * (mag + std::fabs(b[j])) + 8 * u * (1 + std::fabs(ref)) + 1e-6;
+      worst = std::max(worst, std::fabs(got[static_cast<size_t>(i) * N + j] - ref) / bound);
+    }
+  return worst;
+}
+
 // Every reduced-precision kernel set available here against the scalar one: same bits, on shapes with
-// row, column and K tails, through each epilogue (bias, activation, residual).
+// row, column and K tails, through each epilogue (bias, activation, residual). AMX's bf16 sums in its
+// own order (kernels_amx.cpp), so it and the scalar kernel are held to a float64 reference instead;
+// its int8 sums are exact integers, so it is checked bit for bit like the others.
 void checkLowpKernels() {
   using namespace mlxrerank::cpu;
   const LowpKernels* ref = lowpScalar();
+  const LowpKernels* amx = lowpAmx();
   std::mt19937 rng(99);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   struct Shape {
@@ -115,13 +169,28 @@ void checkLowpKernels() {
     Act act;
     bool residual;
   };
-  const Shape shapes[] = {{1, 8, 8, Act::None, false},
-                          {7, 37, 45, Act::Gelu, true},
-                          {30, 96, 33, Act::GeluTanh, false},
-                          {13, 300, 70, Act::Relu, true},
-                          {50, 384, 64, Act::Tanh, false}};
+  const Shape shapes[] = {{1, 8, 8, Act::None, false},       {7, 37, 45, Act::Gelu, true},
+                          {30, 96, 33, Act::GeluTanh, false}, {13, 300, 70, Act::Relu, true},
+                          {50, 384, 64, Act::Tanh, false},    {70, 130, 100, Act::None, true}};
+  // The reference and its bound hold the scalar kernel too (on every CPU: the check checks itself).
+  for (const Shape& sh : shapes) {
+    std::vector<float> w(static_cast<size_t>(sh.N) * sh.K), b(sh.N), a(static_cast<size_t>(sh.rows) * sh.K),
+        res(static_cast<size_t>(sh.rows) * sh.N), c(res.size());
+    for (auto* v : {&w, &b, &a, &res})
+      for (float& x : *v) x = u(rng);
+    std::vector<const float*> rows;
+    for (int n = 0; n < sh.N; ++n) rows.push_back(w.data() + static_cast<size_t>(n) * sh.K);
+    PackedBf16 m = packBf16(rows.data(), b.data(), sh.N, sh.K, ref->nr, ref->kBlock);
+    const float* r = sh.residual ? res.data() : nullptr;
+    ref->gemmBf16(a.data(), sh.K, sh.rows, m, c.data(), sh.N, sh.act, r, sh.N);
+    const double e = bf16VsFloat64(a, w, b, r, sh.rows, sh.K, sh.N, sh.act, c);
+    CHECK(e <= 1, "scalar bf16 gemm %dx%dx%d off the float64 reference (%.3g of the bound)", sh.rows, sh.K, sh.N, e);
+  }
+  std::printf("ok scalar bf16 gemms within the float64 reference's bound\n");
   int sets = 0;
-  for (const LowpKernels* k : {lowpAvx2(), lowpAvxVnni(), lowpAvx512Bf16(), lowpAvx512Vnni(), lowpNeon()}) {
+  double worstScalar = 0, worstAmx = 0;
+  for (const LowpKernels* k :
+       {lowpAvx2(), lowpAvxVnni(), lowpAvx512(), lowpAvx512Bf16(), lowpAvx512Vnni(), amx, lowpNeon()}) {
     if (!k) continue;
     ++sets;
     for (const Shape& sh : shapes) {
@@ -135,27 +204,45 @@ void checkLowpKernels() {
         const bool bf16 = dt == 0;
         if (bf16 ? !k->gemmBf16 : !k->gemmI8) continue;
         std::vector<float> c0(res.size()), c1(res.size());
+        const float* r = sh.residual ? res.data() : nullptr;
         for (int pass = 0; pass < 2; ++pass) {
           const LowpKernels* kk = pass == 0 ? ref : k;
           float* c = pass == 0 ? c0.data() : c1.data();
-          const float* r = sh.residual ? res.data() : nullptr;
           std::vector<const float*> rows;
           for (int n = 0; n < sh.N; ++n) rows.push_back(w.data() + static_cast<size_t>(n) * sh.K);
           if (bf16) {
-            PackedBf16 m = packBf16(rows.data(), b.data(), sh.N, sh.K, kk->nr);
+            PackedBf16 m = packBf16(rows.data(), b.data(), sh.N, sh.K, kk->nr, kk->kBlock);
             kk->gemmBf16(a.data(), sh.K, sh.rows, m, c, sh.N, sh.act, r, sh.N);
           } else {
-            PackedI8 m = packI8(rows.data(), b.data(), sh.N, sh.K, kk->nr);
+            PackedI8 m = packI8(rows.data(), b.data(), sh.N, sh.K, kk->nr, kk->kBlock);
             kk->gemmI8(a.data(), sh.K, sh.rows, m, c, sh.N, sh.act, r, sh.N);
           }
+        }
+        if (bf16 && k == amx) {
+          const double es = bf16VsFloat64(a, w, b, r, sh.rows, sh.K, sh.N, sh.act, c0);
+          const double ea = bf16VsFloat64(a, w, b, r, sh.rows, sh.K, sh.N, sh.act, c1);
+          worstScalar = std::max(worstScalar, es);
+          worstAmx = std::max(worstAmx, ea);
+          CHECK(es <= 1, "scalar bf16 gemm %dx%dx%d off the float64 reference (%.3g of the bound)", sh.rows, sh.K,
+                sh.N, es);
+          CHECK(ea <= 1, "amx bf16 gemm %dx%dx%d off the float64 reference (%.3g of the bound)", sh.rows, sh.K,
+                sh.N, ea);
+          continue;
         }
         CHECK(std::memcmp(c0.data(), c1.data(), c0.size() * sizeof(float)) == 0,
               "%s %s gemm %dx%dx%d differs from the scalar kernel", k->name, bf16 ? "bf16" : "int8", sh.rows,
               sh.K, sh.N);
       }
     }
-    std::printf("ok %s reduced-precision kernels == scalar (bit for bit)\n", k->name);
+    if (k == amx)
+      std::printf(
+          "ok amx: int8 == scalar (bit for bit); bf16 and scalar bf16 within the float64 reference's bound "
+          "(worst %.3g and %.3g of it)\n",
+          worstAmx, worstScalar);
+    else
+      std::printf("ok %s reduced-precision kernels == scalar (bit for bit)\n", k->name);
   }
+  if (!amx) std::printf("skip amx kernels: not on this CPU (or not Linux x86-64, or the kernel refused tile data)\n");
   std::printf("ok %d reduced-precision kernel sets besides scalar on this CPU\n", sets);
 }
 
