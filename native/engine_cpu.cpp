@@ -359,8 +359,10 @@ class CpuEngine final : public Engine {
     if (compute_ != Compute::F32) {
       const Rows r = rowsOf(ws, bs, K);
       const int n = static_cast<int>(r.rows.size());
-      if (compute_ == Compute::Bf16) l.bf16 = cpu::packBf16(r.rows.data(), r.bias.data(), n, K, lk_->nr, lk_->kBlock);
-      if (compute_ == Compute::I8) l.i8 = cpu::packI8(r.rows.data(), r.bias.data(), n, K, lk_->nr, lk_->kBlock);
+      if (compute_ == Compute::Bf16)
+        l.bf16 = cpu::packBf16(r.rows.data(), r.bias.data(), n, K, lk_->nr, lk_->kBlock);
+      if (compute_ == Compute::I8)
+        l.i8 = cpu::packI8(r.rows.data(), r.bias.data(), n, K, lk_->nr, lk_->kBlock);
     }
     return l;
   }

@@ -19,8 +19,9 @@
 // its end (an idle thread then carries no 8 KiB of tile state through context switches).
 #include "kernels.h"
 
-#if defined(__x86_64__) && defined(__linux__) && \
-    ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#if defined(__x86_64__) && defined(__linux__) &&      \
+    ((defined(__clang__) && __clang_major__ >= 12) || \
+     (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
 #include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -74,24 +75,24 @@ T* scratchRows(int Kp) {
 
 // The four accumulators of one 32 x 32 block of C over k blocks [0, kBlocks): A rows at aStride bytes
 // (tile rows 0-15 and 16-31), B pair/quad rows of 128 bytes (columns 0-15 and 16-31).
-#define MLXR_AMX_BLOCK(DP, a, aStride, b, kBlocks, aStep, bStep)                       \
-  do {                                                                                 \
-    _tile_zero(0);                                                                     \
-    _tile_zero(1);                                                                     \
-    _tile_zero(2);                                                                     \
-    _tile_zero(3);                                                                     \
-    for (int kb = 0; kb < (kBlocks); ++kb) {                                           \
+#define MLXR_AMX_BLOCK(DP, a, aStride, b, kBlocks, aStep, bStep)                             \
+  do {                                                                                       \
+    _tile_zero(0);                                                                           \
+    _tile_zero(1);                                                                           \
+    _tile_zero(2);                                                                           \
+    _tile_zero(3);                                                                           \
+    for (int kb = 0; kb < (kBlocks); ++kb) {                                                 \
       const char* ak = reinterpret_cast<const char*>(a) + static_cast<size_t>(kb) * (aStep); \
       const char* bk = reinterpret_cast<const char*>(b) + static_cast<size_t>(kb) * (bStep); \
-      _tile_loadd(4, ak, aStride);                                                     \
-      _tile_loadd(5, ak + 16 * static_cast<size_t>(aStride), aStride);                 \
-      _tile_loadd(6, bk, 128);                                                         \
-      _tile_loadd(7, bk + 64, 128);                                                    \
-      DP(0, 4, 6);                                                                     \
-      DP(1, 4, 7);                                                                     \
-      DP(2, 5, 6);                                                                     \
-      DP(3, 5, 7);                                                                     \
-    }                                                                                  \
+      _tile_loadd(4, ak, aStride);                                                           \
+      _tile_loadd(5, ak + 16 * static_cast<size_t>(aStride), aStride);                       \
+      _tile_loadd(6, bk, 128);                                                               \
+      _tile_loadd(7, bk + 64, 128);                                                          \
+      DP(0, 4, 6);                                                                           \
+      DP(1, 4, 7);                                                                           \
+      DP(2, 5, 6);                                                                           \
+      DP(3, 5, 7);                                                                           \
+    }                                                                                        \
   } while (0)
 
 // The block's accumulators into a 32 x 32 scratch (float or int32 bits alike).
@@ -103,8 +104,8 @@ MLXR_TARGET inline void storeBlock(void* out) {
   _tile_stored(3, o + 16 * TN * 4 + 64, TN * 4);
 }
 
-MLXR_TARGET void gemmBf16(const float* A, long lda, int rows, const PackedBf16& B, float* C, long ldc, Act act,
-                          const float* residual, long ldr) {
+MLXR_TARGET void gemmBf16(const float* A, long lda, int rows, const PackedBf16& B, float* C, long ldc,
+                          Act act, const float* residual, long ldr) {
   const int K = B.K, Kp = B.Kp, N = B.N;
   const int panels = (N + TN - 1) / TN;
   uint16_t* a = scratchRows<uint16_t>(Kp);

@@ -140,7 +140,8 @@ double bf16VsFloat64(const std::vector<float>& a, const std::vector<float>& w, c
     for (int j = 0; j < N; ++j) {
       double dot = 0, mag = 0;
       for (int k = 0; k < K; ++k) {
-        const double p = bf16Ref(a[static_cast<size_t>(i) * K + k]) * bf16Ref(w[static_cast<size_t>(j) * K + k]);
+        const double p =
+            bf16Ref(a[static_cast<size_t>(i) * K + k]) * bf16Ref(w[static_cast<size_t>(j) * K + k]);
         dot += p;
         mag += std::fabs(p);
       }
@@ -169,7 +170,7 @@ void checkLowpKernels() {
     Act act;
     bool residual;
   };
-  const Shape shapes[] = {{1, 8, 8, Act::None, false},       {7, 37, 45, Act::Gelu, true},
+  const Shape shapes[] = {{1, 8, 8, Act::None, false},        {7, 37, 45, Act::Gelu, true},
                           {30, 96, 33, Act::GeluTanh, false}, {13, 300, 70, Act::Relu, true},
                           {50, 384, 64, Act::Tanh, false},    {70, 130, 100, Act::None, true}};
   // The reference and its bound hold the scalar kernel too (on every CPU: the check checks itself).
@@ -184,7 +185,8 @@ void checkLowpKernels() {
     const float* r = sh.residual ? res.data() : nullptr;
     ref->gemmBf16(a.data(), sh.K, sh.rows, m, c.data(), sh.N, sh.act, r, sh.N);
     const double e = bf16VsFloat64(a, w, b, r, sh.rows, sh.K, sh.N, sh.act, c);
-    CHECK(e <= 1, "scalar bf16 gemm %dx%dx%d off the float64 reference (%.3g of the bound)", sh.rows, sh.K, sh.N, e);
+    CHECK(e <= 1, "scalar bf16 gemm %dx%dx%d off the float64 reference (%.3g of the bound)", sh.rows, sh.K,
+          sh.N, e);
   }
   std::printf("ok scalar bf16 gemms within the float64 reference's bound\n");
   int sets = 0;
@@ -223,10 +225,10 @@ void checkLowpKernels() {
           const double ea = bf16VsFloat64(a, w, b, r, sh.rows, sh.K, sh.N, sh.act, c1);
           worstScalar = std::max(worstScalar, es);
           worstAmx = std::max(worstAmx, ea);
-          CHECK(es <= 1, "scalar bf16 gemm %dx%dx%d off the float64 reference (%.3g of the bound)", sh.rows, sh.K,
-                sh.N, es);
-          CHECK(ea <= 1, "amx bf16 gemm %dx%dx%d off the float64 reference (%.3g of the bound)", sh.rows, sh.K,
-                sh.N, ea);
+          CHECK(es <= 1, "scalar bf16 gemm %dx%dx%d off the float64 reference (%.3g of the bound)", sh.rows,
+                sh.K, sh.N, es);
+          CHECK(ea <= 1, "amx bf16 gemm %dx%dx%d off the float64 reference (%.3g of the bound)", sh.rows,
+                sh.K, sh.N, ea);
           continue;
         }
         CHECK(std::memcmp(c0.data(), c1.data(), c0.size() * sizeof(float)) == 0,
@@ -242,7 +244,8 @@ void checkLowpKernels() {
     else
       std::printf("ok %s reduced-precision kernels == scalar (bit for bit)\n", k->name);
   }
-  if (!amx) std::printf("skip amx kernels: not on this CPU (or not Linux x86-64, or the kernel refused tile data)\n");
+  if (!amx)
+    std::printf("skip amx kernels: not on this CPU (or not Linux x86-64, or the kernel refused tile data)\n");
   std::printf("ok %d reduced-precision kernel sets besides scalar on this CPU\n", sets);
 }
 
@@ -472,6 +475,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: engine_check MODELS_DIR [MUTATIONS]\n");
     return 2;
   }
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // line by line into a pipe: a crash loses no line
   const std::string root = argv[1];
   long mutations = argc > 2 ? std::atol(argv[2]) : 2000;
   if (const char* env = std::getenv("MLX_RERANK_MUTATIONS")) mutations = std::atol(env);

@@ -35,7 +35,8 @@ int rowsPerCall(int M, int threads, int mr) {
   return std::max(mr, std::min(8 * mr, (want + mr - 1) / mr * mr));
 }
 
-double timeIt(ThreadPool& pool, int M, int mb, double seconds, const std::function<void(int r0, int n)>& call) {
+double timeIt(ThreadPool& pool, int M, int mb, double seconds,
+              const std::function<void(int r0, int n)>& call) {
   const int blocks = (M + mb - 1) / mb;
   auto once = [&] { pool.parallelFor(blocks, [&](int b, int) { call(b * mb, std::min(mb, M - b * mb)); }); };
   once();
@@ -61,7 +62,8 @@ PackedMatrix packF32(const std::vector<float>& w, const std::vector<float>& bias
   m.bias.resize(N);
   for (int n = 0; n < N; ++n) {
     for (int k = 0; k < K; ++k)
-      m.panels.data()[(static_cast<size_t>(n / nr) * K + k) * nr + n % nr] = w[static_cast<size_t>(n) * K + k];
+      m.panels.data()[(static_cast<size_t>(n / nr) * K + k) * nr + n % nr] =
+          w[static_cast<size_t>(n) * K + k];
     m.bias.data()[n] = bias[n];
   }
   return m;
@@ -70,6 +72,7 @@ PackedMatrix packF32(const std::vector<float>& w, const std::vector<float>& bias
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // line by line into a pipe: a crash loses no figure
   std::vector<int> threads = {1, 2, 16};
   if (argc > 1) {
     threads.clear();
@@ -90,7 +93,9 @@ int main(int argc, char** argv) {
   std::normal_distribution<float> g(0.0f, 1.0f);
   // float32: the best set here, the yardstick
   const Kernels* k32 = kernelsAvx512() ? kernelsAvx512() : kernelsAvx2() ? kernelsAvx2() : kernelsScalar();
-  const LowpKernels* lowp[] = {lowpAmx(), lowpAvx512Bf16(), lowpAvx512Vnni(), lowpAvx512(), lowpAvxVnni(), lowpAvx2()};
+  // AMX last: the others' figures are printed even if it fails
+  const LowpKernels* lowp[] = {lowpAvx512Bf16(), lowpAvx512Vnni(), lowpAvx512(),
+                               lowpAvxVnni(),    lowpAvx2(),       lowpAmx()};
   for (const Shape& sh : shapes) {
     std::vector<float> w(static_cast<size_t>(sh.N) * sh.K), bias(sh.N), a(static_cast<size_t>(sh.M) * sh.K);
     for (float& x : w) x = 0.05f * g(rng);
@@ -106,11 +111,11 @@ int main(int argc, char** argv) {
         const Kernels* k = k32;
         const PackedMatrix m = packF32(w, bias, sh.N, sh.K, k->nr);
         const double s = timeIt(pool, sh.M, rowsPerCall(sh.M, t, k->mr), seconds, [&](int r0, int n) {
-          k->gemm(a.data() + static_cast<size_t>(r0) * sh.K, sh.K, n, m, c.data() + static_cast<size_t>(r0) * sh.N,
-                  sh.N, Act::None, nullptr, 0);
+          k->gemm(a.data() + static_cast<size_t>(r0) * sh.K, sh.K, n, m,
+                  c.data() + static_cast<size_t>(r0) * sh.N, sh.N, Act::None, nullptr, 0);
         });
-        std::printf("gemm float32 %-12s %-8s %dx%dx%d t%d: %7.1f GFLOP/s\n", k->name, sh.what, sh.M, sh.K, sh.N, t,
-                    flop / s / 1e9);
+        std::printf("gemm float32 %-12s %-8s %dx%dx%d t%d: %7.1f GFLOP/s\n", k->name, sh.what, sh.M, sh.K,
+                    sh.N, t, flop / s / 1e9);
       }
       for (int dt = 0; dt < 2; ++dt) {
         const bool bf16 = dt == 0;
@@ -141,7 +146,8 @@ int main(int argc, char** argv) {
             });
           }
           double diff = 0;
-          for (size_t i = 0; i < ref.size(); ++i) diff = std::max(diff, static_cast<double>(std::fabs(c[i] - ref[i])));
+          for (size_t i = 0; i < ref.size(); ++i)
+            diff = std::max(diff, static_cast<double>(std::fabs(c[i] - ref[i])));
           std::printf("gemm %-7s %-12s %-8s %dx%dx%d t%d: %7.1f GFLOP/s  (max |C - scalar| %.3g)\n",
                       bf16 ? "bf16" : "int8", k->name, sh.what, sh.M, sh.K, sh.N, t, flop / s / 1e9, diff);
         }
