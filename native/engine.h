@@ -101,7 +101,7 @@ struct EngineOptions {
   bool compile = true;           // mlx: use mx::compile where it pays
   // Tuning, for measuring and for tests. src/engine-options.ts declares each one (type, default, range)
   // and the environment variable that may set it; the engines read nothing from the environment.
-  std::string cpuIsa;       // cpu: "" = the best; a cap: "amx" | "avx512" | "avxvnni" | "avx2" | "scalar"
+  std::string cpuIsa;       // cpu: "" = the best, or a cap (engine_cpu.cpp): "amx", "avx512", ...
   std::string attention;    // mlx: "" = by device; "varlen" | "coarse" | "fine"
   int rowBuckets = -1;      // mlx: -1 = by device (on for GPUs), 0 = off, 1 = on
   int64_t warmupRows = -1;  // mlx: a GPU's warm-up visits row buckets up to this many rows; -1 = default

@@ -44,13 +44,14 @@ using cpu::PackedI8;
 using cpu::PackedMatrix;
 
 // The cap on the instruction sets used (EngineOptions::cpuIsa; benchmarks, tests): "amx" (everything),
-// "avx512" (no AMX), "avxvnni" (no AVX-512), "avx2" (no AVX-512, no VNNI), "scalar"; "" = the best
-// this CPU has.
+// "avx512" (no AMX), "avx512f" (AVX-512 F without its BF16 / VNNI extensions, nor AVX-VNNI, nor AMX),
+// "avxvnni" (no AVX-512), "avx2" (no AVX-512, no VNNI), "scalar"; "" = the best this CPU has.
 const std::string& checkIsaCap(const std::string& cap) {
-  if (cap.empty() || cap == "amx" || cap == "avx512" || cap == "avxvnni" || cap == "avx2" || cap == "scalar")
-    return cap;
-  throw EngineError(ErrorCode::Input,
-                    "cpuIsa must be 'amx', 'avx512', 'avxvnni', 'avx2' or 'scalar' (got '" + cap + "')");
+  for (const char* c : {"", "amx", "avx512", "avx512f", "avxvnni", "avx2", "scalar"})
+    if (cap == c) return cap;
+  throw EngineError(
+      ErrorCode::Input,
+      "cpuIsa must be 'amx', 'avx512', 'avx512f', 'avxvnni', 'avx2' or 'scalar' (got '" + cap + "')");
 }
 
 const Kernels* pickKernels(const std::string& cap) {
@@ -65,27 +66,19 @@ const Kernels* pickKernels(const std::string& cap) {
 enum class Compute { F32, Bf16, I8 };
 
 // The best kernel set for the dtype's GEMMs under the cap; the scalar set serves both everywhere.
-// MLX_RERANK_LOWP_KERNEL=<name> (benchmarks: comparing the kernel sets of one dtype on one CPU) picks
-// the set of that name first when this CPU has it, the cap allows it and it serves the dtype.
 const LowpKernels* pickLowp(Compute c, const std::string& cap) {
   const std::string& w = checkIsaCap(cap);
   auto serves = [c](const LowpKernels* k) {
     return k && (c == Compute::Bf16 ? k->gemmBf16 != nullptr : k->gemmI8 != nullptr);
   };
   if (w == "scalar") return cpu::lowpScalar();
-  const bool amx = w.empty() || w == "amx", avx512 = w != "avx2" && w != "avxvnni", vnni = w != "avx2";
-  // AMX first; then on AVX-512 BF16, vdpbf16ps; then bf16 widened to float32's FMA on AVX-512.
-  const LowpKernels* order[] = {amx ? cpu::lowpAmx() : nullptr,
-                                avx512 ? cpu::lowpAvx512Bf16() : nullptr,
-                                avx512 ? cpu::lowpAvx512Vnni() : nullptr,
-                                avx512 ? cpu::lowpAvx512() : nullptr,
-                                vnni ? cpu::lowpAvxVnni() : nullptr,
-                                cpu::lowpAvx2(),
-                                cpu::lowpNeon()};
-  if (const char* want = std::getenv("MLX_RERANK_LOWP_KERNEL"))
-    for (const LowpKernels* k : order)
-      if (serves(k) && std::strcmp(k->name, want) == 0) return k;
-  for (const LowpKernels* k : order)
+  const bool amx = w.empty() || w == "amx", avx512x = amx || w == "avx512";
+  const bool avx512 = avx512x || w == "avx512f", vnni = w != "avx2" && w != "avx512f";
+  // AMX first; then vdpbf16ps / 512-bit vpdpbusd; then bf16 widened to float32's FMA on AVX-512 F.
+  for (const LowpKernels* k :
+       {amx ? cpu::lowpAmx() : nullptr, avx512x ? cpu::lowpAvx512Bf16() : nullptr,
+        avx512x ? cpu::lowpAvx512Vnni() : nullptr, avx512 ? cpu::lowpAvx512() : nullptr,
+        vnni ? cpu::lowpAvxVnni() : nullptr, cpu::lowpAvx2(), cpu::lowpNeon()})
     if (serves(k)) return k;
   return cpu::lowpScalar();
 }

@@ -10,8 +10,8 @@
 namespace mlxrerank {
 
 // The float32 kernel set the cpu engine picks ("avx512", "avx2+fma", "scalar") under an ISA cap
-// (EngineOptions::cpuIsa: "" = none, else "amx" | "avx512" | "avxvnni" | "avx2" | "scalar"; another value
-// throws EngineError(Input)), and its default thread count (the logical CPUs, at most 64).
+// (EngineOptions::cpuIsa: "" = none, else "amx" | "avx512" | "avx512f" | "avxvnni" | "avx2" | "scalar";
+// another value throws EngineError(Input)), and its default thread count (the logical CPUs, at most 64).
 std::string cpuIsaName(const std::string& isaCap = "");
 int cpuDefaultThreads();
 

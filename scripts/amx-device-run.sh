@@ -39,9 +39,9 @@ echo "engine_check exit $rc"
 tail -40 /tmp/amx-engine-check.log
 # The AMX contenders only where engine_check ran the AMX kernels without crashing (a crash there would
 # cost the whole end-to-end run; numerical failures are printed above and the speed is still worth seeing).
-contenders=float32@,bfloat16@avx512-bf16,bfloat16@avx512-fma,int8@avx512-vnni,int8@avx-vnni
+contenders=float32@,bfloat16@avx512,bfloat16@avx512f,int8@avx512,int8@avxvnni
 if [ "$rc" -lt 124 ] && ! grep -q "^skip amx" /tmp/amx-engine-check.log; then
-  contenders=float32@,bfloat16@amx,bfloat16@avx512-bf16,bfloat16@avx512-fma,int8@amx,int8@avx512-vnni,int8@avx-vnni
+  contenders=float32@,bfloat16@,int8@,bfloat16@avx512,bfloat16@avx512f,int8@avx512,int8@avxvnni
 else
   echo "AMX not verified by engine_check: end-to-end runs without the amx contenders"
 fi

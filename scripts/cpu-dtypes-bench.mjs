@@ -4,10 +4,11 @@
 //
 //   node scripts/cpu-dtypes-bench.mjs [--threads N] [--pairs N] [--rounds N] [--contenders LIST]
 //
-// Pin it to the cores it may use (`taskset -c 0-1 ... --threads 2`). Contenders are dtype@kernel
-// (float32@, bfloat16@amx, bfloat16@avx512-bf16, bfloat16@avx512-fma, int8@amx, int8@avx512-vnni, ...;
-// the kernel through MLX_RERANK_LOWP_KERNEL, read at load); those this CPU lacks are reported and
-// skipped. The MiniLM-L6 shape with seeded random weights (synthesizeModel), query-grouped
+// Pin it to the cores it may use (`taskset -c 0-1 ... --threads 2`). Contenders are dtype@cpuIsa (the
+// engine option capping the instruction sets; empty = the best here, AMX where it runs): bfloat16@amx,
+// bfloat16@avx512 (vdpbf16ps), bfloat16@avx512f (widened + FMA), int8@amx, int8@avx512 (512-bit
+// VNNI), int8@avxvnni (256-bit VNNI; its float32 parts on AVX2). Each loaded engine's kernel is
+// printed (info.deviceName); a contender whose kernel another contender already has is skipped. The MiniLM-L6 shape with seeded random weights (synthesizeModel), query-grouped
 // MS MARCO-like pairs (~90 tokens: a 6-9 word query, a 55-75 word passage), batches of 32 through
 // CrossEncoder.predict, every contender once a round in rotating order; medians over the rounds, and
 // each contender's max |logit - float32| and mean per-query Spearman against float32 on the same pairs.
@@ -24,8 +25,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     contenders: {
       type: 'string',
-      default:
-        'float32@,bfloat16@amx,bfloat16@avx512-bf16,bfloat16@avx512-fma,int8@amx,int8@avx512-vnni,int8@avx-vnni',
+      default: 'float32@,bfloat16@,int8@,bfloat16@avx512,bfloat16@avx512f,int8@avx512,int8@avxvnni',
     },
   },
 });
@@ -69,10 +69,9 @@ console.log(
 );
 
 const loaded = [];
+const seen = new Set();
 for (const c of values.contenders.split(',')) {
-  const [dtype, kernel] = c.split('@');
-  if (kernel) process.env.MLX_RERANK_LOWP_KERNEL = kernel;
-  else delete process.env.MLX_RERANK_LOWP_KERNEL;
+  const [dtype, isa] = c.split('@');
   try {
     const ce = await CrossEncoder.load(files, {
       backend: 'cpu',
@@ -80,20 +79,22 @@ for (const c of values.contenders.split(',')) {
       threads,
       maxBatchSize: 32,
       warmup: false,
+      ...(isa ? { engine: { cpuIsa: isa } } : {}),
     });
-    const used = /GEMMs on ([^ ]+)/.exec(ce.info.deviceName)?.[1] ?? '';
-    if (kernel && used !== kernel) {
-      console.log(`skip ${c}: this CPU has no '${kernel}' kernel for ${dtype} (${ce.info.deviceName})`);
+    const kernels = `${dtype} ${ce.info.deviceName.replace(/ \(load check.*$/, '')}`;
+    if (seen.has(kernels)) {
+      console.log(`skip ${c}: the same kernels as another contender (${kernels})`);
       await ce.dispose();
       continue;
     }
+    seen.add(kernels);
+    const gemm = /GEMMs on ([^ ]+)/.exec(ce.info.deviceName)?.[1] ?? ce.info.deviceName.split(' ')[0];
     console.log(`load ${c}: ${ce.info.deviceName}`);
-    loaded.push({ name: c, ce, rates: [], logits: null });
+    loaded.push({ name: `${dtype}@${gemm}`, ce, rates: [], logits: null });
   } catch (e) {
     console.log(`skip ${c}: ${e.message}`);
   }
 }
-delete process.env.MLX_RERANK_LOWP_KERNEL;
 
 async function scoreAll(ce) {
   const out = new Float32Array(pairs.length);

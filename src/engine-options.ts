@@ -25,11 +25,11 @@ export interface EngineOptionDecl {
 
 export const ENGINE_OPTIONS: { readonly [K in keyof EngineTuning]-?: EngineOptionDecl } = {
   cpuIsa: {
-    kind: { oneOf: ['avx512', 'avxvnni', 'avx2', 'scalar', 'amx'] },
+    kind: { oneOf: ['avx512', 'avxvnni', 'avx2', 'scalar', 'amx', 'avx512f'] },
     engine: 'cpu',
     default: 'the best this CPU has',
     env: 'MLX_RERANK_CPU_ISA',
-    doc: "caps the kernels' instruction sets (amx: everything; avx512: no AMX; avxvnni: no AVX-512; avx2: no AVX-512, no VNNI), to compare them or to run under valgrind",
+    doc: "caps the kernels' instruction sets (amx: everything; avx512: no AMX; avx512f: AVX-512 without BF16, VNNI or AMX; avxvnni: no AVX-512; avx2: no AVX-512, no VNNI), to compare them or to run under valgrind",
   },
   attention: {
     kind: { oneOf: ['varlen', 'coarse', 'fine'] },

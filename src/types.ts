@@ -81,7 +81,7 @@ export interface ModelFiles {
  */
 export interface EngineTuning {
   /** cpu engine: cap the instruction sets its kernels use (default: the best this CPU has). */
-  cpuIsa?: 'amx' | 'avx512' | 'avxvnni' | 'avx2' | 'scalar';
+  cpuIsa?: 'amx' | 'avx512' | 'avx512f' | 'avxvnni' | 'avx2' | 'scalar';
   /** mlx engine: the attention layout (default: varlen on CUDA GPUs, coarse on other GPUs, fine on CPUs). */
   attention?: 'varlen' | 'coarse' | 'fine';
   /** mlx engine: round token rows up to row buckets (default: on GPUs only). */

@@ -106,7 +106,7 @@ LoadRequest parseLoadRequest(const Napi::CallbackInfo& info) {
   opts.cacheLimitBytes = static_cast<int64_t>(getNumber(o, "cacheLimitBytes", false, -1, ErrorCode::Input));
   Napi::Value compile = o.Get("compile");
   if (compile.IsBoolean()) opts.compile = compile.As<Napi::Boolean>().Value();
-  opts.cpuIsa = getOneOf(o, "cpuIsa", {"avx512", "avxvnni", "avx2", "scalar", "amx"});
+  opts.cpuIsa = getOneOf(o, "cpuIsa", {"avx512", "avxvnni", "avx2", "scalar", "amx", "avx512f"});
   opts.attention = getOneOf(o, "attention", {"varlen", "coarse", "fine"});
   opts.rowBuckets = getTriState(o, "rowBuckets");
   opts.cpuCompile = getTriState(o, "cpuCompile") == 1;
