@@ -195,7 +195,8 @@ inline mx::array varlenAttention(const mx::array& qkv, const mx::array& offsets,
   const int numBlocks = blocks.shape(0) / 2;
   return kernel({qkv, offsets, blocks}, {mx::Shape{qkv.shape(0), heads * headDim}}, {qkv.dtype()},
                 {numBlocks * kVarlenQueries, heads, 1}, {kVarlenQueries, 1, 1},
-                {{"D", headDim}, {"HEADS", heads}, {"WINDOW", window}, {"InT", qkv.dtype()}}, std::nullopt, false, stream)[0];
+                {{"D", headDim}, {"HEADS", heads}, {"WINDOW", window}, {"InT", qkv.dtype()}}, std::nullopt,
+                false, stream)[0];
 }
 
 // The head sizes the kernel is built for: 16-byte loads need headDim % 8 == 0, a tile at least one
