@@ -1,11 +1,20 @@
-// The mlx engine: BERT cross-encoders through MLX's C++ API (mlx::core). One concern, the engine's MLX
-// side; its MLX-free batch layout is native/batch_plan.{h,cpp}.
+// The mlx engine: BERT-like cross-encoders (BERT, XLM-RoBERTa / CamemBERT, ELECTRA, ModernBERT: whatever
+// the ModelSpec describes, native/model_spec.h) through MLX's C++ API (mlx::core). One concern, the
+// engine's MLX side; its MLX-free batch layout is native/batch_plan.{h,cpp}.
 //
 // Layout of one forward (see docs/architecture.md, "The packed batch"):
-//   embeddings   gather word / position / type rows for the T real tokens, add, layer norm
-//   per layer    fused QKV matmul on the token rows; attention (one of three layouts, see Attention);
-//                output projection + residual + layer norm; FFN (+ activation) + residual + layer norm
-//   head         pooler (dense + tanh) on each pair's [CLS] row, classifier, logits cast to float32
+//   embeddings   gather word (+ learned position) (+ type) rows for the T real tokens, add, layer norm
+//                (-> embeddings_project when embedding_size != hidden_size)
+//   per layer    post-norm (BERT, XLM-R, ELECTRA): fused QKV matmul on the token rows; attention (one of
+//                three layouts, see Attention); output projection + residual + layer norm; FFN (+
+//                activation) + residual + layer norm. Pre-norm (ModernBERT): layer norm (not in layer 0),
+//                QKV, rotary positions on Q and K, attention (global, or a sliding window on the local
+//                layers), output projection + residual, layer norm, GeGLU MLP + residual
+//   head         each pair's [CLS] row (or the mean of its rows; a pre-norm model's final norm first),
+//                dense -> activation (-> layer norm) -> output projection, logits cast to float32
+//
+// Which of these a model takes is decided once, from its Arch, when the graph is built: a BERT
+// forward has the same ops as before the other families existed.
 //
 // Token rows: on a CPU the dense layers run on exactly the T real tokens. On a GPU T is rounded up
 // to a row bucket (32 steps an octave: at most 3.1% padding), because every new shape costs there
@@ -173,10 +182,11 @@ std::string dtypeString(mx::Dtype dtype) {
   return "float32";
 }
 
-// The activation of the FFN, as config.json's hidden_act names it.
+// The activation of the FFN, as config.json's hidden_act names it (and of the head: tanh too).
 using Activation = std::function<mx::array(const mx::array&, mx::StreamOrDevice)>;
 
 Activation makeActivation(const std::string& name) {
+  if (name == "tanh") return [](const mx::array& x, mx::StreamOrDevice s) { return mx::tanh(x, s); };
   if (name == "gelu") {
     // BERT's exact GELU: x * (1 + erf(x / sqrt(2))) / 2.
     return [](const mx::array& x, mx::StreamOrDevice s) {
@@ -214,13 +224,16 @@ mx::array int32Array(const std::vector<int32_t>& values) {
 // ---------------------------------------------------------------------------------------------------
 // The engine
 
+// A bias the architecture leaves out is loaded as zeros (same ops as with one); a norm a layer lacks
+// (pre-norm layer 0's attention norm) and the gate of a dense MLP are placeholders, never read.
 struct Layer {
-  mx::array qkvW, qkvB;  // [H, 3H] (transposed: x @ W), [3H]
-  mx::array outW, outB;  // [H, H], [H]
-  mx::array ln1G, ln1B;
-  mx::array ffnInW, ffnInB;    // [H, I], [I]
-  mx::array ffnOutW, ffnOutB;  // [I, H], [H]
-  mx::array ln2G, ln2B;
+  mx::array qkvW, qkvB;          // [H, 3H] (transposed: x @ W), [3H]
+  mx::array outW, outB;          // [H, H], [H]
+  mx::array ln1G, ln1B;          // post-norm: after attention; pre-norm: before it
+  mx::array ffnInW, ffnInB;      // [H, I], [I]; GLU: the activated half
+  mx::array ffnGateW, ffnGateB;  // GLU: the gate half [H, I], [I]
+  mx::array ffnOutW, ffnOutB;    // [I, H], [H]
+  mx::array ln2G, ln2B;          // post-norm: after the FFN; pre-norm: before it
 };
 
 class MlxEngine final : public Engine {
@@ -229,13 +242,11 @@ class MlxEngine final : public Engine {
       : spec_(spec),
         device_(pickDevice(options.device)),
         dtype_(pickDtype(options.dtype, device_)),
+        arch_(archOf(spec)),
         activation_(makeActivation(spec.hiddenAct)),
+        headActivation_(makeActivation(spec.headAct)),
         stream_(StreamPool::instance().acquire(device_)) {
     try {
-      if (!isBert(spec))
-        throw EngineError(ErrorCode::Unavailable, "The mlx engine runs BERT models only; this model is \"" +
-                                                      spec.family +
-                                                      "\" (docs/models.md). Load it with backend 'cpu'.");
       if (spec.numHeads <= 0 || spec.hiddenSize % spec.numHeads != 0)
         throw EngineError(ErrorCode::BadConfig, "mlx engine: hidden_size " + std::to_string(spec.hiddenSize) +
                                                     " is not a multiple of num_attention_heads " +
@@ -422,44 +433,99 @@ class MlxEngine final : public Engine {
     return out;
   }
 
+  // The family's tensors (native/model_spec.cpp names them), as the Arch says which exist.
   void loadWeights(const std::vector<std::string>& files) {
     std::unique_ptr<WeightStore> store = WeightStore::open(files, spec_);
     const WeightStore& w = *store;
+    const TensorNames& nm = tensorNames(arch_.family);
+    const int hidden = static_cast<int>(spec_.hiddenSize);
+    const int inter = static_cast<int>(spec_.intermediateSize);
+    auto weight = [&](const std::string& name, bool transpose = false) {
+      return load(w, name + ".weight", transpose);
+    };
+    auto bias = [&](const std::string& name, bool present, int size) {
+      if (present) return load(w, name + ".bias");
+      mx::array zeros = mx::zeros({size}, dtype_, stream_);
+      mx::eval(zeros);
+      return zeros;
+    };
+    // Columns [from, from + n) of a transposed weight [K, N] (or elements of a bias), made contiguous.
+    auto columns = [&](const mx::array& m, int from, int n) {
+      mx::array part = m.ndim() == 2 ? mx::slice(m, {0, from}, {m.shape(0), from + n}, stream_)
+                                     : mx::slice(m, {from}, {from + n}, stream_);
+      part = mx::contiguous(part, false, stream_);
+      mx::eval(part);
+      return part;
+    };
     try {
-      wordEmb_ = load(w, "embeddings.word_embeddings.weight");
-      posEmb_ = load(w, "embeddings.position_embeddings.weight");
-      typeEmb_ = load(w, "embeddings.token_type_embeddings.weight");
-      embLnG_ = load(w, "embeddings.LayerNorm.weight");
-      embLnB_ = load(w, "embeddings.LayerNorm.bias");
+      const int emb = static_cast<int>(arch_.embeddingSize);
+      wordEmb_ = weight(nm.wordEmb);
+      if (!arch_.rotary) posEmb_ = weight(nm.posEmb);
+      if (spec_.typeEmbeddings) typeEmb_ = weight(nm.typeEmb);
+      embLnG_ = weight(nm.embNorm);
+      embLnB_ = bias(nm.embNorm, spec_.normBias, emb);
+      if (emb != hidden) {
+        embProjW_ = weight(nm.embProject, true);
+        embProjB_ = bias(nm.embProject, true, hidden);
+      }
       for (int64_t i = 0; i < spec_.numLayers; ++i) {
-        const std::string p = "encoder.layer." + std::to_string(i) + ".";
-        auto qW = load(w, p + "attention.self.query.weight", true);
-        auto kW = load(w, p + "attention.self.key.weight", true);
-        auto vW = load(w, p + "attention.self.value.weight", true);
-        auto qB = load(w, p + "attention.self.query.bias");
-        auto kB = load(w, p + "attention.self.key.bias");
-        auto vB = load(w, p + "attention.self.value.bias");
-        Layer layer{
-            mx::concatenate({qW, kW, vW}, 1, stream_),
-            mx::concatenate({qB, kB, vB}, 0, stream_),
-            load(w, p + "attention.output.dense.weight", true),
-            load(w, p + "attention.output.dense.bias"),
-            load(w, p + "attention.output.LayerNorm.weight"),
-            load(w, p + "attention.output.LayerNorm.bias"),
-            load(w, p + "intermediate.dense.weight", true),
-            load(w, p + "intermediate.dense.bias"),
-            load(w, p + "output.dense.weight", true),
-            load(w, p + "output.dense.bias"),
-            load(w, p + "output.LayerNorm.weight"),
-            load(w, p + "output.LayerNorm.bias"),
-        };
+        const std::string p = nm.layerPrefix(i);
+        Layer layer{mx::array(0.0f), mx::array(0.0f), mx::array(0.0f), mx::array(0.0f), mx::array(0.0f),
+                    mx::array(0.0f), mx::array(0.0f), mx::array(0.0f), mx::array(0.0f), mx::array(0.0f),
+                    mx::array(0.0f), mx::array(0.0f), mx::array(0.0f), mx::array(0.0f)};
+        if (nm.fusedQkv) {  // [3H, H]: query, key, value rows, so x @ W^T is Q | K | V as below
+          layer.qkvW = weight(p + nm.qkv, true);
+          layer.qkvB = bias(p + nm.qkv, spec_.attentionBias, 3 * hidden);
+        } else {
+          auto qW = weight(p + nm.q, true);
+          auto kW = weight(p + nm.k, true);
+          auto vW = weight(p + nm.v, true);
+          auto qB = bias(p + nm.q, spec_.attentionBias, hidden);
+          auto kB = bias(p + nm.k, spec_.attentionBias, hidden);
+          auto vB = bias(p + nm.v, spec_.attentionBias, hidden);
+          layer.qkvW = mx::concatenate({qW, kW, vW}, 1, stream_);
+          layer.qkvB = mx::concatenate({qB, kB, vB}, 0, stream_);
+        }
+        layer.outW = weight(p + nm.attnOut, true);
+        layer.outB = bias(p + nm.attnOut, spec_.attentionBias, hidden);
+        if (!arch_.preNorm || i > 0) {
+          layer.ln1G = weight(p + nm.attnNorm);
+          layer.ln1B = bias(p + nm.attnNorm, spec_.normBias, hidden);
+        }
+        if (arch_.glu) {  // Wi [2I, H]: the activated half's rows, then the gate's (transformers' chunk(2))
+          const auto inW = weight(p + nm.mlpIn, true);
+          const auto inB = bias(p + nm.mlpIn, spec_.mlpBias, 2 * inter);
+          layer.ffnInW = columns(inW, 0, inter);
+          layer.ffnGateW = columns(inW, inter, inter);
+          layer.ffnInB = columns(inB, 0, inter);
+          layer.ffnGateB = columns(inB, inter, inter);
+        } else {
+          layer.ffnInW = weight(p + nm.mlpIn, true);
+          layer.ffnInB = bias(p + nm.mlpIn, spec_.mlpBias, inter);
+        }
+        layer.ffnOutW = weight(p + nm.mlpOut, true);
+        layer.ffnOutB = bias(p + nm.mlpOut, spec_.mlpBias, hidden);
+        layer.ln2G = weight(p + nm.mlpNorm);
+        layer.ln2B = bias(p + nm.mlpNorm, spec_.normBias, hidden);
         mx::eval({layer.qkvW, layer.qkvB});
         layers_.push_back(std::move(layer));
       }
-      poolW_ = load(w, "pooler.dense.weight", true);
-      poolB_ = load(w, "pooler.dense.bias");
-      clsW_ = load(w, "classifier.weight", true);
-      clsB_ = load(w, "classifier.bias");
+      if (arch_.preNorm) {
+        finalG_ = weight(nm.finalNorm);
+        finalB_ = bias(nm.finalNorm, spec_.normBias, hidden);
+      }
+      poolW_ = weight(nm.headDense, true);
+      poolB_ = bias(nm.headDense, spec_.headBias, hidden);
+      if (spec_.headNorm) {
+        headG_ = weight(nm.headNorm);
+        headB_ = bias(nm.headNorm, spec_.normBias, hidden);
+      }
+      clsW_ = weight(nm.out, true);
+      clsB_ = bias(nm.out, true, static_cast<int>(spec_.numLabels));
+      if (arch_.rotary) {
+        invFreqGlobal_ = inverseFrequencies(spec_.ropeTheta);
+        invFreqLocal_ = inverseFrequencies(spec_.ropeLocalTheta);
+      }
     } catch (const EngineError&) {
       throw;
     } catch (const std::exception& err) {
@@ -500,6 +566,36 @@ class MlxEngine final : public Engine {
                     : mx::add(mx::addmm(in[4], h, in[3], 1.0f, 1.0f, s), in[0], s);
       return std::vector<mx::array>{mx::fast::layer_norm(y, in[5], in[6], eps, s)};
     };
+    // The GLU MLP (ModernBERT's GeGLU): (act(x Wa + ba) * (x Wg + bg)) W2 + b2. The two halves of Wi
+    // are separate weights, so that no slice of a row count enters a shapeless compiled graph.
+    // weights: Wa, ba, Wg, bg, W2, b2 from in[w]
+    auto linear = [s, fuse](const mx::array& x, const mx::array& w, const mx::array& b) {
+      return fuse ? mx::add(mx::matmul(x, w, s), b, s) : mx::addmm(b, x, w, 1.0f, 1.0f, s);
+    };
+    auto gluOut = [s, act, linear](const mx::array& x, const std::vector<mx::array>& in, size_t w) {
+      auto h = mx::multiply(act(linear(x, in[w], in[w + 1]), s), linear(x, in[w + 2], in[w + 3]), s);
+      return linear(h, in[w + 4], in[w + 5]);
+    };
+    if (arch_.glu && !arch_.preNorm) {
+      // inputs: x, Wa, ba, Wg, bg, W2, b2, gamma, beta
+      ffn_ = [eps, s, gluOut](const std::vector<mx::array>& in) {
+        return std::vector<mx::array>{
+            mx::fast::layer_norm(mx::add(gluOut(in[0], in, 1), in[0], s), in[7], in[8], eps, s)};
+      };
+    }
+    if (arch_.preNorm) {
+      // inputs: ctx, residual, W, b, gamma, beta -> {x1 = residual + ctx W + b, LN(x1)}
+      attnOut_ = [eps, s, linear](const std::vector<mx::array>& in) {
+        auto x1 = mx::add(linear(in[0], in[2], in[3]), in[1], s);
+        return std::vector<mx::array>{x1, mx::fast::layer_norm(x1, in[4], in[5], eps, s)};
+      };
+      // inputs: LN(x1), x1, then the MLP's weights (dense: W1, b1, W2, b2; GLU: as gluOut) -> x1 + MLP
+      const bool glu = arch_.glu;
+      ffn_ = [s, act, linear, gluOut, glu](const std::vector<mx::array>& in) {
+        auto y = glu ? gluOut(in[0], in, 2) : linear(act(linear(in[0], in[2], in[3]), s), in[4], in[5]);
+        return std::vector<mx::array>{mx::add(y, in[1], s)};
+      };
+    }
     if (compile_) {
       attnOut_ = mx::compile(attnOut_, /*shapeless=*/true);
       ffn_ = mx::compile(ffn_, /*shapeless=*/true);
@@ -532,6 +628,81 @@ class MlxEngine final : public Engine {
     return mx::take(all, layout[0], 0, s);
   }
 
+  // Rotary positions (ModernBERT): inv_freq = 1 / theta^(2i / d) in float32, as transformers computes
+  // it (its rotary module works in float32 even in a float64 model). [1, headDim / 2].
+  mx::array inverseFrequencies(double theta) const {
+    const int hd = static_cast<int>(spec_.hiddenSize / spec_.numHeads);
+    std::vector<float> inv(static_cast<size_t>(hd / 2));
+    for (int i = 0; i < hd / 2; ++i)
+      inv[i] = 1.0f / std::pow(static_cast<float>(theta), static_cast<float>(2 * i) / static_cast<float>(hd));
+    mx::array out(inv.data(), mx::Shape{1, hd / 2}, mx::float32);
+    mx::eval(out);
+    return out;
+  }
+
+  // cos and sin of position * inv_freq for every token row, in the compute dtype, shaped to broadcast
+  // over [rows, {q, k}, heads, headDim / 2]. Made once per forward (O(rows x headDim)), from the rows'
+  // positions inside their pairs, so packed pairs each start at position 0.
+  std::pair<mx::array, mx::array> rotaryAngles(const mx::array& positions, const mx::array& invFreq) const {
+    const mx::Stream s = stream_;
+    const int rows = positions.shape(0);
+    const int half = invFreq.shape(1);
+    auto angle = mx::multiply(mx::reshape(positions, {rows, 1}, s), invFreq, s);  // float32, as transformers
+    auto shape = [&](const mx::array& a) {
+      return mx::reshape(mx::astype(a, dtype_, s), {rows, 1, 1, half}, s);
+    };
+    return {shape(mx::cos(angle, s)), shape(mx::sin(angle, s))};
+  }
+
+  // Rotates Q and K of the packed QKV rows [rows, 3H]: per head (x1, x2) -> (x1 cos - x2 sin, x2 cos +
+  // x1 sin) on its two halves (transformers' rotate_half); V passes through.
+  mx::array rotate(const mx::array& qkv, const std::pair<mx::array, mx::array>& cs) const {
+    const mx::Stream s = stream_;
+    const int rows = qkv.shape(0);
+    const int heads = static_cast<int>(spec_.numHeads);
+    const int hd = static_cast<int>(spec_.hiddenSize / spec_.numHeads);
+    const int half = hd / 2;
+    auto t = mx::reshape(qkv, {rows, 3, heads, hd}, s);
+    auto x1 = mx::slice(t, {0, 0, 0, 0}, {rows, 2, heads, half}, s);
+    auto x2 = mx::slice(t, {0, 0, 0, half}, {rows, 2, heads, hd}, s);
+    const auto& [c, sn] = cs;
+    auto r1 = mx::subtract(mx::multiply(x1, c, s), mx::multiply(x2, sn, s), s);
+    auto r2 = mx::add(mx::multiply(x2, c, s), mx::multiply(x1, sn, s), s);
+    auto v = mx::slice(t, {0, 2, 0, 0}, {rows, 3, heads, hd}, s);
+    auto qk = mx::concatenate({r1, r2}, 3, s);
+    return mx::reshape(mx::concatenate({qk, v}, 1, s), {rows, 3 * heads * hd}, s);
+  }
+
+  // The grouped layouts' masks of the sliding-window layers: slot i sees slot j when |i - j| <= half and
+  // j holds a real token. A padding slot (no token: its output is never read) sees every real key, so
+  // that no row of the softmax is empty. Where the window covers the whole group length the global mask
+  // serves. Per group [pairs or 1, 1, L, L] booleans: the grouped layouts materialise L x L per head in
+  // attention anyway (they serve Apple GPUs and CPUs; CUDA's varlen path needs no mask).
+  std::vector<std::optional<mx::array>> windowMasks(
+      const AttentionPlan& plan, const std::vector<std::optional<mx::array>>& masks) const {
+    const mx::Stream s = stream_;
+    const int half = static_cast<int>(spec_.localWindow / 2);
+    std::vector<std::optional<mx::array>> out;
+    for (size_t g = 0; g < plan.groups.size(); ++g) {
+      const int L = plan.groups[g].length;
+      if (half >= L - 1) {
+        out.push_back(masks[g]);
+        continue;
+      }
+      auto idx = mx::arange(L, mx::int32, s);
+      auto dist = mx::abs(mx::subtract(mx::reshape(idx, {L, 1}, s), mx::reshape(idx, {1, L}, s), s), s);
+      auto band = mx::reshape(mx::less_equal(dist, mx::array(half, mx::int32), s), {1, 1, L, L}, s);
+      if (masks[g]) {
+        const mx::array& keyValid = *masks[g];  // [pairs, 1, 1, L]
+        auto queryPad = mx::logical_not(mx::reshape(keyValid, {plan.groups[g].pairs, 1, L, 1}, s), s);
+        out.emplace_back(mx::logical_and(keyValid, mx::logical_or(band, queryPad, s), s));
+      } else {
+        out.emplace_back(band);
+      }
+    }
+    return out;
+  }
+
   // The forward's graph (nullopt: `cancel` stopped it; layersRun says before which layer). With a
   // cancel token each layer's output is queued with async_eval, and before building layer l the host
   // waits for layer l-2: the device always has the next layer queued, and a cancel leaves at most one
@@ -542,21 +713,27 @@ class MlxEngine final : public Engine {
     const size_t pairs = batch.pairs();
     const int64_t tokens = static_cast<int64_t>(batch.tokens.size());
     const int64_t rows = bucketRows_ ? rowBucket(tokens) : tokens;
+    const float eps = static_cast<float>(spec_.layerNormEps);
 
     // Padding rows (GPU row buckets) hold token 0 at position 0; nothing reads their outputs.
-    std::vector<int32_t> ids(rows, 0), types(rows, 0), positions(rows, 0), cls(pairs);
+    // Positions count inside each pair; RoBERTa's padding id takes position offset - 1 and is not counted
+    // (transformers' create_position_ids_from_input_ids); a learned table is indexed from the offset.
+    std::vector<int32_t> ids(rows, 0), types(rows, 0), positions(rows, 0);
     std::copy(batch.tokens.begin(), batch.tokens.end(), ids.begin());
     std::copy(batch.typeIds.begin(), batch.typeIds.end(), types.begin());
+    const int32_t offset = arch_.rotary ? 0 : static_cast<int32_t>(spec_.positionOffset);
+    const int64_t padId = spec_.positionPadId;
     for (size_t p = 0; p < pairs; ++p) {
-      cls[p] = batch.offsets[p];
-      for (int32_t t = batch.offsets[p]; t < batch.offsets[p + 1]; ++t) positions[t] = t - batch.offsets[p];
+      int32_t next = 0;
+      for (int32_t t = batch.offsets[p]; t < batch.offsets[p + 1]; ++t)
+        positions[t] = offset + (batch.tokens[t] == padId ? -1 : next++);
     }
 
     // The attention layout's inputs: offsets and block table (varlen), or the padded groups.
     const bool varlen = attention_ == Attention::Varlen;
     AttentionPlan plan;
     std::vector<mx::array> layout;  // varlen: {offsets, blocks}; grouped: {scatter, gathers...}
-    std::vector<std::optional<mx::array>> masks;
+    std::vector<std::optional<mx::array>> masks, localMasks;
     if (varlen) {
       layout = {int32Array(batch.offsets), int32Array(varlenBlocks(batch.offsets, rows))};
       computedSlots = rows;
@@ -573,15 +750,25 @@ class MlxEngine final : public Engine {
           masks.emplace_back(std::nullopt);
         }
       }
+      if (spec_.localWindow > 0) localMasks = windowMasks(plan, masks);
       computedSlots = std::max<int64_t>(plan.slots, rows);
     }
     const int heads = static_cast<int>(spec_.numHeads);
     const int headDim = static_cast<int>(spec_.hiddenSize / spec_.numHeads);
 
-    auto x = mx::add(
-        mx::add(mx::take(wordEmb_, int32Array(ids), 0, s), mx::take(posEmb_, int32Array(positions), 0, s), s),
-        mx::take(typeEmb_, int32Array(types), 0, s), s);
-    x = mx::fast::layer_norm(x, embLnG_, embLnB_, static_cast<float>(spec_.layerNormEps), s);
+    auto positionIds = int32Array(positions);
+    auto x = mx::take(wordEmb_, int32Array(ids), 0, s);
+    if (!arch_.rotary) x = mx::add(x, mx::take(posEmb_, positionIds, 0, s), s);
+    if (spec_.typeEmbeddings) x = mx::add(x, mx::take(typeEmb_, int32Array(types), 0, s), s);
+    x = mx::fast::layer_norm(x, embLnG_, embLnB_, eps, s);
+    if (arch_.embeddingSize != spec_.hiddenSize) x = mx::addmm(embProjB_, x, embProjW_, 1.0f, 1.0f, s);
+
+    std::optional<std::pair<mx::array, mx::array>> ropeGlobal, ropeLocal;
+    if (arch_.rotary) {
+      auto where = mx::astype(positionIds, mx::float32, s);
+      ropeGlobal = rotaryAngles(where, invFreqGlobal_);
+      if (spec_.localWindow > 0) ropeLocal = rotaryAngles(where, invFreqLocal_);
+    }
 
     std::optional<mx::array> behind, last;  // cancellable: the outputs of layers l-2 and l-1
     for (size_t l = 0; l < layers_.size(); ++l) {
@@ -593,11 +780,24 @@ class MlxEngine final : public Engine {
           return std::nullopt;
         }
       }
-      auto qkv = mx::addmm(L.qkvB, x, L.qkvW, 1.0f, 1.0f, s);
-      auto ctx = varlen ? varlenAttention(qkv, layout[0], layout[1], heads, headDim, s)
-                        : attention(qkv, plan, layout, masks);
-      x = attnOut_({ctx, x, L.outW, L.outB, L.ln1G, L.ln1B})[0];
-      x = ffn_({x, L.ffnInW, L.ffnInB, L.ffnOutW, L.ffnOutB, L.ln2G, L.ln2B})[0];
+      const bool local = arch_.localLayer(spec_, static_cast<int64_t>(l));
+      const mx::array in = arch_.preNorm && l > 0 ? mx::fast::layer_norm(x, L.ln1G, L.ln1B, eps, s) : x;
+      auto qkv = mx::addmm(L.qkvB, in, L.qkvW, 1.0f, 1.0f, s);
+      if (arch_.rotary) qkv = rotate(qkv, local ? *ropeLocal : *ropeGlobal);
+      auto ctx = varlen ? varlenAttention(qkv, layout[0], layout[1], heads, headDim,
+                                          local ? static_cast<int>(spec_.localWindow) : 0, s)
+                        : attention(qkv, plan, layout, local ? localMasks : masks);
+      if (arch_.preNorm) {
+        auto res = attnOut_({ctx, x, L.outW, L.outB, L.ln2G, L.ln2B});
+        x = arch_.glu
+                ? ffn_({res[1], res[0], L.ffnInW, L.ffnInB, L.ffnGateW, L.ffnGateB, L.ffnOutW, L.ffnOutB})[0]
+                : ffn_({res[1], res[0], L.ffnInW, L.ffnInB, L.ffnOutW, L.ffnOutB})[0];
+      } else {
+        x = attnOut_({ctx, x, L.outW, L.outB, L.ln1G, L.ln1B})[0];
+        x = arch_.glu ? ffn_({x, L.ffnInW, L.ffnInB, L.ffnGateW, L.ffnGateB, L.ffnOutW, L.ffnOutB, L.ln2G,
+                              L.ln2B})[0]
+                      : ffn_({x, L.ffnInW, L.ffnInB, L.ffnOutW, L.ffnOutB, L.ln2G, L.ln2B})[0];
+      }
       if (cancel) {
         mx::async_eval(x);
         behind = last;
@@ -606,9 +806,39 @@ class MlxEngine final : public Engine {
     }
     layersRun = static_cast<int>(layers_.size());
 
-    auto pooled = mx::tanh(mx::addmm(poolB_, mx::take(x, int32Array(cls), 0, s), poolW_, 1.0f, 1.0f, s), s);
-    auto logits = mx::addmm(clsB_, pooled, clsW_, 1.0f, 1.0f, s);
+    auto pooled = pool(x, batch, rows);
+    auto h = headActivation_(mx::addmm(poolB_, pooled, poolW_, 1.0f, 1.0f, s), s);
+    if (spec_.headNorm) h = mx::fast::layer_norm(h, headG_, headB_, eps, s);
+    auto logits = mx::addmm(clsB_, h, clsW_, 1.0f, 1.0f, s);
     return mx::astype(logits, mx::float32, s);
+  }
+
+  // Each pair's row for the head [pairs, H]: its first row, or the mean of its rows (summed in float32
+  // by scatter-add, so no [pairs, rows] matrix is formed; bucket padding rows add into a spare row),
+  // after a pre-norm model's final norm.
+  mx::array pool(const mx::array& x, const PackedBatch& batch, int64_t rows) const {
+    const mx::Stream s = stream_;
+    const int pairs = static_cast<int>(batch.pairs());
+    const int hidden = static_cast<int>(spec_.hiddenSize);
+    const float eps = static_cast<float>(spec_.layerNormEps);
+    if (!arch_.meanPool) {
+      std::vector<int32_t> cls(batch.offsets.begin(), batch.offsets.end() - 1);
+      auto first = mx::take(x, int32Array(cls), 0, s);
+      return arch_.preNorm ? mx::fast::layer_norm(first, finalG_, finalB_, eps, s) : first;
+    }
+    auto normed = arch_.preNorm ? mx::fast::layer_norm(x, finalG_, finalB_, eps, s) : x;
+    std::vector<int32_t> owner(static_cast<size_t>(rows), pairs);
+    std::vector<float> inverseLength(static_cast<size_t>(pairs));
+    for (int p = 0; p < pairs; ++p) {
+      std::fill(owner.begin() + batch.offsets[p], owner.begin() + batch.offsets[p + 1], p);
+      inverseLength[p] = 1.0f / static_cast<float>(batch.offsets[p + 1] - batch.offsets[p]);
+    }
+    auto sums = mx::scatter_add(
+        mx::zeros({pairs + 1, hidden}, mx::float32, s), int32Array(owner),
+        mx::reshape(mx::astype(normed, mx::float32, s), {static_cast<int>(rows), 1, hidden}, s), 0, s);
+    auto mean = mx::multiply(mx::slice(sums, {0, 0}, {pairs, hidden}, s),
+                             mx::array(inverseLength.data(), mx::Shape{pairs, 1}, mx::float32), s);
+    return mx::astype(mean, dtype_, s);
   }
 
   // MLX's counters are process-wide (all engines and MLX users in the process together).
@@ -621,7 +851,8 @@ class MlxEngine final : public Engine {
   ModelSpec spec_;
   mx::Device device_;
   mx::Dtype dtype_;
-  Activation activation_;
+  Arch arch_;  // the model's choices, decided once: the graph branches on them when it is built
+  Activation activation_, headActivation_;
   mx::Stream stream_;  // after everything that can throw in the initializer list
   bool compile_ = false;
   Attention attention_ = Attention::Fine;
@@ -634,8 +865,13 @@ class MlxEngine final : public Engine {
   std::string deviceName_;
 
   mx::array wordEmb_{0.0f}, posEmb_{0.0f}, typeEmb_{0.0f}, embLnG_{0.0f}, embLnB_{0.0f};
+  mx::array embProjW_{0.0f}, embProjB_{0.0f};  // embedding_size != hidden_size (ELECTRA)
   std::vector<Layer> layers_;
-  mx::array poolW_{0.0f}, poolB_{0.0f}, clsW_{0.0f}, clsB_{0.0f};
+  mx::array finalG_{0.0f}, finalB_{0.0f};               // pre-norm: the final norm
+  mx::array invFreqGlobal_{0.0f}, invFreqLocal_{0.0f};  // rotary: [1, headDim / 2] per theta
+  // The head: dense (BERT's pooler, XLM-R's / ELECTRA's classifier.dense, ModernBERT's head.dense),
+  // its activation, its norm (headNorm), the output projection.
+  mx::array poolW_{0.0f}, poolB_{0.0f}, headG_{0.0f}, headB_{0.0f}, clsW_{0.0f}, clsB_{0.0f};
 
   std::function<std::vector<mx::array>(const std::vector<mx::array>&)> attnOut_, ffn_;
 

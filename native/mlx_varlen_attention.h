@@ -16,6 +16,13 @@
 // only when the max grows), and writes its context row once. Accumulation is in float32 whatever the
 // storage type. Rows past the real tokens (the bucket padding of the dense layers) get zeros, so that
 // every output element is written.
+//
+// Sliding-window layers (ModernBERT's local attention, window > 0): query i sees keys |i - j| <= window / 2
+// only, as transformers and the cpu engine do. A block then walks only the keys its queries can see (the
+// union of their ranges), and each thread masks the keys outside its own, so a long pair costs
+// O(window) per query, not O(len). The window is a compile-time constant of the kernel (one NVRTC build per
+// value): global layers (window 0) compile the masking away entirely. Rotary positions are applied before
+// this kernel, on the packed QKV rows.
 #pragma once
 
 #include <mlx/mlx.h>
@@ -83,8 +90,15 @@ inline const char* varlenAttentionSource() {
 #pragma unroll
     for (int d = 0; d < D; ++d) q[d] = (float)qp[d] * scale;
   }
-  for (int k0 = 0; k0 < len; k0 += KT) {
-    const int n = min(KT, len - k0);
+  // Keys this block reads: all of the pair's, or on a window layer the union of its queries' windows.
+  // lo / hi: this thread's own window (keys outside it score -inf, i.e. weigh exp(-inf) = 0).
+  constexpr int HALF = WINDOW / 2;
+  const int kBegin = WINDOW > 0 ? max(0, first - HALF) : 0;
+  const int kEnd = WINDOW > 0 ? min(len, first + (int)blockDim.x + HALF) : len;
+  const int lo = qi - HALF, hi = qi + HALF;
+  const float NEG_INF = __int_as_float(0xff800000);
+  for (int k0 = kBegin; k0 < kEnd; k0 += KT) {
+    const int n = min(KT, kEnd - k0);
     __syncthreads();  // the previous tile is consumed
     // 16-byte loads of K and V rows (the QKV rows and head offsets are 16-byte aligned), widened
     // to float in shared memory.
@@ -117,7 +131,7 @@ inline const char* varlenAttentionSource() {
             const float4 kv = k4[d4];
             a += q[4 * d4] * kv.x + q[4 * d4 + 1] * kv.y + q[4 * d4 + 2] * kv.z + q[4 * d4 + 3] * kv.w;
           }
-          s[u] = a;
+          s[u] = WINDOW > 0 && (k0 + j + u < lo || k0 + j + u > hi) ? NEG_INF : a;
         }
         const float mx = fmaxf(fmaxf(s[0], s[1]), fmaxf(s[2], s[3]));
         if (mx > m) {  // new running max: rescale what was summed so far
@@ -144,6 +158,7 @@ inline const char* varlenAttentionSource() {
         }
       }
       for (; j < n; ++j) {  // the last n % 4 keys of the tile
+        if (WINDOW > 0 && (k0 + j < lo || k0 + j > hi)) continue;
         float s = 0.0f;
 #pragma unroll
         for (int d = 0; d < D; ++d) s += q[d] * ks[j * D + d];
@@ -171,15 +186,17 @@ inline const char* varlenAttentionSource() {
 }
 
 // qkv [rows, 3 * heads * headDim] (rows >= offsets.back()), offsets [pairs + 1], blocks from
-// varlenBlocks(). Returns the context [rows, heads * headDim], zero on rows past the real tokens.
+// varlenBlocks(); window 0: global attention, > 0: keys |i - j| <= window / 2 only. Returns the context
+// [rows, heads * headDim], zero on rows past the real tokens.
 inline mx::array varlenAttention(const mx::array& qkv, const mx::array& offsets, const mx::array& blocks,
-                                 int heads, int headDim, mx::Stream stream) {
+                                 int heads, int headDim, int window, mx::Stream stream) {
   static const mx::fast::CustomKernelFunction kernel = mx::fast::cuda_kernel(
       "mlx_rerank_varlen_attention", {"qkv", "offsets", "blocks"}, {"out"}, varlenAttentionSource());
   const int numBlocks = blocks.shape(0) / 2;
   return kernel({qkv, offsets, blocks}, {mx::Shape{qkv.shape(0), heads * headDim}}, {qkv.dtype()},
                 {numBlocks * kVarlenQueries, heads, 1}, {kVarlenQueries, 1, 1},
-                {{"D", headDim}, {"HEADS", heads}, {"InT", qkv.dtype()}}, std::nullopt, false, stream)[0];
+                {{"D", headDim}, {"HEADS", heads}, {"WINDOW", window}, {"InT", qkv.dtype()}}, std::nullopt,
+                false, stream)[0];
 }
 
 // The head sizes the kernel is built for: 16-byte loads need headDim % 8 == 0, a tile at least one

@@ -7,6 +7,19 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type NativeBackendInfo, type NativeBackends, native, packageRoot } from './native';
+import type { ModelFamily } from './types';
+
+/**
+ * The model families the mlx engine runs (docs/models.md); `backend: 'auto'` sends any other family to
+ * the cpu engine even where MLX has a GPU (`pickBackend`). Since the mlx engine reads the one model
+ * contract (native/model_spec.h), that is every family the package loads.
+ */
+export const MLX_FAMILIES: ReadonlySet<ModelFamily> = new Set<ModelFamily>([
+  'bert',
+  'xlm-roberta',
+  'electra',
+  'modernbert',
+]);
 
 /** build/mlx-status.json, as scripts/find-mlx.mjs writes it. */
 export interface MlxBuildStatus {

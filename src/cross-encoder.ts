@@ -29,7 +29,7 @@ import {
   readPairs,
   slice,
 } from './api-input';
-import { backends } from './backends';
+import { backends, MLX_FAMILIES } from './backends';
 import { checkEngineTuning } from './engine-options';
 import { AbortedError, BackendUnavailableError, DisposedError, fromNativeError, InputError } from './errors';
 import { resolveModel } from './hub';
@@ -152,9 +152,9 @@ export function pickBackend(
         `device 'gpu' needs the mlx engine with a GPU: ${b.mlx.reason ?? 'mlx reports no GPU device'}.`,
       );
     }
-    // The mlx engine runs BERT only so far (docs/models.md): other families go to the cpu engine,
+    // A family the mlx engine does not run (MLX_FAMILIES, docs/models.md) goes to the cpu engine,
     // unless the caller asked for the GPU, where the engine's load says what it lacks.
-    if (family !== 'bert' && device !== 'gpu') return 'cpu';
+    if (!MLX_FAMILIES.has(family) && device !== 'gpu') return 'cpu';
     return mlxGpu && device !== 'cpu' ? 'mlx' : 'cpu';
   }
   if (want === 'mlx' && !b.mlx.available) {

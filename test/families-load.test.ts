@@ -6,7 +6,7 @@
  * expectation is the load path taken apart: the tokenizer read straight from the files (Tokenizer.fromFiles),
  * the spec from config.json (loadModelSpec) and the weights run on the real addon (native().loadEngine),
  * then sentence-transformers' default activation (sigmoid for one label, none for more: the ELECTRA and
- * ModernBERT fixtures have two). Also: backend 'auto' picks the cpu engine, maxLength defaults to the
+ * ModernBERT fixtures have two). Also: backend 'auto' picks the engine (mlx on a GPU), maxLength defaults to the
  * position table's rows, and files the loader does not read (sentencepiece.bpe.model, a pickle) are
  * never fetched. The engine's numerics against transformers are families-engine.test.ts's concern.
  */
@@ -15,6 +15,7 @@ import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { backends } from '../src/backends';
 import { CrossEncoder } from '../src/cross-encoder';
 import { loadModelSpec } from '../src/model';
 import { native } from '../src/native';
@@ -188,7 +189,7 @@ function expectClose(got: ArrayLike<number>, want: number[]): void {
 
 describe('CrossEncoder.load of each family from a Hub repository laid out as the real one', () => {
   for (const c of CASES) {
-    it(`${c.family}: ${c.repo} online, then offline from the cache; 'auto' runs it on the cpu engine`, async () => {
+    it(`${c.family}: ${c.repo} online, then offline from the cache; 'auto' picks the engine`, async () => {
       const tokFiles = await c.tokenizerFiles();
       const local = join(work, c.fixture);
       mkdirSync(local, { recursive: true });
@@ -257,14 +258,14 @@ describe('CrossEncoder.load of each family from a Hub repository laid out as the
       } finally {
         await offline.dispose();
       }
-      // backend 'auto' (the default): without an mlx GPU here, and for these families anywhere but on
-      // device 'gpu', the cpu engine.
+      // backend 'auto' (the default): the mlx engine where MLX has a GPU, else the cpu engine.
       // maxLength left to the model too: the position table's rows (XLM-R's start at pad_token_id + 1),
       // and a pair that long scores.
       const { backend: _, maxLength: __, ...autoOpts } = opts;
       const auto = await CrossEncoder.load(c.repo, { ...autoOpts, offline: true });
       try {
-        expect(auto.info.backend).toBe('cpu');
+        const mlx = backends().mlx;
+        expect(auto.info.backend).toBe(mlx.available && mlx.devices?.includes('gpu') ? 'mlx' : 'cpu');
         const config = JSON.parse(readFileSync(join(local, 'config.json'), 'utf8'));
         const offset = c.family === 'xlm-roberta' ? config.pad_token_id + 1 : 0;
         expect(auto.info.maxLength).toBe(config.max_position_embeddings - offset);
