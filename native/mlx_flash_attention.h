@@ -25,7 +25,7 @@
 
 namespace mlxrerank {
 
-constexpr int kFlashWarps = 4;                  // warps per block, 16 query rows each
+constexpr int kFlashWarps = 4;                   // warps per block, 16 query rows each
 constexpr int kFlashQueries = kFlashWarps * 16;  // queries per block: the block table's unit
 constexpr int kFlashThreads = kFlashWarps * 32;
 
@@ -290,8 +290,13 @@ inline bool flashSupportsHeadDim(int headDim) { return headDim >= 16 && headDim 
 #ifndef MLX_RERANK_FLASH_SOURCE_ONLY
 namespace mx = mlx::core;
 
+// Also needs a CUDA GPU of compute capability 8.0 or later (mma.sync m16n8k16, ldmatrix, cp.async).
 inline bool flashSupports(int headDim, mx::Dtype dtype) {
-  return flashSupportsHeadDim(headDim) && (dtype == mx::float16 || dtype == mx::bfloat16);
+  if (!flashSupportsHeadDim(headDim) || (dtype != mx::float16 && dtype != mx::bfloat16)) return false;
+  if (!mx::cu::is_available()) return false;
+  const auto& info = mx::device_info(mx::Device::gpu);
+  const auto it = info.find("compute_capability_major");
+  return it != info.end() && std::holds_alternative<size_t>(it->second) && std::get<size_t>(it->second) >= 8;
 }
 
 static_assert(kFlashQueries == kVarlenQueries, "the flash kernel reads varlenBlocks' table");
