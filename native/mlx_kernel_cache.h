@@ -32,11 +32,12 @@ inline std::string kernelCachePathPart(std::string s) {
   return s == "." || s == ".." || s.empty() ? "_" : s;
 }
 
-// Sets MLX_PTX_CACHE_DIR to <base>/<mlx version>-<architecture> (base = options.kernelCacheDir) for the
-// process. Process-wide and decided once, by the first mlx engine not pinned to the CPU (MLX reads the
-// variable once, at its first CUDA kernel compile); later calls, with another base or none, change nothing.
-// Leaves MLX's own setting when MLX_PTX_CACHE_DIR is already set, base is empty, there is no CUDA GPU, or the
-// leaf cannot be created as a private folder of this user. Returns the folder in force ("" = MLX's default).
+// Sets MLX_PTX_CACHE_DIR to <base>/<mlx version>-<architecture> (base: options.kernelCacheDir) unless the
+// user set it. Process-wide and decided once, by the first mlx engine not pinned to the CPU: MLX reads the
+// variable once, at its first CUDA kernel compile, so later calls (another base, or none) change nothing.
+// Leaves MLX's default when base is empty, there is no CUDA GPU, or the leaf cannot be made a private
+// folder of this user. Returns the folder it set ("" = none). Like the engines, it reads no environment
+// variable: src/kernel-cache.ts passes no base when MLX_PTX_CACHE_DIR is set.
 inline std::string configureKernelCache(const EngineOptions& options) {
   if (options.device == "cpu") return "";  // no CUDA kernels: leave the decision to a GPU engine
   const std::string& base = options.kernelCacheDir;
@@ -46,8 +47,6 @@ inline std::string configureKernelCache(const EngineOptions& options) {
   std::lock_guard<std::mutex> lock(mutex);
   if (decided) return inForce;
   decided = true;
-  if (const char* set = std::getenv("MLX_PTX_CACHE_DIR"); set != nullptr && *set != '\0')
-    return inForce = set;
   if (base.empty() || !mx::cu::is_available()) return inForce;
   std::string arch = "gpu";
   try {
@@ -65,7 +64,8 @@ inline std::string configureKernelCache(const EngineOptions& options) {
   if (lstat(leaf.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
       (st.st_mode & 022) != 0)
     return inForce;
-  setenv("MLX_PTX_CACHE_DIR", leaf.c_str(), 1);
+  // overwrite = 0: an MLX_PTX_CACHE_DIR the user set stays (src/kernel-cache.ts passes no base then).
+  setenv("MLX_PTX_CACHE_DIR", leaf.c_str(), 0);
   return inForce = leaf;
 }
 
