@@ -264,16 +264,20 @@ std::vector<T> randomQkv(const Batch& b, int heads, int d, uint32_t seed, std::v
   return h;
 }
 
-// Max abs error against the reference over real rows; padding rows must be exactly zero.
+// Max abs error against the reference over real rows (`worst`: where); padding rows must be exactly zero.
 double compare(const std::vector<float>& got, const std::vector<double>& want, const Batch& b, int width,
-               bool& paddingOk) {
+               bool& paddingOk, size_t& worst) {
   double err = 0;
   paddingOk = true;
+  worst = 0;
   for (size_t i = 0; i < got.size(); ++i) {
     const bool real = static_cast<int>(i / width) < b.offsets.back();
     if (real) {
-      const double e = std::fabs(got[i] - want[i]);
-      err = std::isnan(got[i]) ? INFINITY : std::max(err, e);
+      const double e = std::isnan(got[i]) ? INFINITY : std::fabs(got[i] - want[i]);
+      if (e > err) {
+        err = e;
+        worst = i;
+      }
     } else if (got[i] != 0.0f) {
       paddingOk = false;
     }
@@ -293,8 +297,9 @@ void checkCase(const char* dtype, const std::vector<int>& lengths, double tolera
   CHECK(cudaGetLastError());
   CHECK(cudaDeviceSynchronize());
   bool padOk = false;
+  size_t worst = 0;
   const std::vector<float> flash = dev.read();
-  const double errRef = compare(flash, ref, b, H * D, padOk);
+  const double errRef = compare(flash, ref, b, H * D, padOk, worst);
   double errVarlen = NAN;
   if constexpr (W == 0) {  // the CUDA-core kernel, where it takes the same case
     dev.poison();
@@ -311,6 +316,13 @@ void checkCase(const char* dtype, const std::vector<int>& lengths, double tolera
   std::printf("check D=%-3d heads=%d %-8s window=%-3d rows=%-5d max|flash-ref|=%.3e max|flash-varlen|=%.3e "
               "padding=%s %s\n",
               D, H, dtype, W, b.rows, errRef, errVarlen, padOk ? "zero" : "NOT-ZERO", ok ? "PASS" : "FAIL");
+  if (!ok) {  // where: the pair, the query in it, the head and the dimension of the worst element
+    const int row = static_cast<int>(worst / (H * D)), col = static_cast<int>(worst % (H * D));
+    const int pair = static_cast<int>(std::upper_bound(b.offsets.begin(), b.offsets.end(), row) - b.offsets.begin()) - 1;
+    std::printf("  worst: pair %d (len %d) query %d head %d dim %d: flash %.5f ref %.5f\n", pair,
+                b.offsets[pair + 1] - b.offsets[pair], row - b.offsets[pair], col / D, col % D, flash[worst],
+                ref[worst]);
+  }
 }
 
 template <int D, typename T>
