@@ -100,11 +100,12 @@ export function prepareKernelCache(option: string | undefined, env: NodeJS.Proce
   }
 }
 
-/** Loads of the mlx backend on a GPU (or 'auto') get `kernelCacheDir` resolved (see prepareKernelCache); others pass through. */
+/** Loads of the mlx backend on a CUDA GPU (or 'auto') get `kernelCacheDir` resolved (see prepareKernelCache); others pass through. */
 export function withKernelCache<T extends { backend?: string; device?: string; kernelCacheDir?: string }>(
   o: T,
   env: NodeJS.ProcessEnv = process.env,
 ): T {
-  if (o.backend !== 'mlx' || o.device === 'cpu') return o;
+  // MLX's Metal backend (macOS) compiles no kernels through this cache.
+  if (o.backend !== 'mlx' || o.device === 'cpu' || process.platform === 'darwin') return o;
   return { ...o, kernelCacheDir: prepareKernelCache(o.kernelCacheDir, env) };
 }
