@@ -102,11 +102,14 @@ struct EngineOptions {
   // Tuning, for measuring and for tests. src/engine-options.ts declares each one (type, default, range)
   // and the environment variable that may set it; the engines read nothing from the environment.
   std::string cpuIsa;       // cpu: "" = the best, or a cap (engine_cpu.cpp): "amx", "avx512", ...
-  std::string attention;    // mlx: "" = by device; "varlen" | "coarse" | "fine"
+  std::string attention;    // mlx: "" = by device; "varlen" | "flash" | "coarse" | "fine"
   int rowBuckets = -1;      // mlx: -1 = by device (on for GPUs), 0 = off, 1 = on
   int64_t warmupRows = -1;  // mlx: a GPU's warm-up visits row buckets up to this many rows; -1 = default
   bool cpuCompile = false;  // mlx: mx::compile on a CPU device too
   int64_t cancelRows = -1;  // mlx: from this many tokens a batch runs a layer at a time; -1 = default
+  // mlx on CUDA: base folder of MLX's compiled-kernel cache (src/kernel-cache.ts prepares it; "" = MLX's
+  // default). Process-wide: the first mlx engine's value holds (mlx_kernel_cache.h).
+  std::string kernelCacheDir;
 };
 
 // What an engine is built for, reported by info() (as Text Embeddings Inference's backends report

@@ -43,6 +43,8 @@
 
 #include "batch_plan.h"
 #include "engine.h"
+#include "mlx_flash_attention.h"
+#include "mlx_kernel_cache.h"
 #include "mlx_varlen_attention.h"
 #include "model_spec.h"
 #include "weights.h"
@@ -262,6 +264,8 @@ class MlxEngine final : public Engine {
       compile_ = options.compile && (device_ == mx::Device::gpu || options.cpuCompile);
       if (device_ == mx::Device::gpu && mx::cu::is_available()) guardCudaExit();
       attention_ = pickAttention(options.attention);
+      flash_ = options.attention == "flash" && attention_ == Attention::Varlen &&
+               flashSupports(static_cast<int>(spec_.hiddenSize / spec_.numHeads), dtype_);
       bucketRows_ = options.rowBuckets < 0 ? device_ == mx::Device::gpu : options.rowBuckets != 0;
       warmupRows_ = options.warmupRows < 0 ? kGpuBatchTokens : options.warmupRows;
       cancelRows_ = options.cancelRows < 0 ? kCancelRows : options.cancelRows;
@@ -407,16 +411,18 @@ class MlxEngine final : public Engine {
   // The attention layout (see Attention): varlen on CUDA GPUs, coarse on other GPUs, fine on CPUs.
   // EngineOptions::attention ("varlen" | "coarse" | "fine") overrides it, to compare layouts or to run
   // the GPU layouts on a CPU; varlen exists on CUDA GPUs only and falls back to coarse elsewhere.
+  // "flash" is the varlen layout with the tensor-core kernel (16-bit dtypes, sm_80+; else plain varlen).
   Attention pickAttention(const std::string& wanted) const {
     const bool cuda = device_ == mx::Device::gpu && mx::cu::is_available() &&
                       varlenSupports(static_cast<int>(spec_.hiddenSize / spec_.numHeads));
-    if (!wanted.empty() && wanted != "varlen" && wanted != "coarse" && wanted != "fine")
+    if (!wanted.empty() && wanted != "varlen" && wanted != "flash" && wanted != "coarse" && wanted != "fine")
       throw EngineError(ErrorCode::Input,
-                        "attention must be 'varlen', 'coarse' or 'fine' (got '" + wanted + "')");
+                        "attention must be 'varlen', 'flash', 'coarse' or 'fine' (got '" + wanted + "')");
     if (wanted == "fine") return Attention::Fine;
     if (wanted == "coarse") return Attention::Coarse;
     if (cuda) return Attention::Varlen;
-    return device_ == mx::Device::gpu || wanted == "varlen" ? Attention::Coarse : Attention::Fine;
+    return device_ == mx::Device::gpu || wanted == "varlen" || wanted == "flash" ? Attention::Coarse
+                                                                                 : Attention::Fine;
   }
 
   mx::array load(const WeightStore& store, const std::string& name, bool transpose = false) {
@@ -784,9 +790,10 @@ class MlxEngine final : public Engine {
       const mx::array in = arch_.preNorm && l > 0 ? mx::fast::layer_norm(x, L.ln1G, L.ln1B, eps, s) : x;
       auto qkv = mx::addmm(L.qkvB, in, L.qkvW, 1.0f, 1.0f, s);
       if (arch_.rotary) qkv = rotate(qkv, local ? *ropeLocal : *ropeGlobal);
-      auto ctx = varlen ? varlenAttention(qkv, layout[0], layout[1], heads, headDim,
-                                          local ? static_cast<int>(spec_.localWindow) : 0, s)
-                        : attention(qkv, plan, layout, local ? localMasks : masks);
+      const int window = local ? static_cast<int>(spec_.localWindow) : 0;
+      auto ctx = !varlen  ? attention(qkv, plan, layout, local ? localMasks : masks)
+                 : flash_ ? flashVarlenAttention(qkv, layout[0], layout[1], heads, headDim, window, s)
+                          : varlenAttention(qkv, layout[0], layout[1], heads, headDim, window, s);
       if (arch_.preNorm) {
         auto res = attnOut_({ctx, x, L.outW, L.outB, L.ln2G, L.ln2B});
         x = arch_.glu
@@ -856,6 +863,7 @@ class MlxEngine final : public Engine {
   mx::Stream stream_;  // after everything that can throw in the initializer list
   bool compile_ = false;
   Attention attention_ = Attention::Fine;
+  bool flash_ = false;  // varlen layout, tensor-core kernel (attention 'flash'; mlx_flash_attention.h)
   bool bucketRows_ = false;
   int64_t warmupRows_ = kGpuBatchTokens;
   // Batches of at least this many tokens are evaluated a layer at a time when they can be cancelled.
@@ -883,6 +891,7 @@ class MlxEngine final : public Engine {
 std::unique_ptr<Engine> makeMlxEngine(const ModelSpec& spec, const std::vector<std::string>& weightFiles,
                                       const EngineOptions& options) {
   try {
+    configureKernelCache(options);
     return std::make_unique<MlxEngine>(spec, weightFiles, options);
   } catch (const EngineError&) {
     throw;

@@ -5,11 +5,13 @@
  * src/native.ts for every load, backends() and the GEMM probe) is the one place that does, and an
  * option the caller passes wins over its variable. docs/engine-options.md lists them.
  */
+
+import { isAbsolute } from 'node:path';
 import { InputError } from './errors';
 import type { EngineTuning } from './types';
-import { checkBoolean, checkNumber, checkOneOf, int, type Range, readOptions } from './validate';
+import { checkBoolean, checkNumber, checkOneOf, describe, int, type Range, readOptions } from './validate';
 
-type Kind = { oneOf: readonly string[] } | { boolean: true } | { range: Range };
+type Kind = { oneOf: readonly string[] } | { boolean: true } | { range: Range } | { folder: true };
 
 export interface EngineOptionDecl {
   kind: Kind;
@@ -32,11 +34,11 @@ export const ENGINE_OPTIONS: { readonly [K in keyof EngineTuning]-?: EngineOptio
     doc: "caps the kernels' instruction sets (amx: everything; avx512: no AMX; avx512f: AVX-512 without BF16, VNNI or AMX; avxvnni: no AVX-512; avx2: no AVX-512, no VNNI), to compare them or to run under valgrind",
   },
   attention: {
-    kind: { oneOf: ['varlen', 'coarse', 'fine'] },
+    kind: { oneOf: ['varlen', 'flash', 'coarse', 'fine'] },
     engine: 'mlx',
     default: 'varlen on CUDA GPUs, coarse on other GPUs, fine on CPUs',
     env: 'MLX_RERANK_ATTENTION',
-    doc: 'the attention layout (docs/architecture.md), to compare layouts or run the GPU ones on a CPU; varlen exists on CUDA only and falls back to coarse elsewhere',
+    doc: 'the attention layout (docs/architecture.md), to compare layouts or run the GPU ones on a CPU; varlen exists on CUDA only and falls back to coarse elsewhere; flash is varlen with the tensor-core kernel (float16/bfloat16, head size a multiple of 16 up to 128, compute capability 8.0+; else plain varlen)',
   },
   rowBuckets: {
     kind: { boolean: true },
@@ -66,6 +68,14 @@ export const ENGINE_OPTIONS: { readonly [K in keyof EngineTuning]-?: EngineOptio
     env: 'MLX_RERANK_CANCEL_ROWS',
     doc: 'batches of at least this many tokens are evaluated a layer at a time, so that a batch whose calls were all aborted stops at the next layer; smaller ones run as one graph',
   },
+  kernelCacheDir: {
+    kind: { folder: true },
+    engine: 'mlx',
+    default:
+      '$XDG_CACHE_HOME/mlx-rerank/mlx-kernels (~/.cache/... without it); an explicit MLX_PTX_CACHE_DIR wins',
+    env: 'MLX_RERANK_KERNEL_CACHE_DIR',
+    doc: "on CUDA, the folder (absolute path) where MLX keeps the kernels it compiles, so that the next process loads them instead of compiling; 'none' = MLX's default (/tmp/mlx/<version>/ptx). Process-wide: the first mlx engine's value holds (src/kernel-cache.ts)",
+  },
 };
 
 const KEYS = Object.fromEntries(Object.keys(ENGINE_OPTIONS).map((k) => [k, true])) as {
@@ -77,8 +87,18 @@ export const ENGINE_ENV: Readonly<Record<string, keyof EngineTuning>> = Object.f
   Object.entries(ENGINE_OPTIONS).map(([k, d]) => [d.env, k as keyof EngineTuning]),
 );
 
+/** A folder option: 'none', '' (both: MLX's default) or an absolute path. */
+function checkFolder(name: string, v: unknown): string {
+  const ok =
+    typeof v === 'string' &&
+    (v === '' || v === 'none' || (isAbsolute(v) && v.length <= 4096 && !v.includes('\0')));
+  if (!ok) throw new InputError(`${name} must be an absolute folder path or 'none' (got ${describe(v)}).`);
+  return v as string;
+}
+
 function checkValue(name: string, d: EngineOptionDecl, v: unknown): string | number | boolean {
   if ('oneOf' in d.kind) return checkOneOf(name, v, d.kind.oneOf);
+  if ('folder' in d.kind) return checkFolder(name, v);
   if ('boolean' in d.kind) return checkBoolean(name, v);
   return checkNumber(name, v, d.kind.range);
 }

@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { withEnvTuning } from './engine-options';
 import { BackendUnavailableError, fromNativeError } from './errors';
+import { withKernelCache } from './kernel-cache';
 import type { DType, EngineTuning, ModelSpec } from './types';
 
 export interface NativeBackendInfo {
@@ -200,7 +201,8 @@ function wrapAddon(raw: NativeAddon): NativeAddon {
   return {
     ...raw,
     backends: (o) => mapped(() => raw.backends({ cpuIsa: withEnvTuning({ ...o }).cpuIsa })),
-    loadEngine: (options) => mappedAsync(() => raw.loadEngine(withEnvTuning(options))).then(wrapEngine),
+    loadEngine: (options) =>
+      mappedAsync(() => raw.loadEngine(withKernelCache(withEnvTuning(options)))).then(wrapEngine),
     _gemmGflops: (n, threads, seconds, isaCap) =>
       mapped(() => raw._gemmGflops(n, threads, seconds, isaCap ?? withEnvTuning<EngineTuning>({}).cpuIsa)),
   };

@@ -83,7 +83,7 @@ export interface EngineTuning {
   /** cpu engine: cap the instruction sets its kernels use (default: the best this CPU has). */
   cpuIsa?: 'amx' | 'avx512' | 'avx512f' | 'avxvnni' | 'avx2' | 'scalar';
   /** mlx engine: the attention layout (default: varlen on CUDA GPUs, coarse on other GPUs, fine on CPUs). */
-  attention?: 'varlen' | 'coarse' | 'fine';
+  attention?: 'varlen' | 'flash' | 'coarse' | 'fine';
   /** mlx engine: round token rows up to row buckets (default: on GPUs only). */
   rowBuckets?: boolean;
   /** mlx engine on a GPU: warm-up visits every row bucket up to this many token rows (default 65536). */
@@ -92,4 +92,6 @@ export interface EngineTuning {
   cpuCompile?: boolean;
   /** mlx engine: batches of at least this many tokens run a layer at a time, so cancel() can stop them (default 8192). */
   cancelRows?: number;
+  /** mlx engine on CUDA: where MLX keeps its compiled kernels (default: a per-user cache folder; 'none': MLX's default). */
+  kernelCacheDir?: string;
 }

@@ -107,11 +107,16 @@ LoadRequest parseLoadRequest(const Napi::CallbackInfo& info) {
   Napi::Value compile = o.Get("compile");
   if (compile.IsBoolean()) opts.compile = compile.As<Napi::Boolean>().Value();
   opts.cpuIsa = getOneOf(o, "cpuIsa", {"avx512", "avxvnni", "avx2", "scalar", "amx", "avx512f"});
-  opts.attention = getOneOf(o, "attention", {"varlen", "coarse", "fine"});
+  opts.attention = getOneOf(o, "attention", {"varlen", "flash", "coarse", "fine"});
   opts.rowBuckets = getTriState(o, "rowBuckets");
   opts.cpuCompile = getTriState(o, "cpuCompile") == 1;
   opts.warmupRows = getRows(o, "warmupRows");
   opts.cancelRows = getRows(o, "cancelRows");
+  opts.kernelCacheDir = getString(o, "kernelCacheDir", "");
+  if (opts.kernelCacheDir == "none") opts.kernelCacheDir.clear();
+  if (!opts.kernelCacheDir.empty() &&
+      (opts.kernelCacheDir[0] != '/' || opts.kernelCacheDir.find('\0') != std::string::npos))
+    throw EngineError(ErrorCode::Input, "option 'kernelCacheDir' must be an absolute path, '' or 'none'");
   if (opts.device != "auto" && opts.device != "cpu" && opts.device != "gpu")
     throw EngineError(ErrorCode::Input, "device must be 'auto', 'cpu' or 'gpu'");
   Napi::Value w = o.Get("weights");
