@@ -42,7 +42,10 @@ def half(ce):
 
 
 def cross_encoder(model_dir, pairs, batches, max_length):
-    ce = CrossEncoder(model_dir, device="cuda", max_length=max_length)
+    try:
+        ce = CrossEncoder(model_dir, device="cuda", max_length=max_length)
+    except TypeError:  # a release without the max_length argument: the tokenizer's model_max_length holds
+        ce = CrossEncoder(model_dir, device="cuda")
     half(ce)
     runs = []
     for b in batches:
