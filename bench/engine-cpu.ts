@@ -28,7 +28,7 @@ import { type NativeEngine, native } from '../src/native';
 import { Tokenizer } from '../src/tokenizer';
 import type { DType } from '../src/types';
 import { bertUncasedVocab, msMarcoPairs } from '../src/workload';
-import { cachedBertOnnx } from './lib/onnx-export';
+import { cachedOnnx } from './lib/onnx-export';
 import { type Agreement, agreement } from './lib/ranking';
 import { runTransformersJs } from './lib/transformersjs';
 
@@ -140,7 +140,7 @@ for (const dtype of dtypes) {
   contenders.push(engineContender(dtype, engine));
 }
 if (values.transformersjs) {
-  const onnxDir = await cachedBertOnnx(modelDir);
+  const onnxDir = await cachedOnnx(modelDir);
   console.log(
     `transformers.js: ${onnxDir}/onnx/model.onnx (fp32) and model_quantized.onnx (q8, quantize_dynamic QInt8)`,
   );
