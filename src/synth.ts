@@ -165,17 +165,10 @@ export async function synthesizeModel(opts: SynthOptions): Promise<ModelFiles> {
   if (typeof opts.outDir !== 'string' || opts.outDir === '')
     throw new InputError('outDir must be a folder path.');
   const dir = resolve(opts.outDir);
-  const tok = familyTokenizer(dims.family);
-  const vocabSize = dims.vocabSize || tok.vocabSize;
-  if (vocabSize < tok.vocabSize) {
-    throw new InputError(
-      `shape.vocabSize ${vocabSize} is smaller than the ${dims.family} tokenizer's ${tok.vocabSize} ids.`,
-    );
-  }
+  const { d, tok } = withTokenizer(dims);
   await mkdir(dir, { recursive: true });
 
   const shapeName = typeof opts.shape === 'string' ? opts.shape : 'custom';
-  const d = { ...dims, vocabSize };
   const tensors = randomWeights(d, initStd(d.hiddenSize), seed, DTYPES[dtype]);
   await writeSafetensors(join(dir, 'model.safetensors'), tensors);
   const config = {
@@ -199,6 +192,32 @@ export async function synthesizeModel(opts: SynthOptions): Promise<ModelFiles> {
   await tok.write(dir, d.maxPositions);
   if (tok.kind === 'wordpiece') files.vocabTxt = join(dir, 'vocab.txt');
   return files;
+}
+
+/** The family's tokenizer, and the dimensions with the vocabulary resolved against it. */
+function withTokenizer(dims: Dims): { d: Dims; tok: FamilyTokenizer } {
+  const tok = familyTokenizer(dims.family);
+  const vocabSize = dims.vocabSize || tok.vocabSize;
+  if (vocabSize < tok.vocabSize) {
+    throw new InputError(
+      `shape.vocabSize ${vocabSize} is smaller than the ${dims.family} tokenizer's ${tok.vocabSize} ids.`,
+    );
+  }
+  return { d: { ...dims, vocabSize }, tok };
+}
+
+/**
+ * What synthesizeModel writes for a shape, without making the weights: config.json's fields (less the
+ * dtype, seed and synthetic marks) and each tensor's name and shape, in file order. Lets a test check the
+ * base shapes (hundreds of MB) cheaply.
+ */
+export function synthLayout(shape: SynthShape): {
+  config: Record<string, unknown>;
+  tensors: Array<{ name: string; shape: number[] }>;
+} {
+  const { d, tok } = withTokenizer(shapeDims(shape));
+  const plan = weightPlan(d, initStd(d.hiddenSize));
+  return { config: familyConfig(d, tok), tensors: plan.map((p) => ({ name: p.name, shape: p.shape })) };
 }
 
 export const NAMED_SHAPES = Object.keys(SHAPES) as NamedShape[];
@@ -270,12 +289,27 @@ function initStd(hidden: number): number {
 function randomWeights(d: Dims, std: number, seed: number, dtype: SafetensorsDType) {
   const next = seededRandom(seed);
   const t: Record<string, TensorData> = {};
-  const normal = (name: string, shape: number[], s = std) => {
-    t[name] = { dtype, shape, data: fillNormal(next, numel(shape), s) };
-  };
-  const filled = (name: string, shape: number[], v: number) => {
-    t[name] = { dtype, shape, data: new Float32Array(numel(shape)).fill(v) };
-  };
+  for (const p of weightPlan(d, std)) {
+    const n = numel(p.shape);
+    const data = p.std !== undefined ? fillNormal(next, n, p.std) : new Float32Array(n).fill(p.value ?? 0);
+    t[p.name] = { dtype, shape: p.shape, data };
+  }
+  return t;
+}
+
+/** A tensor to make: seeded normal values of `std`, or every element `value`. */
+interface PlannedTensor {
+  name: string;
+  shape: number[];
+  std?: number;
+  value?: number;
+}
+
+/** The tensors in the order they are drawn (the order fixes the bytes for a seed). */
+function weightPlan(d: Dims, std: number): PlannedTensor[] {
+  const t: PlannedTensor[] = [];
+  const normal = (name: string, shape: number[], s = std) => t.push({ name, shape, std: s });
+  const filled = (name: string, shape: number[], value: number) => t.push({ name, shape, value });
   const H = d.hiddenSize;
   const norm = (prefix: string, width = H, bias = true) => {
     filled(`${prefix}.weight`, [width], 1);
