@@ -511,7 +511,12 @@ function familyTokenizer(family: ModelFamily): FamilyTokenizer {
       for (const f of ['tokenizer.json', 'special_tokens_map.json', 'sentencepiece.bpe.model'])
         if (existsSync(join(src, f))) await copyFile(join(src, f), join(dir, f));
       const config = JSON.parse(readFileSync(join(src, 'tokenizer_config.json'), 'utf8'));
-      await writeFile(join(dir, 'tokenizer_config.json'), json({ ...config, model_max_length: maxLength }));
+      // ModernBERT takes no token_type_ids: its hub tokenizer_config says so (the fixture's is a generic one).
+      const inputs = family === 'modernbert' ? { model_input_names: ['input_ids', 'attention_mask'] } : {};
+      await writeFile(
+        join(dir, 'tokenizer_config.json'),
+        json({ ...config, ...inputs, model_max_length: maxLength }),
+      );
     },
   };
 }

@@ -18,6 +18,7 @@ Usage: python3 scripts/gpu/torch_families.py MODEL_DIR OUT_JSON [--pairs-file FI
 """
 
 import argparse
+import inspect
 import json
 import time
 
@@ -68,6 +69,7 @@ def forward_only(model_dir, pairs, batches, max_length):
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float16).cuda().eval()
     attn = getattr(model.config, "_attn_implementation", None)
+    accepted = set(inspect.signature(model.forward).parameters)  # ModernBERT takes no token_type_ids
     runs = []
     for b in batches:
         encoded, real, slots = [], 0, 0
@@ -77,7 +79,7 @@ def forward_only(model_dir, pairs, batches, max_length):
                       max_length=max_length, return_tensors="pt")
             real += int(enc["attention_mask"].sum())
             slots += enc["attention_mask"].numel()
-            encoded.append({k: v.to("cuda") for k, v in enc.items()})
+            encoded.append({k: v.to("cuda") for k, v in enc.items() if k in accepted})
         with torch.inference_mode():
             for enc in encoded[:2]:
                 model(**enc)
