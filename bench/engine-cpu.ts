@@ -193,11 +193,12 @@ for (let r = 0; r < rounds; r++) {
 
 const med = new Map([...rates].map(([k, v]) => [k, percentile(v, 50)]));
 const reference = scores.get('mlx-rerank cpu float32');
+const q8 = med.get('transformers.js q8');
 const tjs = med.get('transformers.js fp32');
 const f32 = med.get('mlx-rerank cpu float32');
 const fmt = (x: number | undefined, d = 2) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
 console.log(
-  `\n${'contender'.padEnd(26)} ${'pairs/s'.padStart(8)} ${'min-max'.padStart(13)} ${'x tjs f32'.padStart(9)} ${'x our f32'.padStart(9)}` +
+  `\n${'contender'.padEnd(26)} ${'pairs/s'.padStart(8)} ${'min-max'.padStart(13)} ${'x tjs q8'.padStart(8)} ${'x tjs f32'.padStart(9)} ${'x our f32'.padStart(9)}` +
     `  ${'Spearman mean/min'.padStart(17)} ${'top-3 same'.padStart(10)} ${'max |dlogit|'.padStart(12)}`,
 );
 for (const c of contenders) {
@@ -208,7 +209,7 @@ for (const c of contenders) {
     : undefined;
   console.log(
     `${c.name.padEnd(26)} ${fmt(m, 1).padStart(8)} ${`${fmt(Math.min(...v), 1)}-${fmt(Math.max(...v), 1)}`.padStart(13)} ` +
-      `${fmt(tjs ? m / tjs : undefined).padStart(9)} ${fmt(f32 ? m / f32 : undefined).padStart(9)}  ` +
+      `${fmt(q8 ? m / q8 : undefined).padStart(8)} ${fmt(tjs ? m / tjs : undefined).padStart(9)} ${fmt(f32 ? m / f32 : undefined).padStart(9)}  ` +
       `${`${fmt(a?.spearmanMean, 4)}/${fmt(a?.spearmanMin, 4)}`.padStart(17)} ${fmt(a?.topKSame, 3).padStart(10)} ` +
       `${(a ? a.maxAbsError.toExponential(2) : '-').padStart(12)}`,
   );
