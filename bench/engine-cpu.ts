@@ -1,13 +1,17 @@
 /**
- * The cpu engine in each dtype side by side (and, with --transformersjs, transformers.js fp32 and q8)
- * on a MiniLM-L6-shaped model (hidden 384, 6 layers, 12 heads, FFN 1536, vocab 30522; the bench's
- * synthetic model of src/bench/model.ts: seeded random float32 weights) with MS MARCO-like pairs
- * (query 3-12 words, passage 30-110 words, src/workload.ts), grouped as --queries queries of --per-query
- * passages each. A benchmark, not a test.
+ * The cpu engine in each dtype side by side (and, with --transformersjs, transformers.js fp32, plus q8 for
+ * BERT) on a synthetic model of the bench (src/bench/model.ts: seeded random float32 weights): by default
+ * the MiniLM-L6 shape (hidden 384, 6 layers, 12 heads, FFN 1536, vocab 30522), or with --shape one of the
+ * families' base shapes (xlmr-base: bge-reranker-base; modernbert-base: gte-reranker-modernbert-base;
+ * electra-base: ms-marco-electra-base; src/synth.ts), or --model DIR (a model folder). The pairs are
+ * MS MARCO-like (query 3-12 words, passage 30-110 words, src/workload.ts), grouped as --queries queries of
+ * --per-query passages each. A benchmark, not a test.
  *
- *   node --import tsx bench/engine-cpu.ts [--dtypes float32,bfloat16,int8] [--transformersjs]
- *       [--rounds 5] [--queries 32] [--per-query 10] [--batch 32] [--threads N] [--isa avx512|avxvnni|avx2|scalar]
- *       [--memory] [--pairs 100000]
+ *   node --import tsx bench/engine-cpu.ts [--shape minilm-l6|xlmr-base|modernbert-base|electra-base | --model DIR]
+ *       [--dtypes float32,bfloat16,int8] [--transformersjs] [--rounds 5] [--queries 32] [--per-query 10]
+ *       [--batch 32] [--threads N] [--isa avx512|avxvnni|avx2|scalar] [--memory] [--pairs 100000]
+ *   node --import tsx bench/engine-cpu.ts --peak-memory [--shape modernbert-base] [--layers 3]
+ *       [--lengths 2048,4096,8192]
  *
  * Every contender scores the same pairs once a round (end to end: tokenize, batch, forward, logits),
  * the order rotating each round; the figures are medians over the rounds and ratios of medians from
@@ -16,24 +20,34 @@
  * our float32 scores: Spearman per query (mean, lowest), the fraction of queries whose top-3 set is
  * unchanged, and the largest |logit - float32|. The float32 GEMM ceiling (the engine's own kernels on
  * 1536^3) frames the float32 figure. --memory then checks RSS over --pairs pairs for each dtype.
+ *
+ * --peak-memory instead scores one pair of each --lengths tokens (growing, on one engine) and reports the
+ * engine's peak scratch (MemoryInfo.peakBytes less the weights) and the process RSS after each: attention
+ * is tiled, so both grow about linearly with the length. The scratch does not depend on the number of
+ * layers, so --layers (default 3: one global layer, two sliding-window ones for ModernBERT) keeps the
+ * run short on a small machine; the model is the shape with that many layers, made once.
  */
-import { readFileSync, statSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { syntheticModel } from '../src/bench/model';
+import { syntheticCacheDir, syntheticModel } from '../src/bench/model';
 import { percentile } from '../src/bench/stats';
-import { specFromConfig } from '../src/model';
+import { resolveModel } from '../src/hub';
+import { loadModelSpec } from '../src/model';
 import { type NativeEngine, native } from '../src/native';
+import { NAMED_SHAPES, type NamedShape, shapeDims, synthesizeModel } from '../src/synth';
 import { Tokenizer } from '../src/tokenizer';
 import type { DType } from '../src/types';
-import { bertUncasedVocab, msMarcoPairs } from '../src/workload';
-import { cachedBertOnnx } from './lib/onnx-export';
+import { flagOneOf } from '../src/validate';
+import { msMarcoPairs } from '../src/workload';
+import { cachedOnnx } from './lib/onnx-export';
 import { type Agreement, agreement } from './lib/ranking';
 import { runTransformersJs } from './lib/transformersjs';
 
 const { values } = parseArgs({
   options: {
+    shape: { type: 'string' },
+    model: { type: 'string' },
     dtypes: { type: 'string', default: 'float32,bfloat16,int8' },
     transformersjs: { type: 'boolean', default: false },
     rounds: { type: 'string', default: '5' },
@@ -45,6 +59,9 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '42' },
     memory: { type: 'boolean', default: false },
     pairs: { type: 'string', default: '100000' },
+    'peak-memory': { type: 'boolean', default: false },
+    layers: { type: 'string', default: '3' },
+    lengths: { type: 'string', default: '2048,4096,8192' },
   },
 });
 
@@ -55,17 +72,7 @@ const rounds = Number(values.rounds);
 const perQuery = Number(values['per-query']);
 const dtypes = (values.dtypes as string).split(',').map((d) => d.trim() as DType);
 if (values.isa) process.env.MLX_RERANK_CPU_ISA = values.isa;
-
-const modelDir = await syntheticModel('minilm-l6', 'float32');
-const file = join(modelDir, 'model.safetensors');
-const spec = specFromConfig(JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')));
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
-
-// Query-grouped MS MARCO-like pairs: query q with the passages of perQuery seeded pairs.
-const raw = msMarcoPairs(Number(values.queries) * perQuery, seed);
-const pairs = raw.map((p, i) => [(raw[i - (i % perQuery)] as [string, string])[0], p[1]] as [string, string]);
-const tokenizer = Tokenizer.fromVocab(bertUncasedVocab(), { do_lower_case: true });
-
 const addon = native() as ReturnType<typeof native> & {
   _gemmGflops(n: number, t: number, s: number): number;
 };
@@ -73,11 +80,31 @@ console.log(
   `machine: ${cpus()[0]?.model.trim()} x ${cpus().length}, node ${process.version}, load ${loadavg()[0]?.toFixed(1)}`,
 );
 console.log(`cpu backend: ${JSON.stringify(addon.backends().cpu)}`);
+
+if (values['peak-memory']) {
+  await peakMemory();
+  process.exit(0);
+}
+
+const shapeName = flagOneOf('shape', values.shape ?? 'minilm-l6', NAMED_SHAPES);
+const modelDir = values.model ?? (await syntheticModel(shapeName, 'float32'));
+const files = await resolveModel(modelDir, { offline: true });
+const spec = await loadModelSpec(files);
+const tokenizer = await Tokenizer.fromFiles(files);
+const maxLength = spec.maxPositions;
+
+// Query-grouped MS MARCO-like pairs: query q with the passages of perQuery seeded pairs.
+const raw = msMarcoPairs(Number(values.queries) * perQuery, seed);
+const pairs = raw.map((p, i) => [(raw[i - (i % perQuery)] as [string, string])[0], p[1]] as [string, string]);
+const tokensPerPair = tokenizer.encodePairs(pairs, { maxLength }).tokens.length / pairs.length;
+
 console.log(
-  `model: MiniLM-L6 shape, seeded random float32 weights, ${mib(statSync(file).size)} (${modelDir})`,
+  `model: ${values.model ?? `synthetic ${shapeName}`} (${spec.architecture}: hidden ${spec.hiddenSize}, ${spec.numLayers} layers, ` +
+    `${spec.numHeads} heads, FFN ${spec.intermediateSize}, vocab ${spec.vocabSize}) from ${modelDir}`,
 );
 console.log(
-  `workload: ${pairs.length} pairs (${values.queries} queries x ${perQuery} passages, seed ${seed}), batch ${batch}`,
+  `workload: ${pairs.length} pairs (${values.queries} queries x ${perQuery} passages, seed ${seed}), ` +
+    `${tokensPerPair.toFixed(1)} tokens a pair with this model's tokenizer, batch ${batch}`,
 );
 const ceiling = Math.max(...[0, 1, 2].map(() => addon._gemmGflops(1536, threads, 1)));
 console.log(`float32 GEMM ceiling (1536^3, the engine's kernels, best of 3): ${ceiling.toFixed(1)} GFLOP/s`);
@@ -96,7 +123,7 @@ function engineContender(dtype: string, engine: NativeEngine): Contender {
       const logits = new Float32Array(pairs.length);
       const t0 = performance.now();
       for (let i = 0; i < pairs.length; i += batch) {
-        const b = tokenizer.encodePairs(pairs.slice(i, i + batch), { maxLength: 512 });
+        const b = tokenizer.encodePairs(pairs.slice(i, i + batch), { maxLength });
         const r = await engine.forward(b.tokens, b.typeIds, b.offsets);
         const L = r.logits.length / (b.offsets.length - 1);
         for (let p = 0; p < b.offsets.length - 1; p++) logits[i + p] = r.logits[p * L] as number;
@@ -130,7 +157,7 @@ for (const dtype of dtypes) {
   const engine = await addon.loadEngine({
     backend: 'cpu',
     device: 'cpu',
-    weights: [file],
+    weights: files.weights,
     spec,
     threads,
     dtype,
@@ -140,11 +167,13 @@ for (const dtype of dtypes) {
   contenders.push(engineContender(dtype, engine));
 }
 if (values.transformersjs) {
-  const onnxDir = await cachedBertOnnx(modelDir);
+  const onnxDir = await cachedOnnx(modelDir);
+  const bert = spec.architecture === 'bert';
   console.log(
-    `transformers.js: ${onnxDir}/onnx/model.onnx (fp32) and model_quantized.onnx (q8, quantize_dynamic QInt8)`,
+    `transformers.js: ${onnxDir}/onnx/model.onnx (fp32)${bert ? ' and model_quantized.onnx (q8, quantize_dynamic QInt8)' : ''}`,
   );
-  contenders.push(tjsContender('fp32', onnxDir), tjsContender('q8', onnxDir));
+  contenders.push(tjsContender('fp32', onnxDir));
+  if (bert) contenders.push(tjsContender('q8', onnxDir));
 }
 
 for (const c of contenders) await c.run(); // warm-up: caches, scratch buffers, ORT's first runs
@@ -165,10 +194,11 @@ for (let r = 0; r < rounds; r++) {
 const med = new Map([...rates].map(([k, v]) => [k, percentile(v, 50)]));
 const reference = scores.get('mlx-rerank cpu float32');
 const q8 = med.get('transformers.js q8');
+const tjs = med.get('transformers.js fp32');
 const f32 = med.get('mlx-rerank cpu float32');
 const fmt = (x: number | undefined, d = 2) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
 console.log(
-  `\n${'contender'.padEnd(26)} ${'pairs/s'.padStart(8)} ${'min-max'.padStart(13)} ${'x tjs q8'.padStart(8)} ${'x our f32'.padStart(9)}` +
+  `\n${'contender'.padEnd(26)} ${'pairs/s'.padStart(8)} ${'min-max'.padStart(13)} ${'x tjs q8'.padStart(8)} ${'x tjs f32'.padStart(9)} ${'x our f32'.padStart(9)}` +
     `  ${'Spearman mean/min'.padStart(17)} ${'top-3 same'.padStart(10)} ${'max |dlogit|'.padStart(12)}`,
 );
 for (const c of contenders) {
@@ -179,7 +209,7 @@ for (const c of contenders) {
     : undefined;
   console.log(
     `${c.name.padEnd(26)} ${fmt(m, 1).padStart(8)} ${`${fmt(Math.min(...v), 1)}-${fmt(Math.max(...v), 1)}`.padStart(13)} ` +
-      `${fmt(q8 ? m / q8 : undefined).padStart(8)} ${fmt(f32 ? m / f32 : undefined).padStart(9)}  ` +
+      `${fmt(q8 ? m / q8 : undefined).padStart(8)} ${fmt(tjs ? m / tjs : undefined).padStart(9)} ${fmt(f32 ? m / f32 : undefined).padStart(9)}  ` +
       `${`${fmt(a?.spearmanMean, 4)}/${fmt(a?.spearmanMin, 4)}`.padStart(17)} ${fmt(a?.topKSame, 3).padStart(10)} ` +
       `${(a ? a.maxAbsError.toExponential(2) : '-').padStart(12)}`,
   );
@@ -195,7 +225,7 @@ if (values.memory) {
     let maxRss = warm;
     for (let done = 0, n = 0; done < total; n++) {
       const chunk = pairs.slice((n * batch) % pairs.length, ((n * batch) % pairs.length) + batch);
-      const b = tokenizer.encodePairs(chunk, { maxLength: 512 });
+      const b = tokenizer.encodePairs(chunk, { maxLength });
       await engine.forward(b.tokens, b.typeIds, b.offsets);
       done += chunk.length;
       if (n % 50 === 0) maxRss = Math.max(maxRss, process.memoryUsage().rss);
@@ -208,3 +238,57 @@ if (values.memory) {
   }
 }
 for (const c of contenders) await c.dispose();
+
+/** --peak-memory: one pair of each length on one engine; peak scratch and RSS after each. */
+async function peakMemory(): Promise<void> {
+  const name = flagOneOf('shape', values.shape ?? 'modernbert-base', NAMED_SHAPES) as NamedShape;
+  const layers = Number(values.layers);
+  const dims = shapeDims(name);
+  const dir = join(syntheticCacheDir(), `synthetic-${name}-l${layers}-float32-seed42`);
+  const files = await synthesizeModel({ shape: { ...dims, numLayers: layers }, seed: 42, outDir: dir });
+  const spec = await loadModelSpec(files);
+  const lengths = (values.lengths as string).split(',').map(Number);
+  if (lengths.some((t) => !Number.isInteger(t) || t < 4 || t > spec.maxPositions)) {
+    throw new Error(`--lengths must be integers in 4..${spec.maxPositions} (this shape's positions).`);
+  }
+  console.log(
+    `model: synthetic ${name} with ${layers} of its ${dims.numLayers} layers (${spec.architecture}, hidden ${spec.hiddenSize}, ` +
+      `${spec.numHeads} heads, FFN ${spec.intermediateSize}), float32 weights; one pair at a time, lengths growing`,
+  );
+  const engine = await addon.loadEngine({
+    backend: 'cpu',
+    device: 'cpu',
+    weights: files.weights,
+    spec,
+    threads,
+  });
+  try {
+    const weights = engine.memory().activeBytes; // nothing but the weights before the first forward
+    console.log(`weights: ${mib(weights)}; process RSS ${mib(process.memoryUsage().rss)}`);
+    const rows: Array<{ t: number; scratch: number; rss: number; s: number }> = [];
+    for (const t of lengths) {
+      const tokens = Int32Array.from({ length: t }, (_, i) => 5 + ((i * 7919) % (spec.vocabSize - 5)));
+      const q = Math.min(32, t - 3);
+      const typeIds = Int32Array.from({ length: t }, (_, i) => (i <= q ? 0 : 1));
+      const t0 = performance.now();
+      await engine.forward(tokens, typeIds, Int32Array.of(0, t));
+      const s = (performance.now() - t0) / 1000;
+      const row = { t, scratch: engine.memory().peakBytes - weights, rss: process.memoryUsage().rss, s };
+      rows.push(row);
+      console.log(
+        `${String(t).padStart(5)} tokens: engine scratch peak ${mib(row.scratch)}, process RSS ${mib(row.rss)}, ` +
+          `${s.toFixed(1)} s (load ${loadavg()[0]?.toFixed(1)})`,
+      );
+    }
+    for (let i = 1; i < rows.length; i++) {
+      const a = rows[i - 1] as (typeof rows)[number];
+      const b = rows[i] as (typeof rows)[number];
+      console.log(
+        `${a.t} -> ${b.t} tokens (x${(b.t / a.t).toFixed(1)}): scratch x${(b.scratch / a.scratch).toFixed(2)}, ` +
+          `time x${(b.s / a.s).toFixed(2)}; one ${b.t} x ${b.t} float32 score matrix would be ${mib(b.t * b.t * 4)}`,
+      );
+    }
+  } finally {
+    await engine.dispose();
+  }
+}

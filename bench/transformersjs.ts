@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { syntheticModel } from '../src/bench/model';
 import { median } from '../src/bench/stats';
 import { msMarcoPairs } from '../src/workload';
-import { cachedBertOnnx } from './lib/onnx-export';
+import { cachedOnnx } from './lib/onnx-export';
 import { runTransformersJs } from './lib/transformersjs';
 
 const { values } = parseArgs({
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   const seed = Number(values.seed);
   const batch = Number(values.batch);
   const modelDir = resolve(values.model ?? (await syntheticModel('minilm-l6', 'float32')));
-  const onnxDir = await cachedBertOnnx(modelDir);
+  const onnxDir = await cachedOnnx(modelDir);
   const pairs = msMarcoPairs(Number(values.pairs), seed);
   const c = cpus();
   console.log(`machine: ${c[0]?.model.trim()} x${c.length} logical CPUs, node ${process.version}`);

@@ -3,7 +3,7 @@
  * Runtime directly and through transformers.js, are checked against the float64 BERT of
  * test/helpers/cpu-model.ts (plain loops) and against the Python golden fixtures.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -16,14 +16,18 @@ import {
   WordPiece,
 } from 'tokenizers';
 import { afterAll, describe, expect, it } from 'vitest';
-import { exportBertOnnx, quantizeQInt8, writeBertOnnx } from '../bench/lib/onnx-export';
+import { exportOnnx, quantizeQInt8, writeOnnx } from '../bench/lib/onnx-export';
 import { runTransformersJs } from '../bench/lib/transformersjs';
+import { loadModelSpec } from '../src/model';
+import { type NativeAddon, native } from '../src/native';
 import { synthesizeModel } from '../src/synth';
+import { Tokenizer } from '../src/tokenizer';
 import { msMarcoPairs } from '../src/workload';
 import {
   type CpuSpec,
   FIXTURE_DTYPES,
   FIXTURE_MODELS_DIR,
+  type FixturePair,
   fixtureExpected,
   fixtureModels,
   type ReferenceQuantization,
@@ -133,11 +137,15 @@ async function runOrt(
       types[b * S + t] = BigInt(p.typeIds[t] as number);
     });
   });
-  const out = await session.run({
+  const feeds: Record<string, ort.Tensor> = {
     input_ids: new ort.Tensor('int64', ids, [B, S]),
     attention_mask: new ort.Tensor('int64', mask, [B, S]),
     token_type_ids: new ort.Tensor('int64', types, [B, S]),
-  });
+  };
+  // XLM-R's and ModernBERT's graphs take no type ids (as their torch exports).
+  const out = await session.run(
+    Object.fromEntries(session.inputNames.map((n) => [n, feeds[n] as ort.Tensor])),
+  );
   const logits = out.logits as ort.Tensor;
   const L = logits.dims[1] as number;
   const data = logits.data as Float32Array;
@@ -173,12 +181,12 @@ function randomPairs(
   });
 }
 
-describe('exportBertOnnx', () => {
+describe('exportOnnx', () => {
   for (const dtype of ['F32', 'F16', 'BF16'] as const) {
     it(`matches a float64 BERT through onnxruntime-node (${dtype} weights, padded batch)`, async () => {
       const model = writeModelDir(dtype, 7);
       const { dir } = model;
-      const out = await exportBertOnnx(dir, join(work, `onnx-${dtype}`));
+      const out = await exportOnnx(dir, join(work, `onnx-${dtype}`));
       const session = await ort.InferenceSession.create(join(out, 'onnx', 'model.onnx'));
       expect([...session.inputNames].sort()).toEqual(['attention_mask', 'input_ids', 'token_type_ids']);
       const pairs = randomPairs(12, 3, SPEC.maxPositions);
@@ -228,12 +236,12 @@ const ortQ8 = (qmax: number): ReferenceQuantization => ({
   },
 });
 
-describe('exportBertOnnx q8 (onnx/model_quantized.onnx)', () => {
+describe('exportOnnx q8 (onnx/model_quantized.onnx)', () => {
   const model = writeModelDir('F32', 11);
   const pairs = randomPairs(10, 5, SPEC.maxPositions);
   const float = pairs.map((p) => reference(model, p.ids, p.typeIds));
   async function scores(reduceRange: boolean) {
-    const out = await exportBertOnnx(model.dir, join(work, `onnx-q8-${reduceRange}`), {
+    const out = await exportOnnx(model.dir, join(work, `onnx-q8-${reduceRange}`), {
       quantized: true,
       reduceRange,
     });
@@ -285,13 +293,13 @@ const EXPECTED = [
 const SEP_ID = id('[SEP]');
 const EXPECTED_TYPES = EXPECTED.map((e) => e.map((_, t) => (t > e.indexOf(SEP_ID) ? 1 : 0)));
 
-describe('exportBertOnnx through transformers.js', () => {
+describe('exportOnnx through transformers.js', () => {
   it('tokenizes pairs as BERT does and pads batches without changing the logits', async () => {
     const { AutoModelForSequenceClassification, AutoTokenizer, env } = await import(
       '@huggingface/transformers'
     );
     const tiny = writeModelDir('F32', 11);
-    const out = await exportBertOnnx(tiny.dir, join(work, 'tjs', 'tiny'));
+    const out = await exportOnnx(tiny.dir, join(work, 'tjs', 'tiny'));
     env.allowRemoteModels = false;
     env.localModelPath = dirname(out);
     const tokenizer = await AutoTokenizer.from_pretrained(basename(out));
@@ -330,7 +338,7 @@ describe('exportBertOnnx through transformers.js', () => {
 describe('runTransformersJs', () => {
   it('scores pairs in input order and measures the padding of each batch', async () => {
     const tiny = writeModelDir('F32', 13);
-    const out = await exportBertOnnx(tiny.dir, join(work, 'tjs-run', 'tiny'));
+    const out = await exportOnnx(tiny.dir, join(work, 'tjs-run', 'tiny'));
     const pairs = QUERIES.map((q, i) => [q, DOCS[i]] as [string, string]);
     const res = await runTransformersJs(out, pairs, 2, { keepLogits: true, warmupBatches: 1 });
     const want = EXPECTED.map((e, b) => reference(tiny, e, EXPECTED_TYPES[b] as number[]));
@@ -360,7 +368,7 @@ describe('tokenizer.json built from vocab.txt', () => {
     const src = join(work, 'synth-tiny');
     await synthesizeModel({ shape: 'tiny', seed: 3, outDir: src });
     rmSync(join(src, 'tokenizer.json')); // the export must build it from vocab.txt
-    const out = await exportBertOnnx(src, join(work, 'tok', 'synth-tiny'));
+    const out = await exportOnnx(src, join(work, 'tok', 'synth-tiny'));
     const vocab = readFileSync(join(src, 'vocab.txt'), 'utf8').split('\n');
     const rust = new RustTokenizer(await WordPiece.fromFile(join(src, 'vocab.txt'), { unkToken: '[UNK]' }));
     rust.setNormalizer(bertNormalizer({ lowercase: true, stripAccents: true }));
@@ -401,7 +409,7 @@ describe('tokenizer.json built from vocab.txt', () => {
   });
 });
 
-describe('exportBertOnnx errors', () => {
+describe('exportOnnx errors', () => {
   it('names a missing tensor', async () => {
     const { dir } = writeModelDir('F32', 5);
     const file = readFileSync(join(dir, 'model.safetensors'));
@@ -413,7 +421,7 @@ describe('exportBertOnnx errors', () => {
       .replace('classifier.bias', 'classifier.biaz');
     file.write(header, 8);
     writeFileSync(join(dir, 'model.safetensors'), file);
-    await expect(exportBertOnnx(dir, join(work, 'bad1'))).rejects.toMatchObject({
+    await expect(exportOnnx(dir, join(work, 'bad1'))).rejects.toMatchObject({
       code: 'E_BAD_WEIGHTS',
       message: expect.stringContaining('classifier.bias'),
     });
@@ -422,14 +430,14 @@ describe('exportBertOnnx errors', () => {
     const { dir } = writeModelDir('F32', 5);
     const file = readFileSync(join(dir, 'model.safetensors'));
     writeFileSync(join(dir, 'model.safetensors'), file.subarray(0, file.length - 4));
-    await expect(exportBertOnnx(dir, join(work, 'bad2'))).rejects.toMatchObject({
+    await expect(exportOnnx(dir, join(work, 'bad2'))).rejects.toMatchObject({
       code: 'E_BAD_WEIGHTS',
       message: expect.stringContaining('data_offsets'),
     });
     const big = Buffer.from(file);
     big.writeBigUInt64LE(BigInt(file.length));
     writeFileSync(join(dir, 'model.safetensors'), big);
-    await expect(exportBertOnnx(dir, join(work, 'bad3'))).rejects.toMatchObject({
+    await expect(exportOnnx(dir, join(work, 'bad3'))).rejects.toMatchObject({
       code: 'E_BAD_WEIGHTS',
       message: expect.stringContaining('header length'),
     });
@@ -438,15 +446,15 @@ describe('exportBertOnnx errors', () => {
     const { dir } = writeModelDir('F32', 5);
     const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, intermediate_size: 65 }));
-    await expect(exportBertOnnx(dir, join(work, 'bad4'))).rejects.toMatchObject({
+    await expect(exportOnnx(dir, join(work, 'bad4'))).rejects.toMatchObject({
       code: 'E_BAD_WEIGHTS',
       message: expect.stringContaining('intermediate.dense.weight'),
     });
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, hidden_size: 'wide' }));
-    await expect(exportBertOnnx(dir, join(work, 'bad5'))).rejects.toMatchObject({ code: 'E_BAD_CONFIG' });
+    await expect(exportOnnx(dir, join(work, 'bad5'))).rejects.toMatchObject({ code: 'E_BAD_CONFIG' });
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
     rmSync(join(dir, 'vocab.txt'));
-    await expect(exportBertOnnx(dir, join(work, 'bad6'))).rejects.toMatchObject({ code: 'E_BAD_TOKENIZER' });
+    await expect(exportOnnx(dir, join(work, 'bad6'))).rejects.toMatchObject({ code: 'E_BAD_TOKENIZER' });
   });
 });
 
@@ -461,7 +469,7 @@ describe.skipIf(goldenModels.length === 0)('ONNX graph against the golden fixtur
       it.skipIf(!existsSync(weights))(`${name}: ${dtype} weights, padded batches of 8`, async () => {
         const golden = fixtureExpected(join(GOLDEN, name));
         const onnxPath = join(work, `golden-${name}-${dtype}.onnx`);
-        await writeBertOnnx(join(GOLDEN, name, 'config.json'), weights, onnxPath);
+        await writeOnnx(join(GOLDEN, name, 'config.json'), weights, onnxPath);
         const session = await ort.InferenceSession.create(onnxPath);
         const got: number[][] = [];
         for (let i = 0; i < golden.pairs.length; i += 8) {
@@ -471,5 +479,100 @@ describe.skipIf(goldenModels.length === 0)('ONNX graph against the golden fixtur
         await session.release();
       });
     }
+  }
+});
+
+// The other families: transformers' float64 logits of the family fixtures (scripts/golden/make_family_models.py).
+const FAMILY_MODELS = join(import.meta.dirname, 'fixtures', 'families', 'models');
+const FAMILY_INPUTS: Record<string, string[]> = {
+  xlmr: ['attention_mask', 'input_ids'],
+  electra: ['attention_mask', 'input_ids', 'token_type_ids'],
+  modernbert: ['attention_mask', 'input_ids'],
+};
+
+describe('ONNX graphs of XLM-R, ELECTRA and ModernBERT against the family fixtures (transformers, float64)', () => {
+  for (const name of readdirSync(FAMILY_MODELS).sort()) {
+    const dir = join(FAMILY_MODELS, name);
+    const golden = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as {
+      family: string;
+      pairs: Array<{ ids: number[]; typeIds: number[] }>;
+      logits: Record<string, number[][]>;
+    };
+    // Long fixtures: pairs up to 2,048 tokens one at a time (a padded 8,192 would hold 8,192^2 scores a head).
+    const long = name.includes('-long');
+    const keep = golden.pairs.flatMap((p, i) => (!long || p.ids.length <= 2048 ? [i] : []));
+    for (const dtype of long ? (['float32'] as const) : FIXTURE_DTYPES) {
+      it(`${name}: ${dtype} weights, ${long ? 'one pair at a time, up to 2,048 tokens' : 'padded batches of 8'}`, async () => {
+        const onnxPath = join(work, `family-${name}-${dtype}.onnx`);
+        await writeOnnx(join(dir, 'config.json'), join(dir, dtype, 'model.safetensors'), onnxPath);
+        const session = await ort.InferenceSession.create(onnxPath);
+        expect([...session.inputNames].sort()).toEqual(FAMILY_INPUTS[golden.family]);
+        const step = long ? 1 : 8;
+        const got: number[][] = [];
+        for (let i = 0; i < keep.length; i += step) {
+          got.push(
+            ...(await runOrt(
+              session,
+              keep.slice(i, i + step).map((k) => golden.pairs[k] as FixturePair),
+            )),
+          );
+        }
+        const want = keep.map((k) => (golden.logits[dtype] as number[][])[k] as number[]);
+        expect(got.length).toBe(want.length);
+        expect(keep.length).toBeGreaterThanOrEqual(long ? 8 : 48);
+        expect(maxAbsErr(got, want)).toBeLessThanOrEqual(1e-4);
+        await session.release();
+      });
+    }
+  }
+});
+
+describe('transformers.js on the exported families scores as the cpu engine does', () => {
+  const addon = existsSync(join(import.meta.dirname, '..', 'build', 'Release')) ? native() : undefined;
+  for (const family of ['xlm-roberta', 'electra', 'modernbert'] as const) {
+    it.skipIf(!addon)(
+      `${family}: a small synthetic model, MS MARCO-like pairs in padded batches`,
+      async () => {
+        const files = await synthesizeModel({
+          shape: {
+            family,
+            hiddenSize: 32,
+            numLayers: 3,
+            numHeads: 4,
+            intermediateSize: 48,
+            embeddingSize: family === 'electra' ? 24 : undefined,
+            localWindow: 16,
+            globalEvery: 2,
+          },
+          seed: 4,
+          outDir: join(work, `synth-${family}`),
+        });
+        const out = await exportOnnx(files.dir, join(work, 'tjs-fam', family));
+        const pairs = msMarcoPairs(24, 9);
+        const res = await runTransformersJs(out, pairs, 8, { keepLogits: true, warmupBatches: 0 });
+        const tok = await Tokenizer.fromFiles(files);
+        const spec = await loadModelSpec(files);
+        const engine = await (addon as NativeAddon).loadEngine({
+          backend: 'cpu',
+          device: 'cpu',
+          weights: files.weights,
+          spec,
+        });
+        try {
+          const b = tok.encodePairs(pairs, { maxLength: spec.maxPositions });
+          // transformers.js tokenized the same pairs to the same ids (its padding aside).
+          expect(res.realTokens).toBe(b.tokens.length);
+          const { logits } = await engine.forward(b.tokens, b.typeIds, b.offsets);
+          const want = Array.from(logits, (v) => [v]);
+          const got = Array.from(res.logits as Float32Array, (v) => [v]);
+          const spread =
+            Math.max(...want.map((r) => r[0] as number)) - Math.min(...want.map((r) => r[0] as number));
+          expect(spread).toBeGreaterThan(0.1);
+          expect(maxAbsErr(got, want)).toBeLessThanOrEqual(1e-4);
+        } finally {
+          await engine.dispose();
+        }
+      },
+    );
   }
 });

@@ -82,6 +82,7 @@ class Pb {
 export const FLOAT = 1;
 const INT8 = 3;
 export const INT64 = 7;
+export const BOOL = 9;
 const ATTR_FLOAT = 1;
 const ATTR_INT = 2;
 const ATTR_INTS = 7;
@@ -162,7 +163,7 @@ export class Graph {
   toModel(inputs: Pb[], outputs: Pb[], opset: number): Buffer {
     const g = new Pb();
     for (const n of this.nodes) g.message(1, n);
-    g.string(2, 'bert_sequence_classification');
+    g.string(2, 'sequence_classification');
     for (const t of this.inits) g.message(5, t);
     for (const i of inputs) g.message(11, i);
     for (const o of outputs) g.message(12, o);
