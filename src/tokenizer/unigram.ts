@@ -15,7 +15,13 @@ import { LONE_SURROGATE, LONE_SURROGATES } from './fields';
 import type { IdBuffer } from './ids';
 import { fail } from './pair';
 import type { PrecompiledCharsmap } from './precompiled';
-import { FNV_OFFSET, FNV_PRIME, WordCache } from './word-cache';
+import * as W from './word-cache';
+
+// Module-local copies: an imported binding is read through a checked cell (a getter call when run
+// through tsx) on every use, which shows in the per-character loops below.
+const FNV_OFFSET = W.FNV_OFFSET;
+const FNV_PRIME = W.FNV_PRIME;
+const WordCache = W.WordCache;
 
 /** `tokenizers`' K_UNK_PENALTY: an unknown character scores the lowest piece score minus this. */
 const UNK_PENALTY = 10;
