@@ -69,7 +69,8 @@ export function largeUnigram(json: Json): Json {
 export function largeBpe(json: Json, pieces: (text: string) => string[]): Json {
   const model = json.model as { vocab: Record<string, number>; merges: Array<string | [string, string]> };
   const vocab: Record<string, number> = { ...model.vocab };
-  let nextId = Math.max(...Object.values(vocab), ...(json.added_tokens as Array<{ id: number }>).map((t) => t.id)) + 1;
+  let nextId =
+    Math.max(...Object.values(vocab), ...(json.added_tokens as Array<{ id: number }>).map((t) => t.id)) + 1;
   const merges: Array<[string, string]> = model.merges.map((m) =>
     typeof m === 'string' ? (m.split(' ') as [string, string]) : m,
   );

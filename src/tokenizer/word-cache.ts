@@ -2,7 +2,9 @@
  * Ids of recently seen words, looked up straight from a span of the text (FNV-1a over its UTF-16
  * code units) without slicing a string or allocating: most words of a corpus repeat, and a Map of
  * strings to Int32Arrays cost more per word than tokenizing it again. Bounded: when the table is
- * half full or its pools are spent it starts over.
+ * half full or its pools are spent it starts over, keeping the words looked up since the last start
+ * (up to a quarter of the table), so that the frequent words of a long stream of new text are not
+ * all tokenized again each time (with a pretrained vocabulary a missed word costs ~50 hits).
  *
  * A lookup is memory-bound (tens of thousands of distinct words do not fit a core's cache), so a
  * word of up to INLINE_CHARS code units and INLINE_IDS ids - nearly every word of real text - lives
@@ -27,6 +29,8 @@ const INLINE_CHARS = 12;
 const INLINE_IDS = 8;
 /** meta = chars | ids << 8 | POOLED (then ints 2 and 3 are the offsets into the pools). */
 const POOLED = 1 << 16;
+/** Set in meta when a get() finds the word: it survives the next start-over. */
+const HIT = 1 << 17;
 const CHAR_POOL = 1 << 20;
 const ID_POOL = 1 << 19;
 
@@ -42,7 +46,7 @@ export function hashSpan(s: string, a: number, b: number): number {
 }
 
 export class WordCache {
-  private readonly slots = new Int32Array(SLOT_INTS << SLOT_BITS);
+  private slots = new Int32Array(SLOT_INTS << SLOT_BITS);
   private readonly chars = new Uint16Array(CHAR_POOL);
   private readonly ids = new Int32Array(ID_POOL);
   private readonly mask = (1 << SLOT_BITS) - 1;
@@ -61,6 +65,7 @@ export class WordCache {
       if (slots[at] !== h || (meta & 0xff) !== n) continue;
       if ((meta & POOLED) === 0) {
         if (!sameInline(slots, at + CHARS_AT, s, a, n)) continue;
+        if ((meta & HIT) === 0) slots[at + 1] = meta | HIT;
         const m = (meta >> 8) & 0xff;
         const data = out.reserve(m);
         let o = out.length;
@@ -99,10 +104,7 @@ export class WordCache {
       (this.count + 1) * 2 > this.mask + 1 ||
       (!inline && (this.charUsed + n > CHAR_POOL || this.idUsed + m > ID_POOL))
     ) {
-      this.slots.fill(0);
-      this.count = 0;
-      this.charUsed = 0;
-      this.idUsed = 0;
+      this.startOver();
     }
     const slots = this.slots;
     let k = h & this.mask;
@@ -124,6 +126,30 @@ export class WordCache {
       for (let i = from; i < to; i++) this.ids[this.idUsed++] = ids[i] as number;
     }
     this.count++;
+  }
+
+  /**
+   * A new table holding the inline words found since the last start-over (at most a quarter of the
+   * slots, so at least as many new words fit before the next one), with their marks cleared.
+   */
+  private startOver(): void {
+    const old = this.slots;
+    const slots = new Int32Array(old.length);
+    const keep = (this.mask + 1) >> 2;
+    let count = 0;
+    for (let at = 0; at < old.length && count < keep; at += SLOT_INTS) {
+      const meta = old[at + 1] as number;
+      if ((meta & HIT) === 0 || (meta & POOLED) !== 0) continue;
+      let k = (old[at] as number) & this.mask;
+      while ((slots[k * SLOT_INTS + 1] as number) !== 0) k = (k + 1) & this.mask;
+      slots.set(old.subarray(at, at + SLOT_INTS), k * SLOT_INTS);
+      slots[k * SLOT_INTS + 1] = meta & ~HIT;
+      count++;
+    }
+    this.slots = slots;
+    this.count = count;
+    this.charUsed = 0;
+    this.idUsed = 0;
   }
 }
 
