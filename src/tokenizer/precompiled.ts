@@ -37,6 +37,8 @@ export class PrecompiledCharsmap {
   private readonly decoded = new Map<number, string>();
   /** transform() of each single ASCII character: its replacement, or undefined when unchanged. */
   private readonly ascii: Array<string | undefined> = [];
+  /** 1 for an ASCII character normalize() cannot pass over unread: one the charsmap maps, or CR (CR LF). */
+  private readonly asciiStop = new Uint8Array(128);
   private readonly graphemeCache = new Map<string, string>();
   private readonly codePointCache = new Map<number, string | null>();
   private readonly utf8 = new Uint8Array(4 * 64);
@@ -60,6 +62,7 @@ export class PrecompiledCharsmap {
     for (let c = 0; c < 128; c++) {
       this.utf8[0] = c;
       this.ascii.push(this.lookup(this.utf8, 1));
+      this.asciiStop[c] = this.ascii[c] !== undefined || c === 13 ? 1 : 0;
     }
   }
 
@@ -75,9 +78,18 @@ export class PrecompiledCharsmap {
   /** The normalized text (lone surrogates read as U+FFFD). */
   normalize(text: string): string {
     const n = text.length;
+    // Most text is ASCII the charsmap leaves alone: skip it without building anything. An ASCII
+    // character before a non-ASCII one may start a grapheme with it, so the loop below starts there.
+    const stop = this.asciiStop;
+    let i = 0;
+    for (; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c >= 0x80 || stop[c] !== 0) break;
+    }
+    if (i === n) return text;
+    if (i > 0 && text.charCodeAt(i) >= 0x80) i--;
     let out = '';
     let copied = 0; // text[copied, i) is unchanged and not yet in `out`
-    let i = 0;
     while (i < n) {
       const c = text.charCodeAt(i);
       const next = i + 1 < n ? text.charCodeAt(i + 1) : 0;

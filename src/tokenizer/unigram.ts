@@ -14,8 +14,15 @@
 import { LONE_SURROGATE, LONE_SURROGATES } from './fields';
 import type { IdBuffer } from './ids';
 import { fail } from './pair';
+import { PieceTrie } from './piece-trie';
 import type { PrecompiledCharsmap } from './precompiled';
-import { FNV_OFFSET, FNV_PRIME, WordCache } from './word-cache';
+import * as W from './word-cache';
+
+// Module-local copies: an imported binding is read through a checked cell (a getter call when run
+// through tsx) on every use, which shows in the per-character loops below.
+const FNV_OFFSET = W.FNV_OFFSET;
+const FNV_PRIME = W.FNV_PRIME;
+const WordCache = W.WordCache;
 
 /** `tokenizers`' K_UNK_PENALTY: an unknown character scores the lowest piece score minus this. */
 const UNK_PENALTY = 10;
@@ -44,86 +51,6 @@ export function isRustWhitespace(c: number): boolean {
   );
 }
 
-/**
- * A trie of the pieces over UTF-16 code units: an open-addressing hash of (node, unit) -> child, so
- * a 250,000-piece vocabulary costs a few typed arrays instead of a million Map entries.
- */
-class PieceTrie {
-  private keys: Float64Array;
-  private vals: Int32Array;
-  private mask: number;
-  private count = 0;
-  nodes = 1;
-  /** Piece id ending at each node, or -1. */
-  pieceAt: Int32Array;
-  /** The root's child for each code unit (-1 = none): one array read instead of a hash probe. */
-  readonly root = new Int32Array(65536).fill(-1);
-
-  constructor(expectedNodes: number) {
-    let cap = 1024;
-    while (cap < expectedNodes * 2) cap *= 2;
-    this.keys = new Float64Array(cap).fill(-1);
-    this.vals = new Int32Array(cap);
-    this.mask = cap - 1;
-    this.pieceAt = new Int32Array(Math.max(16, expectedNodes + 1)).fill(-1);
-  }
-
-  child(node: number, unit: number): number {
-    const key = node * 65536 + unit;
-    let h = (Math.imul(node, 0x9e3779b1) ^ Math.imul(unit, 0x85ebca6b)) & this.mask;
-    for (;;) {
-      const k = this.keys[h] as number;
-      if (k === key) return this.vals[h] as number;
-      if (k === -1) return -1;
-      h = (h + 1) & this.mask;
-    }
-  }
-
-  insert(piece: string, id: number): void {
-    let node = 0;
-    for (let i = 0; i < piece.length; i++) {
-      const unit = piece.charCodeAt(i);
-      let next = this.child(node, unit);
-      if (next < 0) {
-        next = this.nodes++;
-        this.put(node * 65536 + unit, node, unit, next);
-        if (node === 0) this.root[unit] = next;
-        if (next >= this.pieceAt.length) {
-          const grown = new Int32Array(this.pieceAt.length * 2).fill(-1);
-          grown.set(this.pieceAt);
-          this.pieceAt = grown;
-        }
-      }
-      node = next;
-    }
-    this.pieceAt[node] = id; // a repeated piece: the last id wins, as in token_to_ids
-  }
-
-  private put(key: number, node: number, unit: number, val: number): void {
-    if ((this.count + 1) * 2 > this.keys.length) this.grow();
-    let h = (Math.imul(node, 0x9e3779b1) ^ Math.imul(unit, 0x85ebca6b)) & this.mask;
-    while (this.keys[h] !== -1) h = (h + 1) & this.mask;
-    this.keys[h] = key;
-    this.vals[h] = val;
-    this.count++;
-  }
-
-  private grow(): void {
-    const oldKeys = this.keys;
-    const oldVals = this.vals;
-    this.keys = new Float64Array(oldKeys.length * 2).fill(-1);
-    this.vals = new Int32Array(oldKeys.length * 2);
-    this.mask = this.keys.length - 1;
-    this.count = 0;
-    for (let i = 0; i < oldKeys.length; i++) {
-      const k = oldKeys[i] as number;
-      if (k === -1) continue;
-      const node = Math.floor(k / 65536);
-      this.put(k, node, k - node * 65536, oldVals[i] as number);
-    }
-  }
-}
-
 export interface UnigramSpec {
   pieces: ReadonlyArray<readonly [string, number]>;
   unkId: number;
@@ -133,7 +60,6 @@ export interface UnigramSpec {
 /** The Unigram model: one pre-token in, its ids out. */
 export class UnigramModel {
   private readonly trie: PieceTrie;
-  private readonly scores: Float64Array;
   private readonly unkId: number;
   private readonly unkScore: number;
   private readonly byteIds: Int32Array | undefined;
@@ -146,7 +72,8 @@ export class UnigramModel {
     const n = spec.pieces.length;
     if (n === 0 || n > MAX_PIECES) fail(where, `the Unigram vocabulary has ${n} pieces (1..${MAX_PIECES})`);
     if (!(spec.unkId >= 0 && spec.unkId < n)) fail(where, `unk_id ${spec.unkId} is not a piece id`);
-    this.scores = new Float64Array(n);
+    const scores = new Float64Array(n);
+    const strings: string[] = new Array(n);
     let chars = 0;
     let minScore = Number.POSITIVE_INFINITY;
     for (let i = 0; i < n; i++) {
@@ -154,19 +81,14 @@ export class UnigramModel {
       if (piece.length === 0 || piece.length > MAX_PIECE_LENGTH) {
         fail(where, `piece ${i} has length ${piece.length} (1..${MAX_PIECE_LENGTH})`);
       }
-      this.scores[i] = score;
+      scores[i] = score;
+      strings[i] = piece;
       if (score < minScore) minScore = score;
       chars += piece.length;
     }
     if (chars > MAX_PIECE_CHARS)
       fail(where, `the pieces hold ${chars} characters (at most ${MAX_PIECE_CHARS})`);
-    this.trie = new PieceTrie(chars);
-    for (let i = 0; i < n; i++) this.trie.insert((spec.pieces[i] as readonly [string, number])[0], i);
-    // token_to_ids maps a repeated piece to its last id, and Viterbi reads that id's score.
-    for (let i = 0; i < n; i++) {
-      const last = this.lookup((spec.pieces[i] as readonly [string, number])[0]);
-      this.scores[i] = this.scores[last] as number;
-    }
+    this.trie = new PieceTrie(strings, scores);
     this.unkId = spec.unkId;
     this.unkScore = minScore - UNK_PENALTY;
     if (spec.byteFallback) {
@@ -179,9 +101,7 @@ export class UnigramModel {
 
   /** The id of a whole piece, or -1. */
   lookup(piece: string): number {
-    let node = 0;
-    for (let i = 0; i < piece.length && node >= 0; i++) node = this.trie.child(node, piece.charCodeAt(i));
-    return node < 0 ? -1 : (this.trie.pieceAt[node] as number);
+    return this.trie.lookup(piece);
   }
 
   /** Viterbi over s[start, end), ids appended to out (consecutive unknowns fused, as fuse_unk does). */
@@ -196,7 +116,6 @@ export class UnigramModel {
       this.path = new Int32Array(cap);
     }
     const { best, from, idAt, trie } = this;
-    const pieceAt = trie.pieceAt;
     from.fill(-1, 0, len + 1);
     best[0] = 0;
     for (let at = 0; at < len; ) {
@@ -206,12 +125,12 @@ export class UnigramModel {
       let single = false;
       let node = 0;
       for (let k = at; k < len; k++) {
-        node = k === at ? (trie.root[c] as number) : trie.child(node, s.charCodeAt(start + k));
+        node = k === at ? trie.rootChild(c) : trie.child(node, s.charCodeAt(start + k));
         if (node < 0) break;
-        const id = pieceAt[node] as number;
+        const id = trie.pieceAt(node);
         if (id < 0) continue;
         const to = k + 1;
-        const score = here + (this.scores[id] as number);
+        const score = here + trie.scoreAt(node);
         if (from[to] === -1 || score > (best[to] as number)) {
           best[to] = score;
           from[to] = at;
