@@ -21,9 +21,9 @@
  * - A batch the engine refuses with E_INPUT (one call's bad sequence) is retried a call at a time, so
  *   only that call fails.
  * - With tokenizer workers (`tokenizer`, src/tokenizer-pool.ts) pairs are tokenized in parallel off the
- *   JS thread, and a batch goes to the engine as soon as it has room and sequences are ready, while
- *   the workers go on with the next chunks: for a large call, tokenizing chunk k+1, computing batch k
- *   and reading back k-1 overlap (pumpParallel).
+ *   JS thread, and a full batch goes to the engine as soon as its pairs are tokenized, while the
+ *   workers go on with the next chunks: for a call larger than a batch, and across calls, tokenizing
+ *   batch k+1, computing k and reading back k-1 overlap (pumpParallel).
  */
 import {
   AbortedError,
@@ -324,11 +324,13 @@ export class Scheduler {
   }
 
   /**
-   * pump() with tokenizer workers: hands chunks to every idle worker, and a batch to the engine
-   * whenever it has room and the window holds sequences (sortWindow 0; with sortWindow > 0, once the
-   * window is complete, or holds a batch for an idle engine). A batch therefore leaves as soon as its
-   * pairs are tokenized, while later chunks still tokenize. Nothing here waits or polls: a chunk that
-   * comes back (chunkDone), a batch that completes and a new call run it again.
+   * pump() with tokenizer workers: hands chunks to every idle worker, then a batch to the engine when
+   * it has room and the window holds a full batch or all there is (nothing left to tokenize and no
+   * chunk out), as pump() does on the JS thread. A full batch therefore leaves while the workers go
+   * on with the next chunks. Waiting for all of a smaller request rather than sending its first
+   * chunk alone: an engine batch has a fixed cost (~1.5 ms on a GPU), more than the workers take to
+   * tokenize the rest. Nothing here waits or polls: a chunk that comes back (chunkDone), a batch that
+   * completes and a new call run it again.
    */
   private pumpParallel(): void {
     const { maxBatchSize, sortWindow, pipelineDepth } = this.limits;
@@ -336,8 +338,8 @@ export class Scheduler {
     for (;;) {
       const complete = this.queue.fill(target, Number.POSITIVE_INFINITY);
       if (this.inFlight.size >= pipelineDepth || this.queue.windowSize === 0) return;
-      const idle = this.inFlight.size === 0 && this.queue.holdsBatch();
-      if (sortWindow > 0 && !complete && !idle) return;
+      const full = (sortWindow === 0 || this.inFlight.size === 0) && this.queue.holdsBatch();
+      if (!complete && !full) return;
       const batch = this.queue.form();
       if (!batch) return;
       this.dispatch(batch);
