@@ -290,6 +290,23 @@ describe('CrossEncoder with tokenizer workers (cpu engine, tiny model)', () => {
     }
   });
 
+  it('QueueFull counts pairs in the workers; a deadline passing while pairs are there fails the call alone', async () => {
+    const ce = await CrossEncoder.load(files, { ...BASE, tokenizerThreads: 1, maxQueuePairs: 100 });
+    const ref = await CrossEncoder.load(files, { ...BASE, tokenizerThreads: 0 });
+    try {
+      const pairs = pairPool(6, 100, 100);
+      const first = ce.predict(pairs.slice(0, 80));
+      await new Promise((r) => setImmediate(r)); // its first chunks are in the worker now
+      await expect(ce.predict(pairs.slice(0, 21))).rejects.toMatchObject({ code: 'E_QUEUE_FULL' });
+      const late = ce.predict(pairs.slice(80, 100), { deadlineMs: 0 });
+      await expect(late).rejects.toMatchObject({ code: 'E_DEADLINE' });
+      expect(sameBits(await first, await ref.predict(pairs.slice(0, 80)))).toBe(true);
+      expect(ce.stats().queueDepth).toBe(0);
+    } finally {
+      await Promise.all([ce.dispose(), ref.dispose()]);
+    }
+  });
+
   it('a worker that dies fails only the calls whose pairs it held; the others and later calls succeed', async () => {
     const ce = await CrossEncoder.load(files, { ...BASE, tokenizerThreads: 1 });
     const ref = await CrossEncoder.load(files, { ...BASE, tokenizerThreads: 0 });
