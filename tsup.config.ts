@@ -8,7 +8,9 @@ import { defineConfig } from 'tsup';
 // stops before it (TypeScript 7's default target, or any tsconfig without esnext) would fail inside our
 // declarations (TS2550), so they pull in the one lib file that declares it, as @types/node does.
 export default defineConfig({
-  entry: { index: 'src/index.ts', cli: 'src/cli.ts' },
+  // The tokenizer worker is an entry of its own: src/tokenizer-pool.ts starts dist/tokenizer-worker.js,
+  // next to whichever file of dist/ holds the pool.
+  entry: { index: 'src/index.ts', cli: 'src/cli.ts', 'tokenizer-worker': 'src/tokenizer-worker.ts' },
   format: ['esm'],
   dts: { entry: { index: 'src/index.ts' }, banner: '/// <reference lib="esnext.disposable" />' },
   target: 'node20',

@@ -39,6 +39,11 @@ export interface LoadOptions extends HubOptions, Partial<Omit<SchedulerLimits, '
   truncation?: PairOptions['truncation'];
   /** Engine threads (cpu engine); default sized to the machine. */
   threads?: number;
+  /**
+   * Worker threads that tokenize off the JS thread, in parallel (0: on the JS thread). Default: on a
+   * GPU the cores but one, at most 8; on a CPU 0, whose cores the engine already uses (docs/latency.md).
+   */
+  tokenizerThreads?: number;
   /** mlx: the buffer cache limit in bytes. */
   cacheLimitBytes?: number;
   /** mlx: use mx::compile (default true). */
@@ -97,6 +102,8 @@ export const OPTION_RANGES = {
   chunkStride: int(0, 1 << 20),
   /** Default: the machine's cores (the cpu engine caps its pool at 256 threads). */
   threads: int(1, 256),
+  /** Default: min(cores - 1, 8) on a GPU engine, 0 on the CPU. */
+  tokenizerThreads: int(0, 64),
   /** Default: MLX's own. */
   cacheLimitBytes: int(0, Number.MAX_SAFE_INTEGER),
   ...HUB_RANGES,
@@ -137,6 +144,7 @@ export const LOAD_KEYS: { readonly [K in keyof LoadOptions]-?: true } = {
   maxLength: true,
   truncation: true,
   threads: true,
+  tokenizerThreads: true,
   cacheLimitBytes: true,
   compile: true,
   engine: true,
@@ -179,6 +187,7 @@ export function checkLoadOptions(o: Partial<LoadOptions>): void {
     'maxLength',
     'chunkStride',
     'threads',
+    'tokenizerThreads',
     'cacheLimitBytes',
     'retries',
     'stallTimeoutMs',

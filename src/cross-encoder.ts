@@ -20,7 +20,6 @@ import {
   type LoadOptions,
   OPTION_RANGES,
   type Pair,
-  type PairOptions,
   PREDICT_KEYS,
   type PredictOptions,
   RANK_KEYS,
@@ -40,15 +39,15 @@ import { type EngineLimits, type NativeEngine, native } from './native';
 import {
   DEFAULT_LIMITS,
   engineDefaults,
-  type PairEncoder,
   PRIORITIES,
   resolveLimits,
   Scheduler,
   type SchedulerLimits,
-  type Segment,
 } from './scheduler';
 import { type BatchTokensChoice, chooseBatchTokens } from './scheduler/batch-curve';
-import { assertTokenizerFitsModel, Tokenizer } from './tokenizer';
+import { fingerprint, makeEncoder } from './scheduler/encoder';
+import { assertTokenizerFitsModel, Tokenizer, type TokenizerFiles } from './tokenizer';
+import { defaultTokenizerThreads, TokenizerPool } from './tokenizer-pool';
 import type { Activation, Backend, DeviceKind, DType, ModelFamily, ModelFiles, ModelSpec } from './types';
 import {
   checkBoolean,
@@ -88,6 +87,8 @@ export interface CrossEncoderInfo {
   maxLength: number;
   activation: Activation;
   longDocuments: 'truncate' | 'chunk';
+  /** Worker threads tokenizing off the JS thread (0: on the JS thread); the `tokenizerThreads` option. */
+  tokenizerThreads: number;
   /** Wall ms of load() and of its warm-up (0 when skipped). */
   loadMs: number;
   warmupMs: number;
@@ -266,8 +267,20 @@ export class CrossEncoder {
         `chunkStride (${stride}) must be less than half of maxLength - ${tokenizer.numSpecialTokens} (${room}): windows must advance.`,
       );
     }
-    const encode = makeEncoder(tokenizer, longDocuments, maxLength, o.truncation, stride);
+    const encoderSpec = { mode: longDocuments, maxLength, truncation: o.truncation, stride };
+    const encode = makeEncoder(tokenizer, encoderSpec);
     throwIfAborted(signal);
+    // The workers load their tokenizers while the engine loads and warms up.
+    const threads = o.tokenizerThreads ?? defaultTokenizerThreads(backend, device);
+    let pool: TokenizerPool | undefined =
+      threads > 0
+        ? new TokenizerPool({
+            threads,
+            files: tokenizerFiles(files),
+            encoder: encoderSpec,
+            fingerprint: fingerprint(tokenizer, encode),
+          })
+        : undefined;
     const engine = await abortable(
       native().loadEngine({
         backend,
@@ -282,7 +295,10 @@ export class CrossEncoder {
       }),
       signal,
       (e) => e.dispose(),
-    );
+    ).catch(async (err: unknown) => {
+      await pool?.dispose();
+      throw err;
+    });
     try {
       const warm = o.warmup ?? true;
       const warmupMs = warm ? await abortable(engine.warmup(), signal) : 0;
@@ -305,6 +321,7 @@ export class CrossEncoder {
         signal,
       );
       throwIfAborted(signal);
+      pool = await startedPool(pool, o.tokenizerThreads !== undefined, signal);
       let self: CrossEncoder | undefined;
       const onBatch = o.onBatch;
       const scheduler = new Scheduler({
@@ -313,6 +330,7 @@ export class CrossEncoder {
         maxBatchTokens: batchTokens.value,
         engine,
         encode,
+        tokenizer: pool,
         numLabels: spec.numLabels,
         onBatch: (b) => {
           if (onBatch) callSafely(onBatch, b, 'onBatch');
@@ -334,6 +352,7 @@ export class CrossEncoder {
         maxLength,
         activation,
         longDocuments,
+        tokenizerThreads: pool?.threads ?? 0,
         loadMs: performance.now() - t0,
         warmupMs,
         engineLimits: {
@@ -347,7 +366,7 @@ export class CrossEncoder {
       self = new CrossEncoder(info, tokenizer, engine, scheduler);
       return self;
     } catch (err) {
-      await engine.dispose().catch(() => undefined);
+      await Promise.all([engine.dispose().catch(() => undefined), pool?.dispose()]);
       throw err;
     }
   }
@@ -471,16 +490,35 @@ export class CrossEncoder {
   }
 }
 
-function makeEncoder(
-  tokenizer: Tokenizer,
-  mode: 'truncate' | 'chunk',
-  maxLength: number,
-  truncation: PairOptions['truncation'] | undefined,
-  stride: number,
-): PairEncoder {
-  if (mode === 'chunk') {
-    return (q, d) => tokenizer.encodeChunks(q, d, { maxLength, stride }) as Segment[];
+function tokenizerFiles(f: ModelFiles): TokenizerFiles {
+  const { tokenizerJson, vocabTxt, tokenizerConfig, specialTokensMap } = f;
+  return {
+    ...(tokenizerJson !== undefined && { tokenizerJson }),
+    ...(vocabTxt !== undefined && { vocabTxt }),
+    ...(tokenizerConfig !== undefined && { tokenizerConfig }),
+    ...(specialTokensMap !== undefined && { specialTokensMap }),
+  };
+}
+
+/**
+ * The pool once its workers are ready. Workers that cannot start fail load() when the caller asked for
+ * them (`tokenizerThreads`); by default load() goes on tokenizing on the JS thread, with a warning.
+ */
+async function startedPool(
+  pool: TokenizerPool | undefined,
+  asked: boolean,
+  signal: AbortSignal | undefined,
+): Promise<TokenizerPool | undefined> {
+  if (!pool) return undefined;
+  try {
+    await abortable(pool.ready(), signal);
+    return pool;
+  } catch (err) {
+    await pool.dispose();
+    if (asked || signal?.aborted) throw err;
+    process.emitWarning(
+      `mlx-rerank: tokenizer workers could not start, tokenizing on the JS thread (${String(err)})`,
+    );
+    return undefined;
   }
-  const opts = { maxLength, ...(truncation !== undefined && { truncation }) } as PairOptions;
-  return (q, d) => [tokenizer.encodePair(q, d, opts)];
 }

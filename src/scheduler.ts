@@ -20,6 +20,10 @@
  *   with DeadlineError, and those pairs never reach the engine.
  * - A batch the engine refuses with E_INPUT (one call's bad sequence) is retried a call at a time, so
  *   only that call fails.
+ * - With tokenizer workers (`tokenizer`, src/tokenizer-pool.ts) pairs are tokenized in parallel off the
+ *   JS thread, and a full batch goes to the engine as soon as its pairs are tokenized, while the
+ *   workers go on with the next chunks: for a call larger than a batch, and across calls, tokenizing
+ *   batch k+1, computing k and reading back k-1 overlap (pumpParallel).
  */
 import {
   AbortedError,
@@ -44,7 +48,7 @@ import {
   windowScored,
 } from './scheduler/calls';
 import { resolveLimits, type SchedulerLimits } from './scheduler/limits';
-import { type Batch, BatchQueue, type Seq } from './scheduler/queue';
+import { type Batch, BatchQueue, type ChunkEncoder, type Seq } from './scheduler/queue';
 
 export type { CallResult, PairEncoder, Priority, Segment, SubmitOptions } from './scheduler/calls';
 export { PRIORITIES } from './scheduler/calls';
@@ -56,7 +60,7 @@ export {
   resolveLimits,
   type SchedulerLimits,
 } from './scheduler/limits';
-export { balancedCuts } from './scheduler/queue';
+export { balancedCuts, type ChunkEncoder, type EncodedChunk } from './scheduler/queue';
 
 /** The part of NativeEngine the scheduler uses. */
 export interface SchedulerEngine
@@ -69,6 +73,8 @@ export interface SchedulerEngine
 export interface SchedulerOptions extends Partial<SchedulerLimits> {
   engine: SchedulerEngine;
   encode: PairEncoder;
+  /** Tokenizer workers, the scheduler's from now on (disposed with it); without them `encode` runs here. */
+  tokenizer?: ChunkEncoder | undefined;
   numLabels: number;
   onBatch?: (batch: BatchMetrics) => void;
   onCall?: (call: CallMetrics) => void;
@@ -104,6 +110,7 @@ export class Scheduler {
   readonly limits: SchedulerLimits;
   readonly recorder = new MetricsRecorder();
   private readonly engine: SchedulerEngine;
+  private readonly tokenizer: ChunkEncoder | undefined;
   private readonly numLabels: number;
   private readonly onBatch: ((b: BatchMetrics) => void) | undefined;
   private readonly onCall: ((c: CallMetrics) => void) | undefined;
@@ -123,11 +130,20 @@ export class Scheduler {
     this.numLabels = opts.numLabels;
     this.onBatch = opts.onBatch;
     this.onCall = opts.onCall;
-    this.queue = new BatchQueue(this.limits, opts.encode, {
-      tokenizeFailed: (call, err) => this.fail(call, err),
-      truncated: () => this.recorder.truncatedPairs++,
-      expired: (call) => this.fail(call, deadlineError(call)),
-    });
+    this.tokenizer = opts.tokenizer;
+    this.queue = new BatchQueue(
+      this.limits,
+      opts.encode,
+      {
+        tokenizeFailed: (call, err) => this.fail(call, err),
+        truncated: () => this.recorder.truncatedPairs++,
+        expired: (call) => this.fail(call, deadlineError(call)),
+        // At once: the engine may be idle, waiting for these sequences.
+        chunkDone: () => this.pump(),
+      },
+      opts.tokenizer,
+    );
+    if (opts.tokenizer) opts.tokenizer.onIdle = () => this.schedulePump();
   }
 
   /** Pairs waiting (not yet wholly handed to the engine). */
@@ -197,7 +213,10 @@ export class Scheduler {
     for (const c of [...this.calls]) this.fail(c, new DisposedError());
     this.queue.clear();
     const inFlight = [...this.inFlight];
-    this.disposing = Promise.allSettled(inFlight).then(() => this.engine.dispose());
+    const workers = this.tokenizer?.dispose().catch(() => undefined);
+    this.disposing = Promise.allSettled(inFlight)
+      .then(() => this.engine.dispose())
+      .finally(() => workers);
     return this.disposing;
   }
 
@@ -276,6 +295,10 @@ export class Scheduler {
       clearTimeout(this.waitTimer);
       this.waitTimer = undefined;
     }
+    if (this.queue.parallel) {
+      this.pumpParallel();
+      return;
+    }
     // Arrival-order batches: a full batch already waiting goes to a free engine before any tokenizing,
     // so the engine never waits on the JS thread between batches (with one batch in the engine at a
     // time, that wait would be idle engine time).
@@ -298,6 +321,29 @@ export class Scheduler {
     // while there is nothing to do (queue.depth counts only pairs not yet wholly in the engine).
     const more = !complete || this.inFlight.size < pipelineDepth;
     if (this.queue.depth > 0 && more) this.schedulePump();
+  }
+
+  /**
+   * pump() with tokenizer workers: hands chunks to every idle worker, then a batch to the engine when
+   * it has room and the window holds a full batch or all there is (nothing left to tokenize and no
+   * chunk out), as pump() does on the JS thread. A full batch therefore leaves while the workers go
+   * on with the next chunks. Waiting for all of a smaller request rather than sending its first
+   * chunk alone: an engine batch has a fixed cost (~1.5 ms on a GPU), more than the workers take to
+   * tokenize the rest. Nothing here waits or polls: a chunk that comes back (chunkDone), a batch that
+   * completes and a new call run it again.
+   */
+  private pumpParallel(): void {
+    const { maxBatchSize, sortWindow, pipelineDepth } = this.limits;
+    const target = sortWindow > 0 ? Math.max(sortWindow, maxBatchSize) : maxBatchSize;
+    for (;;) {
+      const complete = this.queue.fill(target, Number.POSITIVE_INFINITY);
+      if (this.inFlight.size >= pipelineDepth || this.queue.windowSize === 0) return;
+      const full = (sortWindow === 0 || this.inFlight.size === 0) && this.queue.holdsBatch();
+      if (!complete && !full) return;
+      const batch = this.queue.form();
+      if (!batch) return;
+      this.dispatch(batch);
+    }
   }
 
   /** Hands a batch from the window to the engine: its pairs leave the queue. */

@@ -15,8 +15,13 @@
  *   that pads, but spreads every call in the window over all its batches.
  * - A call whose deadline passed while it still has sequences here fails (hooks.expired) before a batch
  *   is cut, so its sequences never reach the engine.
+ * - With a ChunkEncoder (tokenizer worker threads, src/tokenizer-pool.ts), `fill` hands chunks of pairs
+ *   from the queue front to idle workers instead of tokenizing them here, and their sequences join the
+ *   window in the order the chunks were taken (a chunk that comes back early waits for the ones before
+ *   it), so batches are cut exactly as on the JS thread. Pairs not yet in a worker stay in their call,
+ *   where an abort or a deadline drops them.
  */
-import { InputError, MlxRerankError } from '../errors';
+import { fromNativeError, InputError, MlxRerankError } from '../errors';
 import {
   type Call,
   type Pair,
@@ -49,6 +54,47 @@ export interface Batch {
   startedAt: number;
 }
 
+/** The sequences of a chunk of pairs encoded elsewhere (a tokenizer worker), packed. */
+export interface EncodedChunk {
+  ids: Int32Array;
+  typeIds: Int32Array;
+  /** Sequence k is ids[ends[k - 1] .. ends[k]) (from 0 for k = 0). */
+  ends: Int32Array;
+  /** Pair j of the chunk has segsPerPair[j] consecutive sequences (its windows). */
+  segsPerPair: Int32Array;
+  /** 1 where sequence k was truncated. */
+  truncated: Uint8Array;
+  /** Encoding time of the whole chunk. */
+  ms: number;
+}
+
+/** Encodes chunks of pairs off the JS thread (src/tokenizer-pool.ts). */
+export interface ChunkEncoder {
+  readonly threads: number;
+  /** Chunks that may be handed over now. */
+  idle(): number;
+  /** False once it has no worker: the queue tokenizes on the JS thread again. */
+  usable(): boolean;
+  /** The sequences of `pairs` (the call's from index `first`), or a typed error that fails the call. */
+  encode(first: number, pairs: readonly Pair[]): Promise<EncodedChunk>;
+  /** Set by the scheduler: a worker became free or ready, or stopped. */
+  onIdle: (() => void) | undefined;
+  dispose(): Promise<void>;
+}
+
+/** Pairs per chunk: enough to spread a call over every worker, few enough for an early first batch. */
+const CHUNK_PAIRS = { min: 4, max: 32 };
+
+/** A chunk handed to the ChunkEncoder, until its sequences join the window. */
+interface Chunk {
+  call: Call;
+  first: number;
+  count: number;
+  done: boolean;
+  result: EncodedChunk | undefined;
+  error: MlxRerankError | undefined;
+}
+
 export interface QueueHooks {
   /** A pair of `call` could not be tokenized: the call must fail (and be dropped from the queue). */
   tokenizeFailed(call: Call, err: MlxRerankError): void;
@@ -56,6 +102,8 @@ export interface QueueHooks {
   truncated(): void;
   /** `call`'s deadline passed while it still had sequences waiting: the call must fail. */
   expired(call: Call): void;
+  /** Sequences of a chunk joined the window (or the chunk failed): a batch may be formed. */
+  chunkDone(): void;
 }
 
 /**
@@ -126,12 +174,21 @@ export class BatchQueue {
   private dirty = false;
   private order = 0;
   private batchSeq = 0;
+  /** Chunks in the ChunkEncoder, in the order they were taken; the pairs they hold. */
+  private chunks: Chunk[] = [];
+  private chunkPairs = 0;
 
   constructor(
     private readonly limits: SchedulerLimits,
     private readonly encode: PairEncoder,
     private readonly hooks: QueueHooks,
+    private readonly encoder?: ChunkEncoder,
   ) {}
+
+  /** True while tokenizing happens in workers (fill does not block, chunkDone reports progress). */
+  get parallel(): boolean {
+    return this.encoder?.usable() === true;
+  }
 
   /** Sequences in the window. */
   get windowSize(): number {
@@ -159,6 +216,8 @@ export class BatchQueue {
   clear(): void {
     this.lanes = PRIORITIES.map(() => new Lane());
     this.ready = [];
+    this.chunks = [];
+    this.chunkPairs = 0;
   }
 
   /** True when the window already holds a full batch (by size or by tokens). */
@@ -181,6 +240,7 @@ export class BatchQueue {
    * the deadline passed. Returns true when the window is complete (full or nothing left to tokenize).
    */
   fill(target: number, deadline: number): boolean {
+    if (this.parallel) return this.fillParallel(target);
     this.dropDead();
     let call = this.front();
     while (this.ready.length < target && call) {
@@ -203,26 +263,103 @@ export class BatchQueue {
         call = this.front();
         continue;
       }
-      const ms = performance.now() - t0;
-      if (tokenized(call, i, segs, ms)) this.hooks.truncated();
-      for (let w = 0; w < segs.length; w++) {
-        const s = segs[w] as Segment;
-        const order = this.order++;
-        this.ready.push({
-          call,
-          pair: i,
-          window: w,
-          order,
-          ids: s.ids,
-          typeIds: s.typeIds,
-          tokenizeMs: ms / segs.length,
-        });
-      }
+      this.push(call, i, segs, performance.now() - t0);
       if (performance.now() > deadline) break;
       call = this.front();
     }
     for (const l of this.lanes) l.compact();
     return this.ready.length >= target || this.front() === undefined;
+  }
+
+  /** Pair `i` of `call` was tokenized into `segs` in `ms`: its sequences join the window. */
+  private push(call: Call, i: number, segs: readonly Segment[], ms: number): void {
+    if (tokenized(call, i, segs, ms)) this.hooks.truncated();
+    for (let w = 0; w < segs.length; w++) {
+      const s = segs[w] as Segment;
+      this.ready.push({
+        call,
+        pair: i,
+        window: w,
+        order: this.order++,
+        ids: s.ids,
+        typeIds: s.typeIds,
+        tokenizeMs: ms / segs.length,
+      });
+    }
+  }
+
+  /**
+   * fill() with workers: hands chunks from the queue front to every idle worker while the window and
+   * the chunks out hold fewer than `target` pairs. Never blocks; chunkDone() says when sequences came.
+   */
+  private fillParallel(target: number): boolean {
+    const encoder = this.encoder as ChunkEncoder;
+    this.dropDead();
+    let free = encoder.idle();
+    for (let call = this.front(); call && free > 0; call = this.front(), free--) {
+      if (this.ready.length + this.chunkPairs >= target) break;
+      const left = call.count - call.cursor;
+      const per = Math.ceil(left / Math.max(1, encoder.threads));
+      const count = Math.min(left, Math.max(CHUNK_PAIRS.min, Math.min(CHUNK_PAIRS.max, per)));
+      const chunk: Chunk = {
+        call,
+        first: call.cursor,
+        count,
+        done: false,
+        result: undefined,
+        error: undefined,
+      };
+      call.cursor += count;
+      this.chunks.push(chunk);
+      this.chunkPairs += count;
+      encoder.encode(chunk.first, call.pairs.slice(chunk.first, chunk.first + count)).then(
+        (r) => this.chunkSettled(chunk, r, undefined),
+        (err: unknown) => this.chunkSettled(chunk, undefined, fromNativeError(err)),
+      );
+    }
+    for (const l of this.lanes) l.compact();
+    return this.ready.length >= target || (this.front() === undefined && this.chunks.length === 0);
+  }
+
+  /** A chunk came back: it and the chunks after it that are back too join the window, in order. */
+  private chunkSettled(chunk: Chunk, r: EncodedChunk | undefined, err: MlxRerankError | undefined): void {
+    chunk.done = true;
+    chunk.result = r;
+    chunk.error = err;
+    if (this.chunks[0] !== chunk) return; // one taken before it is still out (or the queue was cleared)
+    while (this.chunks[0]?.done) {
+      const c = this.chunks.shift() as Chunk;
+      this.chunkPairs -= c.count;
+      this.commit(c);
+    }
+    this.hooks.chunkDone();
+  }
+
+  /** A chunk's sequences join the window (a settled call's are dropped; a failed chunk fails its call). */
+  private commit(c: Chunk): void {
+    const call = c.call;
+    if (!call.live) return;
+    if (c.error || !c.result) {
+      this.hooks.tokenizeFailed(call, c.error ?? new InputError('A chunk of pairs came back empty.'));
+      return;
+    }
+    const r = c.result;
+    const ms = r.ms / c.count;
+    let k = 0;
+    let start = 0;
+    for (let j = 0; j < c.count; j++) {
+      const segs: Segment[] = [];
+      for (let w = r.segsPerPair[j] as number; w > 0; w--, k++) {
+        const end = r.ends[k] as number;
+        segs.push({
+          ids: r.ids.subarray(start, end),
+          typeIds: r.typeIds.subarray(start, end),
+          truncated: r.truncated[k] === 1,
+        });
+        start = end;
+      }
+      this.push(call, c.first + j, segs, ms);
+    }
   }
 
   /** The call to tokenize next: the oldest of the first lane that has one. */

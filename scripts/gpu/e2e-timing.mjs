@@ -1,0 +1,110 @@
+#!/usr/bin/env node
+// End to end through the public API (tokenize, schedule, engine, scatter), side by side in one run, on
+// the same pairs: predict() pairs/s and latency p50 / p99 at each batch size and client count, with
+// tokenization on the JS thread (tokenizerThreads 0) and in N worker threads (issue 18).
+//
+//   node scripts/gpu/e2e-timing.mjs MODEL_DIR PAIRS_JSONL [--threads 0,7] [--batches 32,512]
+//        [--clients 1,16] [--seconds 4] [--backend auto] [--device auto] [--dtype float16]
+//        [--max-batch-tokens N] [--out e2e.json]
+//
+// MODEL_DIR is a model folder (e.g. `mlx-rerank synth --shape minilm-l6 --dtype float16`), PAIRS_JSONL a
+// JSONL of {"query", "document"}. Needs dist/ (npm run prepare) and the built addon. Each scenario runs
+// 1 s untimed, then `--seconds` timed; every configuration sends the same requests in the same order.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { parseArgs } from 'node:util';
+import { CrossEncoder, resolveModel } from '../../dist/index.js';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    threads: { type: 'string', default: `0,${Math.min(availableParallelism() - 1, 8)}` },
+    batches: { type: 'string', default: '32,512' },
+    clients: { type: 'string', default: '1,16' },
+    seconds: { type: 'string', default: '4' },
+    backend: { type: 'string', default: 'auto' },
+    device: { type: 'string', default: 'auto' },
+    dtype: { type: 'string' },
+    'max-batch-tokens': { type: 'string' },
+    out: { type: 'string' },
+  },
+});
+const [modelDir, pairsFile] = positionals;
+if (!modelDir || !pairsFile) {
+  console.error('usage: node scripts/gpu/e2e-timing.mjs MODEL_DIR PAIRS_JSONL [options]');
+  process.exit(2);
+}
+const list = (s) => s.split(',').map(Number);
+const seconds = Number(values.seconds);
+const pairs = readFileSync(pairsFile, 'utf8')
+  .split('\n')
+  .filter((l) => l.trim())
+  .map((l) => {
+    const r = JSON.parse(l);
+    return [r.query, r.document];
+  });
+const files = await resolveModel(modelDir, { offline: true });
+
+const at = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length - 1) * q))];
+
+/** `clients` clients, each sending requests of `batch` pairs back to back for `ms`. */
+async function drive(ce, batch, clients, ms) {
+  let next = 0;
+  const lat = [];
+  let done = 0;
+  const t0 = performance.now();
+  const client = async () => {
+    while (performance.now() - t0 < ms) {
+      const start = (next++ * batch) % Math.max(1, pairs.length - batch);
+      const s = performance.now();
+      await ce.predict(pairs.slice(start, start + batch));
+      lat.push(performance.now() - s);
+      done += batch;
+    }
+  };
+  await Promise.all(Array.from({ length: clients }, client));
+  const wall = performance.now() - t0;
+  lat.sort((a, b) => a - b);
+  return { pairsPerS: (done * 1000) / wall, p50: at(lat, 0.5), p99: at(lat, 0.99), requests: lat.length };
+}
+
+const results = [];
+for (const threads of list(values.threads)) {
+  const t0 = performance.now();
+  const ce = await CrossEncoder.load(files, {
+    backend: values.backend,
+    device: values.device,
+    ...(values.dtype && { dtype: values.dtype }),
+    ...(values['max-batch-tokens'] && { maxBatchTokens: Number(values['max-batch-tokens']) }),
+    tokenizerThreads: threads,
+  });
+  const i = ce.info;
+  console.log(
+    `tokenizerThreads ${i.tokenizerThreads}: ${i.backend} ${i.deviceName} ${i.dtype}, load ${(performance.now() - t0).toFixed(0)} ms (warm-up ${i.warmupMs.toFixed(0)} ms), maxBatchTokens ${ce.limits.maxBatchTokens}`,
+  );
+  for (const batch of list(values.batches)) {
+    for (const clients of list(values.clients)) {
+      await drive(ce, batch, clients, 1000);
+      const before = ce.stats();
+      const r = await drive(ce, batch, clients, seconds * 1000);
+      const after = ce.stats();
+      const batches = after.batches - before.batches;
+      const meanBatch = (after.pairs - before.pairs) / Math.max(1, batches);
+      const row = { threads: i.tokenizerThreads, batch, clients, ...r, engineBatches: batches, meanBatch };
+      results.push(row);
+      console.log(
+        `  batch ${String(batch).padStart(4)} x ${String(clients).padStart(2)} clients: ${r.pairsPerS.toFixed(0).padStart(7)} pairs/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms (${r.requests} requests, ${batches} engine batches of ${meanBatch.toFixed(0)} pairs)`,
+      );
+    }
+  }
+  await ce.dispose();
+}
+console.log('\nratio (threads N / threads 0), pairs/s and p50:');
+const base = results.filter((r) => r.threads === results[0].threads);
+for (const r of results.filter((x) => x.threads !== results[0].threads)) {
+  const b = base.find((x) => x.batch === r.batch && x.clients === r.clients);
+  console.log(
+    `  threads ${r.threads}, batch ${r.batch} x ${r.clients}: ${(r.pairsPerS / b.pairsPerS).toFixed(2)}x pairs/s, p50 ${(r.p50 / b.p50).toFixed(2)}x`,
+  );
+}
+if (values.out) writeFileSync(values.out, `${JSON.stringify(results, null, 2)}\n`);
