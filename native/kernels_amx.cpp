@@ -61,6 +61,8 @@ MLXR_TARGET void configureTiles() {
     cfg.colsb[t] = 64;
     cfg.rows[t] = 16;
   }
+  // ldtilecfg's asm names only the first 8 bytes of its operand: keep the rest of cfg's stores
+  __asm__ volatile("" : : "r"(&cfg) : "memory");
   _tile_loadconfig(&cfg);
 }
 
