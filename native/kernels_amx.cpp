@@ -61,6 +61,8 @@ MLXR_TARGET void configureTiles() {
     cfg.colsb[t] = 64;
     cfg.rows[t] = 16;
   }
+  // ldtilecfg's asm names only the first 8 bytes of its operand: keep the rest of cfg's stores
+  __asm__ volatile("" : : "r"(&cfg) : "memory");
   _tile_loadconfig(&cfg);
 }
 
@@ -95,13 +97,14 @@ T* scratchRows(int Kp) {
     }                                                                                        \
   } while (0)
 
-// The block's accumulators into a 32 x 32 scratch (float or int32 bits alike).
-MLXR_TARGET inline void storeBlock(void* out) {
+// The block's accumulators into 32 rows of 32 floats (or int32) ld elements apart.
+MLXR_TARGET inline void storeBlock(void* out, long ld) {
   char* o = static_cast<char*>(out);
-  _tile_stored(0, o, TN * 4);
-  _tile_stored(1, o + 64, TN * 4);
-  _tile_stored(2, o + 16 * TN * 4, TN * 4);
-  _tile_stored(3, o + 16 * TN * 4 + 64, TN * 4);
+  const long stride = ld * 4;
+  _tile_stored(0, o, stride);
+  _tile_stored(1, o + 64, stride);
+  _tile_stored(2, o + 16 * stride, stride);
+  _tile_stored(3, o + 16 * stride + 64, stride);
 }
 
 MLXR_TARGET void gemmBf16(const float* A, long lda, int rows, const PackedBf16& B, float* C, long ldc,
@@ -126,10 +129,14 @@ MLXR_TARGET void gemmBf16(const float* A, long lda, int rows, const PackedBf16& 
     for (int p = 0; p < panels; ++p) {
       const uint16_t* Bp = B.panels.data() + static_cast<size_t>(p) * Kp * TN;
       MLXR_AMX_BLOCK(_tile_dpbf16ps, a, Kp * 2, Bp, Kp / 32, 64, 16 * 128);
-      storeBlock(acc);
       const int n0 = p * TN, nc = std::min(TN, N - n0);
       float* Ct = C + static_cast<long>(m0) * ldc + n0;
-      for (int i = 0; i < mr; ++i) std::memcpy(Ct + i * ldc, acc + i * TN, nc * sizeof(float));
+      if (mr == TM && nc == TN) {  // a whole block straight into C
+        storeBlock(Ct, ldc);
+      } else {
+        storeBlock(acc, TN);
+        for (int i = 0; i < mr; ++i) std::memcpy(Ct + i * ldc, acc + i * TN, nc * sizeof(float));
+      }
       epilogue(Ct, ldc, mr, nc, B.bias.data() + n0, act, residual ? residual + m0 * ldr + n0 : nullptr, ldr);
     }
   }
@@ -161,7 +168,7 @@ MLXR_TARGET void gemmI8(const float* A, long lda, int rows, const PackedI8& B, f
     for (int p = 0; p < panels; ++p) {
       const int8_t* Bp = B.panels.data() + static_cast<size_t>(p) * Kp * TN;
       MLXR_AMX_BLOCK(_tile_dpbusd, a, Kp, Bp, Kp / 64, 64, 16 * 128);
-      storeBlock(acc);
+      storeBlock(acc, TN);
       const int n0 = p * TN, nc = std::min(TN, N - n0);
       const float* sB = B.scale.data() + n0;
       const int32_t* cs = B.colSum.data() + n0;
