@@ -264,7 +264,10 @@ class MlxEngine final : public Engine {
       compile_ = options.compile && (device_ == mx::Device::gpu || options.cpuCompile);
       if (device_ == mx::Device::gpu && mx::cu::is_available()) guardCudaExit();
       attention_ = pickAttention(options.attention);
-      flash_ = options.attention == "flash" && attention_ == Attention::Varlen &&
+      // The tensor-core kernel by default where it applies: on the H200 it ran the MiniLM shape's
+      // attention 5-6x faster than the CUDA-core one, and batch 512 end to end 1.38x (docs/latency-gpu.md).
+      // 'varlen' asks for the CUDA-core kernel.
+      flash_ = (options.attention.empty() || options.attention == "flash") && attention_ == Attention::Varlen &&
                flashSupports(static_cast<int>(spec_.hiddenSize / spec_.numHeads), dtype_);
       bucketRows_ = options.rowBuckets < 0 ? device_ == mx::Device::gpu : options.rowBuckets != 0;
       warmupRows_ = options.warmupRows < 0 ? kGpuBatchTokens : options.warmupRows;
@@ -408,10 +411,12 @@ class MlxEngine final : public Engine {
   // run time; measured on x86-64 (bench/engine-mlx-vs-cpu.ts) it does not pay for BERT shapes, and it
   // needs a compiler on the user's machine, so CPU engines run uncompiled unless
   // EngineOptions::cpuCompile asks for it (for measuring).
-  // The attention layout (see Attention): varlen on CUDA GPUs, coarse on other GPUs, fine on CPUs.
+  // The attention layout (see Attention): varlen on CUDA GPUs (with the tensor-core kernel, "flash",
+  // where it applies), coarse on other GPUs, fine on CPUs.
   // EngineOptions::attention ("varlen" | "coarse" | "fine") overrides it, to compare layouts or to run
   // the GPU layouts on a CPU; varlen exists on CUDA GPUs only and falls back to coarse elsewhere.
-  // "flash" is the varlen layout with the tensor-core kernel (16-bit dtypes, sm_80+; else plain varlen).
+  // "flash" is the varlen layout with the tensor-core kernel (16-bit dtypes, sm_80+; else plain varlen);
+  // "varlen" asks for the CUDA-core kernel.
   Attention pickAttention(const std::string& wanted) const {
     const bool cuda = device_ == mx::Device::gpu && mx::cu::is_available() &&
                       varlenSupports(static_cast<int>(spec_.hiddenSize / spec_.numHeads));
