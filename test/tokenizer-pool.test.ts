@@ -201,6 +201,17 @@ describe('the pool on its own', () => {
     }
   });
 
+  it('a worker that cannot load its tokenizer is not started again; ready() says why, typed', async () => {
+    const missing = { tokenizerJson: join(tmpdir(), 'no-such-dir-tokpool', 'tokenizer.json') };
+    const pool = new TokenizerPool({ threads: 2, files: missing, encoder: spec, fingerprint: 'x' });
+    await expect(pool.ready()).rejects.toMatchObject({ code: 'E_BAD_TOKENIZER' });
+    // ready() rejects with the first failure; the other worker fails the same way soon after.
+    for (let i = 0; i < 1000 && pool.usable(); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(pool.usable()).toBe(false);
+    expect(pool.idle()).toBe(0);
+    await pool.dispose();
+  });
+
   it('a worker that dies fails the chunks it held with an EngineError and is replaced', async () => {
     const pool = await startPool(files, spec, 1);
     try {
