@@ -113,7 +113,7 @@ export class TokenizerPool implements ChunkEncoder {
     this.data = { files: opts.files, encoder: opts.encoder };
     this.expected = opts.fingerprint;
     const started: Promise<void>[] = [];
-    for (let i = 0; i < opts.threads; i++) started.push(this.spawn().started);
+    for (let i = 0; i < opts.threads; i++) started.push(this.trySpawn());
     this.initial = Promise.all(started).then(() => undefined);
     this.initial.catch(() => undefined); // awaited through ready(); never an unhandled rejection
   }
@@ -161,6 +161,18 @@ export class TokenizerPool implements ChunkEncoder {
     this.slots.clear();
     for (const s of slots) this.settleAll(s, new DisposedError());
     await Promise.all(slots.map((s) => s.worker.terminate().catch(() => undefined)));
+  }
+
+  /** A new worker's start, or why it could not be made (no worker entry, no tsx under src/, ...). */
+  private trySpawn(): Promise<void> {
+    try {
+      return this.spawn().started;
+    } catch (err) {
+      const e = new EngineError(`A tokenizer worker could not be started: ${String(err)}`, { cause: err });
+      const failed = Promise.reject(e);
+      failed.catch(() => undefined);
+      return failed;
+    }
   }
 
   private spawn(): Slot {
@@ -235,7 +247,7 @@ export class TokenizerPool implements ChunkEncoder {
     );
     slot.start.reject(err);
     this.settleAll(slot, err);
-    if (slot.ready && !this.disposed) this.spawn();
+    if (slot.ready && !this.disposed) void this.trySpawn();
     this.onIdle?.();
   }
 

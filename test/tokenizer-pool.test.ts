@@ -14,12 +14,13 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CrossEncoder } from '../src/cross-encoder';
 import { EngineError, InputError, TokenizerError } from '../src/errors';
-import type { EncodedChunk } from '../src/scheduler';
+import { type ChunkEncoder, type EncodedChunk, Scheduler } from '../src/scheduler';
 import { type EncoderSpec, fingerprint, makeEncoder } from '../src/scheduler/encoder';
 import { Tokenizer, type TokenizerFiles, type Truncation } from '../src/tokenizer';
 import { TokenizerPool } from '../src/tokenizer-pool';
 import type { ModelFiles } from '../src/types';
 import { msMarcoPairs } from '../src/workload';
+import { encodeChars, referenceLogits, TestEngine } from './helpers/api-engine';
 import { cleanupModels, pairPool, sameBits, syntheticModel } from './helpers/api-model';
 import { FAMILY_FIXTURES } from './helpers/family-goldens';
 
@@ -200,6 +201,17 @@ describe('the pool on its own', () => {
     }
   });
 
+  it('a worker that cannot load its tokenizer is not started again; ready() says why, typed', async () => {
+    const missing = { tokenizerJson: join(tmpdir(), 'no-such-dir-tokpool', 'tokenizer.json') };
+    const pool = new TokenizerPool({ threads: 2, files: missing, encoder: spec, fingerprint: 'x' });
+    await expect(pool.ready()).rejects.toMatchObject({ code: 'E_BAD_TOKENIZER' });
+    // ready() rejects with the first failure; the other worker fails the same way soon after.
+    for (let i = 0; i < 1000 && pool.usable(); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(pool.usable()).toBe(false);
+    expect(pool.idle()).toBe(0);
+    await pool.dispose();
+  });
+
   it('a worker that dies fails the chunks it held with an EngineError and is replaced', async () => {
     const pool = await startPool(files, spec, 1);
     try {
@@ -232,6 +244,92 @@ describe('the pool on its own', () => {
     await Promise.all(exits);
     expect(pool.usable()).toBe(false);
     await expect(pool.encode(0, [['a', 'b']])).rejects.toMatchObject({ code: 'E_DISPOSED' });
+  });
+});
+
+/**
+ * A ChunkEncoder whose chunks come back only when the test says (the pool's timing cannot be steered),
+ * encoding as test/helpers/api-engine.ts's encodeChars; it records how many batches were in the
+ * engine whenever it was handed a chunk.
+ */
+class HeldEncoder implements ChunkEncoder {
+  readonly threads = 2;
+  onIdle: (() => void) | undefined;
+  readonly held: Array<() => void> = [];
+  readonly inEngineAtHandover: number[] = [];
+  constructor(private readonly engine: TestEngine) {}
+  idle(): number {
+    return 2 * this.threads - this.held.length;
+  }
+  usable(): boolean {
+    return true;
+  }
+  encode(_first: number, pairs: readonly (readonly [string, string])[]): Promise<EncodedChunk> {
+    this.inEngineAtHandover.push(this.engine.inFlight);
+    const segs = pairs.map(([q, d]) => encodeChars(q, d, 64));
+    const ends = new Int32Array(segs.length);
+    let at = 0;
+    segs.forEach((x, i) => {
+      at += x.ids.length;
+      ends[i] = at;
+    });
+    const cat = (f: (x: (typeof segs)[number]) => Int32Array) => {
+      const out = new Int32Array(at);
+      let o = 0;
+      for (const x of segs) {
+        out.set(f(x), o);
+        o += f(x).length;
+      }
+      return out;
+    };
+    const chunk: EncodedChunk = {
+      ids: cat((x) => x.ids),
+      typeIds: cat((x) => x.typeIds),
+      ends,
+      segsPerPair: new Int32Array(segs.length).fill(1),
+      truncated: new Uint8Array(segs.length),
+      ms: 0,
+    };
+    return new Promise((resolve) => this.held.push(() => resolve(chunk)));
+  }
+  release(): void {
+    this.held.shift()?.();
+  }
+  async dispose(): Promise<void> {}
+}
+
+describe('pipelining (scheduler with chunks tokenized elsewhere)', () => {
+  it('a full batch goes to the engine while later pairs still tokenize; chunks are handed over while batches compute', async () => {
+    const engine = new TestEngine({ delayMs: 5 });
+    const held = new HeldEncoder(engine);
+    const s = new Scheduler({ engine, encode: () => [], tokenizer: held, numLabels: 1, maxBatchSize: 8 });
+    const pairs = pairPool(9, 100, 30);
+    const call = s.submit(pairs);
+    await new Promise((r) => setImmediate(r));
+    expect(held.held.length).toBeGreaterThan(0);
+    expect(engine.inFlight).toBe(0);
+    held.release(); // the first chunk: more than a batch of pairs
+    await new Promise((r) => setImmediate(r));
+    expect(engine.inFlight).toBe(2); // two batches in the engine (pipelineDepth 2) ...
+    expect(s.queueDepth).toBeGreaterThan(50); // ... while most pairs are still to tokenize
+    let done = false;
+    void call.then(() => {
+      done = true;
+    });
+    while (!done) {
+      held.release();
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    const want = new Float32Array(
+      pairs.map(([q, d]) => {
+        const x = encodeChars(q, d, 64);
+        return referenceLogits(x.ids, x.typeIds, 1)[0] as number;
+      }),
+    );
+    expect(sameBits((await call).logits, want)).toBe(true);
+    expect(held.inEngineAtHandover.filter((n) => n > 0).length).toBeGreaterThan(0);
+    expect(engine.batches.every((b) => b.offsets.length - 1 <= 8)).toBe(true);
+    await s.dispose();
   });
 });
 
