@@ -43,7 +43,7 @@ struct Nvml {
 
   std::string error(const char* call, nvmlReturn_t r) const {
     const char* text = errorString ? errorString(r) : nullptr;
-    return std::string(call) + " failed: " + (text ? text : "NVML error " + std::to_string(r));
+    return "NVML: " + std::string(call) + " failed: " + (text ? text : "error " + std::to_string(r));
   }
 };
 
