@@ -267,7 +267,8 @@ class MlxEngine final : public Engine {
       // The tensor-core kernel by default where it applies: on the H200 it ran the MiniLM shape's
       // attention 5-6x faster than the CUDA-core one, and batch 512 end to end 1.38x (docs/latency-gpu.md).
       // 'varlen' asks for the CUDA-core kernel.
-      flash_ = (options.attention.empty() || options.attention == "flash") && attention_ == Attention::Varlen &&
+      flash_ = (options.attention.empty() || options.attention == "flash") &&
+               attention_ == Attention::Varlen &&
                flashSupports(static_cast<int>(spec_.hiddenSize / spec_.numHeads), dtype_);
       bucketRows_ = options.rowBuckets < 0 ? device_ == mx::Device::gpu : options.rowBuckets != 0;
       warmupRows_ = options.warmupRows < 0 ? kGpuBatchTokens : options.warmupRows;
