@@ -4,7 +4,7 @@
  * strings to Int32Arrays cost more per word than tokenizing it again. Bounded: when the table is
  * half full or its pools are spent it starts over, keeping the words looked up since the last start
  * (up to a quarter of the table), so that the frequent words of a long stream of new text are not
- * all tokenized again each time (with a pretrained vocabulary a missed word costs ~50 hits).
+ * all tokenized again each time (with a pretrained vocabulary a missed word costs over ten hits).
  *
  * A lookup is memory-bound (tens of thousands of distinct words do not fit a core's cache), so a
  * word of up to INLINE_CHARS code units and INLINE_IDS ids - nearly every word of real text - lives
