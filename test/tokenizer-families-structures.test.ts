@@ -126,10 +126,10 @@ describe('family tokenizers with a cache that has started over', () => {
   for (const kind of ['unigram', 'bpe'] as const) {
     it(`${kind}: the same ids as a fresh tokenizer`, () => {
       const busy = loadFamily(kind);
-      // 70,000 distinct words (letters only: one pre-token each) go through the cache first, the
+      // 140,000 distinct words (letters only: one pre-token each) go through the cache first, the
       // MS MARCO-like words among them: it starts over, keeping those.
       const common = msMarcoPairs(50, 77).join(' ');
-      for (let i = 0; i < 70; i++) {
+      for (let i = 0; i < 140; i++) {
         const words = Array.from(
           { length: 1000 },
           (_, j) =>
