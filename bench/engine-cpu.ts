@@ -27,6 +27,7 @@
  * layers, so --layers (default 3: one global layer, two sliding-window ones for ModernBERT) keeps the
  * run short on a small machine; the model is the shape with that many layers, made once.
  */
+import { existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -245,7 +246,10 @@ async function peakMemory(): Promise<void> {
   const layers = Number(values.layers);
   const dims = shapeDims(name);
   const dir = join(syntheticCacheDir(), `synthetic-${name}-l${layers}-float32-seed42`);
-  const files = await synthesizeModel({ shape: { ...dims, numLayers: layers }, seed: 42, outDir: dir });
+  // Made once (tokenizer_config.json is written last); a fresh process then measures RSS without the maker's garbage.
+  const files = existsSync(join(dir, 'tokenizer_config.json'))
+    ? await resolveModel(dir, { offline: true })
+    : await synthesizeModel({ shape: { ...dims, numLayers: layers }, seed: 42, outDir: dir });
   const spec = await loadModelSpec(files);
   const lengths = (values.lengths as string).split(',').map(Number);
   if (lengths.some((t) => !Number.isInteger(t) || t < 4 || t > spec.maxPositions)) {

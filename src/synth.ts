@@ -416,6 +416,9 @@ function familyConfig(d: Dims, tok: FamilyTokenizer): Record<string, unknown> {
       mlp_dropout: 0,
       norm_bias: false,
       norm_eps: 1e-5,
+      // transformers 4.x torch.compile's parts of ModernBERT when this is unset: a benchmark of padded
+      // batches of every length would time recompilations.
+      reference_compile: false,
     };
   }
   const bertLike = {
