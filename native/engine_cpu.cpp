@@ -65,6 +65,15 @@ const Kernels* pickKernels(const std::string& cap) {
 
 enum class Compute { F32, Bf16, I8 };
 
+// Whether vdpbf16ps (zmm) outruns float32 FMA here: AMD's (Zen 4/5), not Intel's.
+bool bf16Dp512Fast() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  return __builtin_cpu_is("amd");
+#else
+  return false;
+#endif
+}
+
 // The best kernel set for the dtype's GEMMs under the cap; the scalar set serves both everywhere.
 const LowpKernels* pickLowp(Compute c, const std::string& cap) {
   const std::string& w = checkIsaCap(cap);
@@ -74,11 +83,16 @@ const LowpKernels* pickLowp(Compute c, const std::string& cap) {
   if (w == "scalar") return cpu::lowpScalar();
   const bool amx = w.empty() || w == "amx", avx512x = amx || w == "avx512";
   const bool avx512 = avx512x || w == "avx512f", vnni = w != "avx2" && w != "avx512f";
-  // AMX first; then vdpbf16ps / 512-bit vpdpbusd; then bf16 widened to float32's FMA on AVX-512 F.
+  // AMX first. For bf16 without it: on Intel (Cooper Lake, Sapphire Rapids) vdpbf16ps issues on one
+  // port where FMA issues on two, and measured 0.6x the widened-to-float32 FMA kernel (75 vs 126
+  // GFLOP/s a core, docs/cpu-dtypes.md), so avx512-fma comes first there; Zen 4/5 run vdpbf16ps at
+  // twice FMA's multiply-adds, so AMD keeps it first.
+  const bool dpbf16First = bf16Dp512Fast();
   for (const LowpKernels* k :
-       {amx ? cpu::lowpAmx() : nullptr, avx512x ? cpu::lowpAvx512Bf16() : nullptr,
-        avx512x ? cpu::lowpAvx512Vnni() : nullptr, avx512 ? cpu::lowpAvx512() : nullptr,
-        vnni ? cpu::lowpAvxVnni() : nullptr, cpu::lowpAvx2(), cpu::lowpNeon()})
+       {amx ? cpu::lowpAmx() : nullptr, avx512x && dpbf16First ? cpu::lowpAvx512Bf16() : nullptr,
+        avx512 ? cpu::lowpAvx512() : nullptr, avx512x ? cpu::lowpAvx512Bf16() : nullptr,
+        avx512x ? cpu::lowpAvx512Vnni() : nullptr, vnni ? cpu::lowpAvxVnni() : nullptr, cpu::lowpAvx2(),
+        cpu::lowpNeon()})
     if (serves(k)) return k;
   return cpu::lowpScalar();
 }

@@ -76,7 +76,9 @@ T* scratchRows(int Kp) {
 }
 
 // The four accumulators of one 32 x 32 block of C over k blocks [0, kBlocks): A rows at aStride bytes
-// (tile rows 0-15 and 16-31), B pair/quad rows of 128 bytes (columns 0-15 and 16-31).
+// (tile rows 0-15 and 16-31), B pair/quad rows of 128 bytes (columns 0-15 and 16-31). Each load comes
+// just before its first use, so the first product of a k block need not wait for all four loads
+// (each C tile still gets its k blocks in order: the same sums).
 #define MLXR_AMX_BLOCK(DP, a, aStride, b, kBlocks, aStep, bStep)                             \
   do {                                                                                       \
     _tile_zero(0);                                                                           \
@@ -87,11 +89,11 @@ T* scratchRows(int Kp) {
       const char* ak = reinterpret_cast<const char*>(a) + static_cast<size_t>(kb) * (aStep); \
       const char* bk = reinterpret_cast<const char*>(b) + static_cast<size_t>(kb) * (bStep); \
       _tile_loadd(4, ak, aStride);                                                           \
-      _tile_loadd(5, ak + 16 * static_cast<size_t>(aStride), aStride);                       \
       _tile_loadd(6, bk, 128);                                                               \
-      _tile_loadd(7, bk + 64, 128);                                                          \
       DP(0, 4, 6);                                                                           \
+      _tile_loadd(7, bk + 64, 128);                                                          \
       DP(1, 4, 7);                                                                           \
+      _tile_loadd(5, ak + 16 * static_cast<size_t>(aStride), aStride);                       \
       DP(2, 5, 6);                                                                           \
       DP(3, 5, 7);                                                                           \
     }                                                                                        \
