@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The device run of DEVICE-amx.md (issue 17): build, check and benchmark the cpu engine's kernel sets
+# The device run of issue 17 (docs/cpu-dtypes.md): build, check and benchmark the cpu engine's kernel sets
 # on an AMX / AVX-512 host. Self-diagnosing: prints the CPU, the checks, GEMM GFLOP/s per kernel set
 # and end-to-end pairs/s per dtype x kernel at 2 and 16 threads. Run from the repo root.
 set -u
