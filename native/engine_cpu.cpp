@@ -828,16 +828,7 @@ double cpuGemmGflops(int n, int threads, double seconds, const std::string& isaC
               C.data() + static_cast<size_t>(r0) * n, n, Act::None, nullptr, 0);
     });
   };
-  once();
-  const auto t0 = std::chrono::steady_clock::now();
-  int iters = 0;
-  double elapsed = 0;
-  do {
-    once();
-    ++iters;
-    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  } while (elapsed < seconds);
-  return 2.0 * n * n * static_cast<double>(n) * iters / elapsed / 1e9;
+  return 2.0 * n * n * static_cast<double>(n) / cpu::secondsPerCall(once, seconds) / 1e9;
 }
 
 std::string cpuIsaName(const std::string& isaCap) { return pickKernels(isaCap)->name; }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -89,6 +90,22 @@ class ThreadPool {
   unsigned long generation_ = 0;
   bool stop_ = false;
 };
+
+// Seconds one call of `once` takes: one untimed call (caches, pages, threads), then as many timed calls
+// as fit in `seconds` (at least one), averaged. For the GEMM ceiling and the kernel benchmark.
+template <typename F>
+double secondsPerCall(F&& once, double seconds) {
+  once();
+  const auto t0 = std::chrono::steady_clock::now();
+  int iters = 0;
+  double elapsed = 0;
+  do {
+    once();
+    ++iters;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  } while (elapsed < seconds);
+  return elapsed / iters;
+}
 
 }  // namespace cpu
 }  // namespace mlxrerank

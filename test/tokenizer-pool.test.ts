@@ -16,24 +16,15 @@ import { CrossEncoder } from '../src/cross-encoder';
 import { EngineError, InputError, TokenizerError } from '../src/errors';
 import { type ChunkEncoder, type EncodedChunk, Scheduler } from '../src/scheduler';
 import { type EncoderSpec, fingerprint, makeEncoder } from '../src/scheduler/encoder';
-import { Tokenizer, type TokenizerFiles, type Truncation } from '../src/tokenizer';
+import { Tokenizer, type TokenizerFiles } from '../src/tokenizer';
 import { TokenizerPool } from '../src/tokenizer-pool';
 import type { ModelFiles } from '../src/types';
 import { msMarcoPairs } from '../src/workload';
 import { encodeChars, referenceLogits, TestEngine } from './helpers/api-engine';
 import { cleanupModels, pairPool, sameBits, syntheticModel } from './helpers/api-model';
-import { FAMILY_FIXTURES } from './helpers/family-goldens';
+import { FAMILY_FIXTURES, type GoldenCase } from './helpers/family-goldens';
 
 const BERT = join(import.meta.dirname, 'fixtures', 'tokenizer');
-
-interface GoldenCase {
-  q: string;
-  d: string;
-  maxLength: number;
-  truncation: Truncation;
-  ids?: number[];
-  typeIds?: number[];
-}
 
 const SOURCES: Record<string, { files: TokenizerFiles; golden: string }> = {
   'WordPiece (tokenizer.json)': {

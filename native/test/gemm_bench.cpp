@@ -39,16 +39,7 @@ double timeIt(ThreadPool& pool, int M, int mb, double seconds,
               const std::function<void(int r0, int n)>& call) {
   const int blocks = (M + mb - 1) / mb;
   auto once = [&] { pool.parallelFor(blocks, [&](int b, int) { call(b * mb, std::min(mb, M - b * mb)); }); };
-  once();
-  const auto t0 = std::chrono::steady_clock::now();
-  int iters = 0;
-  double elapsed = 0;
-  do {
-    once();
-    ++iters;
-    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  } while (elapsed < seconds);
-  return elapsed / iters;
+  return secondsPerCall(once, seconds);
 }
 
 PackedMatrix packF32(const std::vector<float>& w, const std::vector<float>& bias, int N, int K, int nr) {
