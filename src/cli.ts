@@ -9,7 +9,7 @@ import { type BenchOptions, packageVersion, runScenarios } from './bench/bench';
 import { customScenario, type EngineSpec, type ScenarioSpec, STANDARD_SCENARIOS } from './bench/scenarios';
 import { pickBackend } from './cross-encoder';
 import { InputError, MlxRerankError } from './errors';
-import { ENGINE_FLAGS, parseServe, SERVE_USAGE } from './server/args';
+import { ENGINE_FLAGS, ENGINE_TUNING_USAGE, loadTuningFlags, parseServe, SERVE_USAGE } from './server/args';
 import { synthCli } from './synth';
 import type { Backend, DeviceKind, DType } from './types';
 import { flagInt, flagInts, flagOneOf } from './validate';
@@ -54,10 +54,12 @@ Options:
                        a configuration cut short says so in the report
   --warmup-requests N  requests sent before each configuration, not counted (default 20, 2 s at most)
   --max-batch-tokens N --max-batch-size N --max-wait-ms N --threads N   scheduler and engine options
+  --tokenizer-threads N  tokenizer worker threads, 0..64 (0: on the JS thread; default: the library's);
+                       the report says how many ran
   --offline            never touch the network
   --no-ablation        skip the short extra run with length sorting off (padding comparison)
   --progress MODE      auto (bar on a TTY, lines otherwise) | plain | none
-`;
+${ENGINE_TUNING_USAGE}`;
 
 /**
  * 'auto' as CrossEncoder.load resolves it. When the device asks for an engine this install lacks (gpu
@@ -157,6 +159,7 @@ export function parseBench(argv: string[]): { specs: ScenarioSpec[]; options: Be
     ...(maxBatchTokens ? { maxBatchTokens } : {}),
     ...(maxBatchSize ? { maxBatchSize } : {}),
     ...(threads ? { threads } : {}),
+    ...loadTuningFlags(v),
   };
   return { specs, options };
 }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CrossEncoder } from '../cross-encoder';
 import { native, packageRoot } from '../native';
+import type { EngineTuning } from '../types';
 import { measureJitter } from './jitter';
 import { type BenchModel, pickModel } from './model';
 import { nvmlSampler } from './nvml';
@@ -40,6 +41,10 @@ export interface BenchOptions {
   maxBatchSize?: number;
   maxWaitMs?: number;
   threads?: number;
+  /** LoadOptions.tokenizerThreads (default: the library's); the report says how many ran. */
+  tokenizerThreads?: number;
+  /** LoadOptions.engine: the engine tuning options given (src/engine-options.ts). */
+  engine?: EngineTuning;
   /** 'auto': a bar on a TTY, plain lines otherwise. */
   progress: 'auto' | 'plain' | 'none';
   log: (line: string) => void;
@@ -150,6 +155,8 @@ async function runEngine(
     ...(opts.maxBatchSize ? { maxBatchSize: opts.maxBatchSize } : {}),
     ...(opts.maxWaitMs !== undefined ? { maxWaitMs: opts.maxWaitMs } : {}),
     ...(opts.threads ? { threads: opts.threads } : {}),
+    ...(opts.tokenizerThreads !== undefined ? { tokenizerThreads: opts.tokenizerThreads } : {}),
+    ...(opts.engine ? { engine: opts.engine } : {}),
     offline: opts.offline || model.synthetic,
     warmup: false,
   };
@@ -172,6 +179,8 @@ async function runEngine(
       deviceName: i.deviceName,
       dtype: i.dtype,
       version: i.version,
+      tokenizerThreads: i.tokenizerThreads,
+      ...(opts.engine ? { tuning: opts.engine } : {}),
     };
     run.label = engineLabel(e, run.info);
     // NVML only for an engine that really runs on a GPU ('auto' may have picked the CPU).

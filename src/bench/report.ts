@@ -54,7 +54,13 @@ function header(s: ScenarioResult): string[] {
     if (run.status === 'ok' && run.info) {
       const i = run.info;
       out.push(
-        `**Backend:** \`${i.backend}\` | **Device:** \`${i.device}\` (${i.deviceName}) | **Dtype:** \`${i.dtype}\` | **Engine:** ${i.version}`,
+        `**Backend:** \`${i.backend}\` | **Device:** \`${i.device}\` (${i.deviceName}) | **Dtype:** \`${i.dtype}\` | **Engine:** ${i.version}` +
+          (i.tokenizerThreads !== undefined ? ` | **Tokenizer threads:** ${i.tokenizerThreads}` : '') +
+          (i.tuning
+            ? ` | **Engine options:** ${Object.entries(i.tuning)
+                .map(([k, val]) => `\`${k}=${val}\``)
+                .join(' ')}`
+            : ''),
         '',
       );
       if (run.nvml) out.push(nvmlLine(s, run, run.nvml), '');

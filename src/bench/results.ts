@@ -1,4 +1,5 @@
 /** The bench's results as data: what the Markdown, the JSON and the charts are all written from. */
+import type { EngineTuning } from '../types';
 import type { Jitter } from './jitter';
 import {
   type BatchRecord,
@@ -93,7 +94,17 @@ export interface EngineRun {
   requested: { backend: string; device: string; dtype?: string };
   status: 'ok' | 'skipped' | 'failed';
   reason?: string;
-  info?: { backend: string; device: string; deviceName: string; dtype: string; version: string };
+  info?: {
+    backend: string;
+    device: string;
+    deviceName: string;
+    dtype: string;
+    version: string;
+    /** Tokenizer worker threads that ran (0: on the JS thread); absent in older results. */
+    tokenizerThreads?: number;
+    /** The engine tuning options given (LoadOptions.engine), when any. */
+    tuning?: EngineTuning;
+  };
   warmup?: WarmupTimes;
   /** Set for an engine that ran on a GPU only. */
   nvml?: NvmlStatus;

@@ -1,9 +1,44 @@
 /** `mlx-rerank serve` flags -> ServeOptions, with the defaults documented in docs/server.md. */
 import { parseArgs } from 'node:util';
 import type { LoadOptions } from '../cross-encoder';
+import { checkEngineTuning, ENGINE_OPTIONS } from '../engine-options';
 import { InputError } from '../errors';
+import type { EngineTuning } from '../types';
 import { flagInt, flagOneOf } from '../validate';
 import type { ServeOptions } from './index';
+
+type TuningKey = keyof EngineTuning;
+
+/** An engine option's flag: its name in kebab case (kernelCacheDir -> --kernel-cache-dir). */
+function tuningFlag(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/** One string flag per option declared in ENGINE_OPTIONS: a new option needs no CLI edit. */
+const TUNING_FLAGS = Object.fromEntries(
+  Object.keys(ENGINE_OPTIONS).map((k) => [tuningFlag(k), { type: 'string' as const }]),
+) as Record<string, { type: 'string' }>;
+
+const BOOLEAN_VALUES = ['1', '0', 'true', 'false'] as const;
+
+/** What a tuning flag takes, in the help's words. */
+function tuningValues(key: TuningKey): string {
+  const kind = ENGINE_OPTIONS[key].kind;
+  if ('oneOf' in kind) return kind.oneOf.join('|');
+  if ('boolean' in kind) return '0|1';
+  if ('folder' in kind) return 'DIR|none';
+  return 'N';
+}
+
+/** The help lines of the engine tuning flags, made from ENGINE_OPTIONS (docs/engine-options.md). */
+export const ENGINE_TUNING_USAGE = [
+  'Engine tuning, for measuring (docs/engine-options.md; each also settable by its environment variable):',
+  ...(Object.keys(ENGINE_OPTIONS) as TuningKey[]).map((k) => {
+    const d = ENGINE_OPTIONS[k];
+    return `  --${tuningFlag(k)} ${tuningValues(k)}   ${d.engine} engine; default ${d.default} (${d.env})`;
+  }),
+  '',
+].join('\n');
 
 export const SERVE_USAGE = `Usage: mlx-rerank serve --model ID|DIR|synthetic[:tiny] [options]
 
@@ -15,11 +50,12 @@ Model and engine (as mlx-rerank bench):
   --model ID|DIR|synthetic[:tiny]   the model (required)
   --backend auto|cpu|mlx   (default auto)     --device auto|gpu|cpu (default auto)
   --dtype float32|float16|bfloat16|int8       --threads N (cpu engine; default: cores / workers)
+  --tokenizer-threads N   tokenizer worker threads, 0..64 (0: on the JS thread; default: the library's)
   --max-batch-tokens N --max-batch-size N --max-wait-ms N   scheduler limits (library defaults)
   --max-queue-pairs N   pairs waiting at most; beyond: 429 with Retry-After (default 100000)
   --max-length N        tokens per pair at most (default: the model's)
   --offline             never touch the network
-
+${ENGINE_TUNING_USAGE}
 HTTP:
   --host H              address to listen on (default 127.0.0.1; 0.0.0.0 in a container)
   --port N              (default 8080; 0 picks a free port, printed on stdout)
@@ -40,11 +76,50 @@ export const ENGINE_FLAGS = {
   device: { type: 'string' },
   dtype: { type: 'string' },
   threads: { type: 'string' },
+  'tokenizer-threads': { type: 'string' },
   'max-batch-tokens': { type: 'string' },
   'max-batch-size': { type: 'string' },
   'max-wait-ms': { type: 'string' },
   offline: { type: 'boolean' },
+  ...TUNING_FLAGS,
 } as const;
+
+/** One tuning flag's string as the option's value, checked; errors name the flag. */
+function tuningValue(key: TuningKey, flag: string, raw: string): string | number | boolean {
+  const kind = ENGINE_OPTIONS[key].kind;
+  if ('oneOf' in kind) return flagOneOf(flag, raw, kind.oneOf);
+  if ('boolean' in kind) {
+    const b = flagOneOf(flag, raw, BOOLEAN_VALUES);
+    return b === '1' || b === 'true';
+  }
+  if ('range' in kind) return flagInt(flag, raw, kind.range.min, kind.range.max) as number;
+  try {
+    return checkEngineTuning({ [key]: raw })[key] as string;
+  } catch (err) {
+    throw new InputError(`--${flag} takes an absolute folder path or 'none', got "${raw}".`, { cause: err });
+  }
+}
+
+/**
+ * The load options both commands take beyond the scheduler's: `tokenizerThreads` and `engine` (the
+ * tuning flags given), from parseArgs' values; unset flags leave the library's defaults.
+ */
+export function loadTuningFlags(v: Record<string, string | boolean | string[] | undefined>): {
+  tokenizerThreads?: number;
+  engine?: EngineTuning;
+} {
+  const tokenizerThreads = flagInt('tokenizer-threads', v['tokenizer-threads'] as string | undefined, 0, 64);
+  const engine: Record<string, unknown> = {};
+  for (const key of Object.keys(ENGINE_OPTIONS) as TuningKey[]) {
+    const flag = tuningFlag(key);
+    const raw = v[flag];
+    if (typeof raw === 'string') engine[key] = tuningValue(key, flag, raw);
+  }
+  return {
+    ...(tokenizerThreads !== undefined && { tokenizerThreads }),
+    ...(Object.keys(engine).length > 0 && { engine: engine as EngineTuning }),
+  };
+}
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -93,6 +168,7 @@ export function parseServe(argv: string[], env: NodeJS.ProcessEnv = process.env)
     ...(maxQueuePairs !== undefined && { maxQueuePairs }),
     ...(maxLength !== undefined && { maxLength }),
     ...(v.offline && { offline: true }),
+    ...loadTuningFlags(v),
   };
   return {
     model: v.model,
