@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { ScenarioResult } from '../src/bench/results';
 import { parsePairsText } from '../src/bench/workload';
 import { native } from '../src/native';
+import { synthesizeModel } from '../src/synth';
 
 const root = new URL('..', import.meta.url).pathname;
 const work = mkdtempSync(join(tmpdir(), 'bench-cli-'));
@@ -188,12 +189,39 @@ describe('mlx-rerank bench', () => {
     expect(md).toContain(res.runs[0]?.reason ?? '?');
   });
 
+  it('reports the stored dtype the weights really have, and the tokenizer threads and engine options given', async () => {
+    // A folder written in float16 (as `mlx-rerank synth --dtype float16` does): no --weights flag.
+    const dir = join(work, 'tiny-f16');
+    await synthesizeModel({ shape: 'tiny', dtype: 'float16', seed: 3, outDir: dir });
+    const out = join(work, 'f16');
+    const r = cli(
+      ...['bench', '--model', dir, '--backend', 'cpu', '--batch', '8', '--pairs', '16'],
+      ...['--out', out, '--progress', 'none', '--offline', '--no-ablation'],
+      ...['--tokenizer-threads', '1', '--cpu-isa', 'scalar'],
+    );
+    expect(r.stderr).not.toMatch(/Error|failed/i);
+    expect(r.code).toBe(0);
+    const [mdPath, jsonPath] = r.stdout.trim().split('\n');
+    const res = JSON.parse(readFileSync(jsonPath as string, 'utf8')) as ScenarioResult;
+    expect(res.model.weights).toBe('float16');
+    expect(res.runs[0]?.info?.tokenizerThreads).toBe(1);
+    expect(res.runs[0]?.info?.tuning).toEqual({ cpuIsa: 'scalar' });
+    const md = readFileSync(mdPath as string, 'utf8');
+    expect(md).toContain('**Weights stored:** `float16`');
+    expect(md).toContain('**Tokenizer threads:** 1');
+    expect(md).toContain('**Engine options:** `cpuIsa=scalar`');
+  });
+
   it('rejects bad arguments with a message and exit code 2', () => {
     for (const [args, text] of [
       [['--batch', '0'], '--batch takes positive integers'],
       [['--backend', 'tpu'], '--backend takes one of'],
       [['--scenario', '09'], '--scenario takes numbers or names'],
       [['--bogus'], 'Unknown option'],
+      [['--tokenizer-threads', '65'], '--tokenizer-threads takes 0..64'],
+      [['--attention', 'bogus'], '--attention takes one of varlen, flash, coarse, fine'],
+      [['--kernel-cache-dir', 'relative/dir'], '--kernel-cache-dir takes an absolute folder path'],
+      [['--row-buckets', 'yes'], '--row-buckets takes one of'],
     ] as const) {
       const r = cli('bench', ...args);
       expect(r.code, args.join(' ')).toBe(2);

@@ -11,7 +11,7 @@ import { CrossEncoder } from '../cross-encoder';
 import { native, packageRoot } from '../native';
 import type { EngineTuning } from '../types';
 import { measureJitter } from './jitter';
-import { type BenchModel, pickModel } from './model';
+import { type BenchModel, pickModel, storedWeightsDtype } from './model';
 import { nvmlSampler } from './nvml';
 import { renderIndex, writeScenario } from './report-files';
 import { analyzeRun, type EngineRun, methodNotes, paddingOf, SCHEMA, type ScenarioResult } from './results';
@@ -192,6 +192,7 @@ async function runEngine(
         `${run.label}: GPU utilisation (NVML): ${st.available ? st.name : `unavailable, ${st.reason}`}`,
       );
     }
+    model.stored ??= await storedWeightsDtype(i.modelDir);
     if (i.synthetic && !model.synthetic) {
       model.synthetic = true;
       model.note ??= 'the model folder is marked synthetic (random weights)';
@@ -331,7 +332,8 @@ export async function runScenario(spec: ScenarioSpec, opts: BenchOptions): Promi
       id: model.id,
       path: model.source,
       synthetic: model.synthetic,
-      weights: spec.weights ?? 'float32',
+      // What the files hold (a folder written in float16 says so), else what the scenario asked for.
+      weights: model.stored ?? (await storedWeightsDtype(model.source)) ?? spec.weights ?? 'float32',
       ...(model.note ? { note: model.note } : {}),
     },
     workload: { description: workload.description, seed: opts.seed, pairsPerConfig: opts.pairs },

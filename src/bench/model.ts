@@ -6,11 +6,14 @@
  * offline first and the Hub is probed with a short timeout before any download is tried.
  */
 import {
+  closeSync,
   copyFileSync,
   existsSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
+  readSync,
   renameSync,
   rmSync,
   statSync,
@@ -20,6 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InputError, ModelNotFoundError } from '../errors';
 import { resolveModel } from '../hub';
+import { filesInFolder } from '../hub/folder';
 import { f32ToBf16, f32ToF16, type StoredTensor, safetensorsChunks } from '../safetensors';
 import { NAMED_SHAPES, type NamedShape, synthesizeModel } from '../synth';
 import type { ModelFiles, WeightDType } from '../types';
@@ -34,6 +38,8 @@ export interface BenchModel {
   id: string;
   synthetic: boolean;
   note?: string;
+  /** How the loaded weights are stored, read from their safetensors headers once an engine loaded them. */
+  stored?: string;
 }
 
 export interface PickModelOptions {
@@ -232,4 +238,53 @@ export function convertSafetensors(buf: Buffer, dtype: 'float16' | 'bfloat16'): 
     tensors.push([name, { dtype: tag, shape: t.shape, bytes: out }]);
   }
   return Buffer.concat(safetensorsChunks(tensors));
+}
+
+/** The safetensors tensor types a report names, as the library's dtype words. */
+const DTYPE_WORDS: Record<string, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+
+/** The largest header read: real headers are tens of KB; beyond this the file is not trusted. */
+const MAX_HEADER_BYTES = 64 << 20;
+
+/** A safetensors file's header (tensor name -> entry), read without reading the tensors. */
+function readHeader(path: string): Record<string, unknown> {
+  const fd = openSync(path, 'r');
+  try {
+    const len = Buffer.alloc(8);
+    if (readSync(fd, len, 0, 8, 0) !== 8) throw new Error(`${path} is shorter than a safetensors header`);
+    const n = Number(len.readBigUInt64LE(0));
+    if (n > MAX_HEADER_BYTES) throw new Error(`${path} declares a ${n}-byte header`);
+    const text = Buffer.alloc(n);
+    if (readSync(fd, text, 0, n, 8) !== n) throw new Error(`${path} is truncated`);
+    return JSON.parse(text.toString('utf8')) as Record<string, unknown>;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * How a model folder's weights are really stored, from its safetensors headers: the floating-point
+ * type holding the most elements, followed by any others ("float16 (+ float32)"); undefined when the
+ * folder or its headers cannot be read (the caller then says what was asked for).
+ */
+export async function storedWeightsDtype(dir: string): Promise<string | undefined> {
+  try {
+    const files = await filesInFolder(dir, dir, undefined, undefined, undefined);
+    const elements = new Map<string, number>();
+    for (const path of files.weights) {
+      for (const [name, entry] of Object.entries(readHeader(path))) {
+        if (name === '__metadata__') continue;
+        const t = entry as Partial<TensorEntry>;
+        const word = typeof t.dtype === 'string' ? DTYPE_WORDS[t.dtype] : undefined;
+        if (!word || !Array.isArray(t.shape)) continue;
+        const n = t.shape.reduce((a, b) => a * Number(b), 1);
+        elements.set(word, (elements.get(word) ?? 0) + n);
+      }
+    }
+    const [main, ...rest] = [...elements.entries()].sort((a, b) => b[1] - a[1]).map(([w]) => w);
+    if (main === undefined) return undefined;
+    return rest.length > 0 ? `${main} (+ ${rest.join(', ')})` : main;
+  } catch {
+    return undefined;
+  }
 }
