@@ -41,7 +41,7 @@ if (process.argv.includes('--arm64')) {
   mkdirSync(out, { recursive: true });
   const sources = readFileSync(join(root, 'native', 'sources.txt'), 'utf8')
     .split(/\r?\n/)
-    .filter((f) => f && !f.endsWith('addon.cpp'));
+    .filter((f) => f && !f.startsWith('native/addon/')); // the engine's sources, as CMakeLists.txt's
   const exe = join(out, 'engine_check');
   const flags = [
     '-std=c++17',
@@ -55,6 +55,7 @@ if (process.argv.includes('--arm64')) {
   run('aarch64-linux-gnu-g++', [
     ...flags,
     'native/test/engine_check.cpp',
+    'native/test/plan_check.cpp',
     ...sources,
     '-o',
     exe,
