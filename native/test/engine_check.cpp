@@ -256,6 +256,7 @@ void checkLowpKernels() {
       std::printf("ok %s reduced-precision kernels == scalar (bit for bit)\n", k->name);
     }
   }
+  if (!mmla) std::printf("skip neon-mmla kernels (smmla, bfmmla): not arm64 Linux with I8MM / BF16\n");
   if (!amx)
     std::printf("skip amx kernels: not on this CPU (or not Linux x86-64, or the kernel refused tile data)\n");
   std::printf("ok %d reduced-precision kernel sets besides scalar on this CPU\n", sets);
