@@ -92,7 +92,7 @@ const LowpKernels* pickLowp(Compute c, const std::string& cap) {
        {amx ? cpu::lowpAmx() : nullptr, avx512x && dpbf16First ? cpu::lowpAvx512Bf16() : nullptr,
         avx512 ? cpu::lowpAvx512() : nullptr, avx512x ? cpu::lowpAvx512Bf16() : nullptr,
         avx512x ? cpu::lowpAvx512Vnni() : nullptr, vnni ? cpu::lowpAvxVnni() : nullptr, cpu::lowpAvx2(),
-        cpu::lowpNeon()})
+        cpu::lowpNeonMm(), cpu::lowpNeon()})
     if (serves(k)) return k;
   return cpu::lowpScalar();
 }

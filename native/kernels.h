@@ -144,6 +144,7 @@ const LowpKernels* lowpAvx512Bf16();  // bf16 (vdpbf16ps), AVX-512 BF16
 const LowpKernels* lowpAvx512Vnni();  // int8 (vpdpbusd, 512-bit), AVX-512 VNNI
 const LowpKernels* lowpAmx();         // bf16 (tdpbf16ps) + int8 (tdpbusd), AMX (Linux; kernels_amx.cpp)
 const LowpKernels* lowpNeon();        // bf16 (fmla) + int8 (sdot), arm64 with dotprod; nullptr elsewhere
+const LowpKernels* lowpNeonMm();      // bf16 (bfmmla) and / or int8 (smmla), arm64 with BF16 / I8MM
 
 }  // namespace cpu
 }  // namespace mlxrerank

@@ -1,8 +1,8 @@
 // arm64 reduced precision: 4 x 16 tiles (16 q-register accumulators of 32). int8 with the dot-product
 // extension (sdot, armv8.2-a+dotprod: Graviton 2+, Apple M1+): s8 x s8, so no offset is needed
 // (kernels_lowp_impl.h, mode 0); bfloat16 widened to float32 and fused multiply-adds (fmla), the odd k
-// of a pair first, as every bf16 kernel here. Picked when the CPU reports dotprod (getauxval). Not
-// yet written: i8mm (smmla) and bf16 (bfmmla / bfdot), which need another B layout.
+// of a pair first, as every bf16 kernel here. Picked when the CPU reports dotprod (getauxval) and not
+// the matrix-multiply instructions (kernels_neon_mm.cpp: smmla, bfmmla), which come first.
 #include "kernels.h"
 
 #if defined(__aarch64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))

@@ -8,7 +8,9 @@
 //                                                (default 200000; MLX_RERANK_MUTATIONS also works)
 //   node scripts/test-native.mjs --arm64 [N]     cross-compiled for arm64 (g++-aarch64-linux-gnu) and
 //                                                run under qemu-aarch64 (Debian: qemu-user): the NEON
-//                                                kernels against scalar; ~1-3 min, not in `npm test`
+//                                                kernels against scalar (smmla / bfmmla must run;
+//                                                QEMU_CPU=cortex-a76: dotprod only); ~1-3 min, not in
+//                                                `npm test`
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -41,7 +43,7 @@ if (process.argv.includes('--arm64')) {
   mkdirSync(out, { recursive: true });
   const sources = readFileSync(join(root, 'native', 'sources.txt'), 'utf8')
     .split(/\r?\n/)
-    .filter((f) => f && !f.endsWith('addon.cpp'));
+    .filter((f) => f && !f.startsWith('native/addon/')); // the engine's sources, as CMakeLists.txt's
   const exe = join(out, 'engine_check');
   const flags = [
     '-std=c++17',
@@ -55,15 +57,30 @@ if (process.argv.includes('--arm64')) {
   run('aarch64-linux-gnu-g++', [
     ...flags,
     'native/test/engine_check.cpp',
+    'native/test/plan_check.cpp',
     ...sources,
     '-o',
     exe,
     '-pthread',
     '-ldl',
   ]);
-  run('qemu-aarch64', ['-L', '/usr/aarch64-linux-gnu', exe, fixtures, count ?? '200'], {
-    MLX_RERANK_CHECK_PAIRS: process.env.MLX_RERANK_CHECK_PAIRS ?? '8',
+  const args = ['-L', '/usr/aarch64-linux-gnu', exe, fixtures, count ?? '200'];
+  console.log(`$ qemu-aarch64 ${args.join(' ')}`);
+  const r = spawnSync('qemu-aarch64', args, {
+    cwd: root,
+    stdio: ['inherit', 'pipe', 'inherit'],
+    encoding: 'utf8',
+    env: { ...process.env, MLX_RERANK_CHECK_PAIRS: process.env.MLX_RERANK_CHECK_PAIRS ?? '8' },
   });
+  process.stdout.write(r.stdout ?? '');
+  if (r.error || r.status !== 0) process.exit(r.status || 1);
+  // qemu's default cpu (max) has I8MM and BF16: the mmla kernels must have run (QEMU_CPU may pick one
+  // without them, to check the dotprod fallback).
+  for (const line of ['ok smmla', 'ok bfmmla'])
+    if (!process.env.QEMU_CPU && !r.stdout.includes(line)) {
+      console.error(`no '${line}' line: the arm64 matrix-multiply kernels did not run`);
+      process.exit(1);
+    }
   process.exit(0);
 }
 

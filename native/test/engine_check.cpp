@@ -132,9 +132,11 @@ double actRef(Act act, double x) {
 // exact in float32, so the one error of any float32 summation order (vdpbf16ps's pairs, AMX's tiles)
 // is the additions': at most (K + 2) u sum|a b| (u = 2^-24; + 2 for bias and residual), and the
 // epilogue's erf / tanh approximations add a few ulp; a wrong pairing, layout or tail is off by whole
-// products (~1e-2 here). Returns the worst error in units of that bound (<= 1 passes).
+// products (~1e-2 here). Returns the worst error in units of that bound (<= 1 passes). roundToOdd: the
+// sums round to odd (Arm's bfmmla, BFDotAdd), whose error is under a whole ulp (2u), not half of one.
 double bf16VsFloat64(const std::vector<float>& a, const std::vector<float>& w, const std::vector<float>& b,
-                     const float* res, int rows, int K, int N, Act act, const std::vector<float>& got) {
+                     const float* res, int rows, int K, int N, Act act, const std::vector<float>& got,
+                     bool roundToOdd = false) {
   double worst = 0;
   for (int i = 0; i < rows; ++i)
     for (int j = 0; j < N; ++j) {
@@ -148,8 +150,8 @@ double bf16VsFloat64(const std::vector<float>& a, const std::vector<float>& w, c
       const double pre = dot + b[j];
       double ref = actRef(act, pre);
       if (res) ref += res[static_cast<size_t>(i) * N + j];
-      const double u = std::ldexp(1.0, -24);
-      const double bound = 1.2 * (K + 2) * u * (mag + std::fabs(b[j])) + 8 * u * (1 + std::fabs(ref)) + 1e-6;
+      const double u = std::ldexp(1.0, -24), us = roundToOdd ? 2 * u : u;
+      const double bound = 1.2 * (K + 2) * us * (mag + std::fabs(b[j])) + 8 * u * (1 + std::fabs(ref)) + 1e-6;
       worst = std::max(worst, std::fabs(got[static_cast<size_t>(i) * N + j] - ref) / bound);
     }
   return worst;
@@ -157,12 +159,14 @@ double bf16VsFloat64(const std::vector<float>& a, const std::vector<float>& w, c
 
 // Every reduced-precision kernel set available here against the scalar one: same bits, on shapes with
 // row, column and K tails, through each epilogue (bias, activation, residual). AMX's bf16 sums in its
-// own order (kernels_amx.cpp), so it and the scalar kernel are held to a float64 reference instead;
-// its int8 sums are exact integers, so it is checked bit for bit like the others.
+// own order (kernels_amx.cpp), and so does arm64's bfmmla (kernels_neon_mm.cpp, rounding to odd), so they
+// and the scalar kernel are held to a float64 reference instead; their int8 sums are exact integers, so
+// they are checked bit for bit like the others.
 void checkLowpKernels() {
   using namespace mlxrerank::cpu;
   const LowpKernels* ref = lowpScalar();
   const LowpKernels* amx = lowpAmx();
+  const LowpKernels* mmla = lowpNeonMm();
   std::mt19937 rng(99);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   struct Shape {
@@ -190,11 +194,11 @@ void checkLowpKernels() {
   }
   std::printf("ok scalar bf16 gemms within the float64 reference's bound\n");
   int sets = 0;
-  double worstScalar = 0, worstAmx = 0;
   for (const LowpKernels* k :
-       {lowpAvx2(), lowpAvxVnni(), lowpAvx512(), lowpAvx512Bf16(), lowpAvx512Vnni(), amx, lowpNeon()}) {
+       {lowpAvx2(), lowpAvxVnni(), lowpAvx512(), lowpAvx512Bf16(), lowpAvx512Vnni(), amx, mmla, lowpNeon()}) {
     if (!k) continue;
     ++sets;
+    double worstScalar = 0, worstOwn = 0;  // bf16 of amx / mmla: in units of the float64 bound
     for (const Shape& sh : shapes) {
       std::vector<float> w(static_cast<size_t>(sh.N) * sh.K), b(sh.N), a(static_cast<size_t>(sh.rows) * sh.K),
           res(static_cast<size_t>(sh.rows) * sh.N);
@@ -220,15 +224,15 @@ void checkLowpKernels() {
             kk->gemmI8(a.data(), sh.K, sh.rows, m, c, sh.N, sh.act, r, sh.N);
           }
         }
-        if (bf16 && k == amx) {
+        if (bf16 && (k == amx || k == mmla)) {
           const double es = bf16VsFloat64(a, w, b, r, sh.rows, sh.K, sh.N, sh.act, c0);
-          const double ea = bf16VsFloat64(a, w, b, r, sh.rows, sh.K, sh.N, sh.act, c1);
+          const double ea = bf16VsFloat64(a, w, b, r, sh.rows, sh.K, sh.N, sh.act, c1, k == mmla);
           worstScalar = std::max(worstScalar, es);
-          worstAmx = std::max(worstAmx, ea);
+          worstOwn = std::max(worstOwn, ea);
           CHECK(es <= 1, "scalar bf16 gemm %dx%dx%d off the float64 reference (%.3g of the bound)", sh.rows,
                 sh.K, sh.N, es);
-          CHECK(ea <= 1, "amx bf16 gemm %dx%dx%d off the float64 reference (%.3g of the bound)", sh.rows,
-                sh.K, sh.N, ea);
+          CHECK(ea <= 1, "%s bf16 gemm %dx%dx%d off the float64 reference (%.3g of the bound)", k->name,
+                sh.rows, sh.K, sh.N, ea);
           continue;
         }
         CHECK(std::memcmp(c0.data(), c1.data(), c0.size() * sizeof(float)) == 0,
@@ -236,14 +240,23 @@ void checkLowpKernels() {
               sh.K, sh.N);
       }
     }
-    if (k == amx)
+    if (k == amx) {
       std::printf(
           "ok amx: int8 == scalar (bit for bit); bf16 and scalar bf16 within the float64 reference's bound "
           "(worst %.3g and %.3g of it)\n",
-          worstAmx, worstScalar);
-    else
+          worstOwn, worstScalar);
+    } else if (k == mmla) {
+      if (k->gemmI8) std::printf("ok smmla (%s): int8 == scalar (bit for bit)\n", k->name);
+      if (k->gemmBf16)
+        std::printf(
+            "ok bfmmla (%s): bf16 and scalar bf16 within the float64 reference's bound (worst %.3g and %.3g "
+            "of it)\n",
+            k->name, worstOwn, worstScalar);
+    } else {
       std::printf("ok %s reduced-precision kernels == scalar (bit for bit)\n", k->name);
+    }
   }
+  if (!mmla) std::printf("skip neon-mmla kernels (smmla, bfmmla): not arm64 Linux with I8MM / BF16\n");
   if (!amx)
     std::printf("skip amx kernels: not on this CPU (or not Linux x86-64, or the kernel refused tile data)\n");
   std::printf("ok %d reduced-precision kernel sets besides scalar on this CPU\n", sets);
