@@ -84,7 +84,9 @@ struct Kernels {
 // bfloat16: B panel p holds, for k2 = 0..Kp/2-1 and column j < nr, the pair (B[2k2][j], B[2k2+1][j]) as
 // two bf16 (round to nearest even); A rows are rounded to bf16 the same way; products are exact in
 // float32 and accumulate in float32 with fused multiply-adds, the odd k of a pair first, then the even
-// one (the order of vdpbf16ps), so every kernel gives the same bits.
+// one (the order of vdpbf16ps), so every FMA-based kernel gives the same bits. The matrix-unit kernels
+// (AMX tdpbf16ps, arm64 bfmmla) sum in their own order and rounding; engine_check bounds them against a
+// float64 reference instead.
 struct PackedBf16 {
   int K = 0, Kp = 0, N = 0, nr = 0;  // Kp = K rounded up to 2
   AlignedBuffer<uint16_t> panels;
