@@ -2,7 +2,15 @@
 # The device run of issue 17 (docs/cpu-dtypes.md): build, check and benchmark the cpu engine's kernel sets
 # on an AMX / AVX-512 host. Self-diagnosing: prints the CPU, the checks, GEMM GFLOP/s per kernel set
 # and end-to-end pairs/s per dtype x kernel at 2 and 16 threads. Run from the repo root.
+#
+# Environment (all optional): BENCH_ARGS, extra arguments of both end-to-end runs (e.g. `--model DIR
+# --pairs-file FILE --torch-manifest FILE`: the trained model of scripts/gpu/train_bench_reranker.py and
+# its graded pairs); PAIRS_2 / PAIRS_16, the pairs of the 2- and 16-thread runs (default 200 / 640);
+# SKIP_GEMM=1 leaves out gemm_bench.
 set -u
+BENCH_ARGS=${BENCH_ARGS:-}
+PAIRS_2=${PAIRS_2:-200}
+PAIRS_16=${PAIRS_16:-640}
 t0=$(date +%s)
 step() { echo; echo "=== $* ($(($(date +%s) - t0)) s)"; }
 
@@ -46,13 +54,15 @@ else
   echo "AMX not verified by engine_check: end-to-end runs without the amx contenders"
 fi
 
-step "gemm_bench (16 cores)"
-timeout 150 taskset -c 0-15 /tmp/cpu-build/gemm_bench 1,16 0.25
+if [ "${SKIP_GEMM:-0}" != 1 ]; then
+  step "gemm_bench (16 cores)"
+  timeout 150 taskset -c 0-15 /tmp/cpu-build/gemm_bench 1,16 0.25
+fi
 
 step "end to end, 2 threads (cores 0-1)"
-timeout 150 taskset -c 0-1 node scripts/cpu-dtypes-bench.mjs --threads 2 --pairs 200 --rounds 3 --contenders "$contenders"
+timeout 150 taskset -c 0-1 node scripts/cpu-dtypes-bench.mjs --threads 2 --pairs "$PAIRS_2" --rounds 3 --contenders "$contenders" $BENCH_ARGS
 
 step "end to end, 16 threads (cores 0-15)"
-timeout 150 taskset -c 0-15 node scripts/cpu-dtypes-bench.mjs --threads 16 --pairs 640 --rounds 3 --contenders "$contenders"
+timeout 150 taskset -c 0-15 node scripts/cpu-dtypes-bench.mjs --threads 16 --pairs "$PAIRS_16" --rounds 3 --contenders "$contenders" $BENCH_ARGS
 
 step done

@@ -145,3 +145,52 @@ export function msMarcoPairs(count: number, seed: number): Array<[string, string
   }
   return out;
 }
+
+/** One candidate of a graded ranking query: a pair and how relevant the passage is to the query. */
+export interface GradedPair {
+  /** Index of the query; a query's `perQuery` candidates are consecutive. */
+  qid: number;
+  query: string;
+  passage: string;
+  /** Fraction of the query's content words (all but its question start) that occur in the passage: 0..1. */
+  label: number;
+}
+
+/** A word as the label compares it: lower case, without surrounding punctuation. */
+const bare = (w: string): string => w.toLowerCase().replace(/^[^\p{L}\p{N}]+|[^\p{L}\p{N}]+$/gu, '');
+
+/**
+ * Query-grouped candidates with relevance structure, as a first-stage retriever (BM25) returns them:
+ * `queries` MS MARCO-like queries (msMarcoPairs' text, the passages of the same generator), each with
+ * `perQuery` passages into which 0..n of the query's n content words (drawn uniformly) are planted at
+ * random places, once or twice each. The label is the fraction of the query's content words the
+ * passage holds in the end (planted or there by chance). Seeded: the same arguments give the same
+ * pairs; different seeds give disjoint draws (training and held-out evaluation sets).
+ */
+export function gradedPairs(queries: number, perQuery: number, seed: number): GradedPair[] {
+  const u = seededRandom(seed ^ 0x5bd1e995);
+  const out: GradedPair[] = [];
+  for (let q = 0; q < queries; q++) {
+    const group = msMarcoPairs(perQuery, Math.floor(u() * 4294967296));
+    const query = (group[0] as [string, string])[0];
+    const starts = new Set(QUESTION_STARTS.flatMap((s) => s.split(' ')));
+    const content = [...new Set(query.split(' ').map(bare))].filter((w) => w !== '' && !starts.has(w));
+    for (const [, passage] of group) {
+      const words = passage.split(' ');
+      // A partial Fisher-Yates shuffle picks which k content words go in.
+      const pool = [...content];
+      const k = Math.floor(u() * (pool.length + 1));
+      for (let i = 0; i < k; i++) {
+        const j = i + Math.floor(u() * (pool.length - i));
+        [pool[i], pool[j]] = [pool[j] as string, pool[i] as string];
+        const times = u() < 0.3 ? 2 : 1;
+        for (let t = 0; t < times; t++)
+          words.splice(Math.floor(u() * (words.length + 1)), 0, pool[i] as string);
+      }
+      const held = new Set(words.map(bare));
+      const label = content.length === 0 ? 0 : content.filter((w) => held.has(w)).length / content.length;
+      out.push({ qid: q, query, passage: words.join(' '), label });
+    }
+  }
+  return out;
+}
