@@ -162,7 +162,7 @@ bool checkEmbeddings(int rows, double eps) {
   const int blocks = (rows + mlxrerank::kFusedWarps - 1) / mlxrerank::kFusedWarps;
   auto launch = [&] {
     mlx::core::cu::embeddings_kernel<E, T, HAS_POS, HAS_TYPE, 0x2b8cbccc>
-        <<<blocks, mlxrerank::kFusedThreads> > >(dw, dp, dt, dg, db, di, shapeOf(rows, 1), dpos, dty, dout);
+        <<<blocks, mlxrerank::kFusedThreads>>>(dw, dp, dt, dg, db, di, shapeOf(rows, 1), dpos, dty, dout);
   };
   launch();
   CUDA_OK(cudaGetLastError());
@@ -209,7 +209,7 @@ bool checkResidual(int rows, double eps, bool timed) {
   // EPS_BITS 0x3727c5ac = 1e-5f (the fixtures' BERT eps is 1e-12: the embeddings case covers that one).
   auto launch = [&] {
     mlx::core::cu::residual_kernel<H, T, 0x3727c5ac>
-        <<<blocks, mlxrerank::kFusedThreads> > >(dy, shapeOf(rows, H), dbias, dr, dg, db, dout);
+        <<<blocks, mlxrerank::kFusedThreads>>>(dy, shapeOf(rows, H), dbias, dr, dg, db, dout);
   };
   launch();
   CUDA_OK(cudaGetLastError());
@@ -278,7 +278,7 @@ void timeEmbeddings(int rows) {
   const int blocks = (rows + mlxrerank::kFusedWarps - 1) / mlxrerank::kFusedWarps;
   auto launch = [&] {
     mlx::core::cu::embeddings_kernel<E, T, true, true, 0x2b8cbccc>
-        <<<blocks, mlxrerank::kFusedThreads> > >(dw, dp, dt, dg, db, di, shapeOf(rows, 1), dpos, dty, dout);
+        <<<blocks, mlxrerank::kFusedThreads>>>(dw, dp, dt, dg, db, di, shapeOf(rows, 1), dpos, dty, dout);
   };
   for (int i = 0; i < 20; ++i) launch();
   CUDA_OK(cudaGetLastError());
