@@ -698,10 +698,7 @@ class MlxEngine final : public Engine {
     std::vector<float> inv(static_cast<size_t>(hd / 2));
     for (int i = 0; i < hd / 2; ++i)
       inv[i] = 1.0f / std::pow(static_cast<float>(theta), static_cast<float>(2 * i) / static_cast<float>(hd));
-    std::vector<char> bytes(inv.size() * sizeof(float));
-    std::memcpy(bytes.data(), inv.data(), bytes.size());
-    mx::array out = fused_ ? uploadBytes(std::make_shared<HostBytes>(std::move(bytes)), mx::Shape{1, hd / 2},
-                                         mx::float32, stream_)
+    mx::array out = fused_ ? uploadBytes(HostBytes::owning(inv), mx::Shape{1, hd / 2}, mx::float32, stream_)
                            : mx::array(inv.data(), mx::Shape{1, hd / 2}, mx::float32);
     mx::eval(out);
     return out;
@@ -825,7 +822,7 @@ class MlxEngine final : public Engine {
     const PoolIndices poolIndices = poolIndicesOf(batch, rows);
     const size_t poolIn = host.add(poolIndices.rows);
     const size_t lengthsIn = arch_.meanPool ? host.add(poolIndices.lengths) : poolIn;  // cls: not read
-    std::vector<mx::array> in = host.arrays(fused_, s);
+    std::vector<mx::array> in = std::move(host).arrays(fused_, s);
     std::vector<mx::array> layout;
     for (size_t i : layoutIn) layout.push_back(in[i]);
     if (!varlen && spec_.localWindow > 0) localMasks = windowMasks(plan, masks);

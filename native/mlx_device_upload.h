@@ -30,15 +30,20 @@ namespace mlxrerank {
 
 namespace mx = mlx::core;
 
-// A .npy file in memory: a version 1.0 header for `size` uint8 elements, then the bytes, either owned
-// (a forward's inputs, read after the caller's vector is gone) or borrowed (weights, read while the
-// weight store is open: load() evaluates each weight at once).
+// A .npy file in memory: a version 1.0 header for `size` uint8 elements, then the bytes at `data`, which
+// `owner` keeps alive (a forward's inputs, read when the graph is evaluated, after run() has returned) or,
+// without an owner, the caller does (weights, read while the weight store is open: load() evaluates each
+// weight at once).
 class HostBytes final : public mx::io::Reader {
  public:
-  HostBytes(const void* data, size_t size) : data_(static_cast<const char*>(data)), size_(size) { header(); }
-  explicit HostBytes(std::vector<char> owned)
-      : owned_(std::move(owned)), data_(owned_.data()), size_(owned_.size()) {
+  HostBytes(const void* data, size_t size, std::shared_ptr<const void> owner = nullptr)
+      : owner_(std::move(owner)), data_(static_cast<const char*>(data)), size_(size) {
     header();
+  }
+  template <typename T>
+  static std::shared_ptr<HostBytes> owning(std::vector<T> values) {
+    auto owned = std::make_shared<const std::vector<T>>(std::move(values));
+    return std::make_shared<HostBytes>(owned->data(), owned->size() * sizeof(T), owned);
   }
 
   bool is_open() const override { return true; }
@@ -91,7 +96,7 @@ class HostBytes final : public mx::io::Reader {
     header_ += dict;
   }
 
-  std::vector<char> owned_;
+  std::shared_ptr<const void> owner_;
   const char* data_;
   size_t size_;
   std::string header_;
@@ -118,7 +123,8 @@ class Int32Inputs {
     return starts_.size() - 1;
   }
 
-  std::vector<mx::array> arrays(bool device, mx::Stream stream) {
+  // The pieces as arrays, in the order added (once: the values move into the upload).
+  std::vector<mx::array> arrays(bool device, mx::Stream stream) && {
     starts_.push_back(all_.size());
     std::vector<mx::array> out;
     const size_t pieces = starts_.size() - 1;
@@ -129,10 +135,8 @@ class Int32Inputs {
                          mx::int32);
       return out;
     }
-    std::vector<char> bytes(all_.size() * sizeof(int32_t));
-    if (!bytes.empty()) std::memcpy(bytes.data(), all_.data(), bytes.size());
-    mx::array whole = uploadBytes(std::make_shared<HostBytes>(std::move(bytes)),
-                                  mx::Shape{static_cast<int>(all_.size())}, mx::int32, stream);
+    const int total = static_cast<int>(all_.size());
+    mx::array whole = uploadBytes(HostBytes::owning(std::move(all_)), mx::Shape{total}, mx::int32, stream);
     for (size_t i = 0; i < pieces; ++i)
       out.push_back(
           mx::slice(whole, {static_cast<int>(starts_[i])}, {static_cast<int>(starts_[i + 1])}, stream));
