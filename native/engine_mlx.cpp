@@ -822,15 +822,15 @@ class MlxEngine final : public Engine {
     const PoolIndices poolIndices = poolIndicesOf(batch, rows);
     const size_t poolIn = host.add(poolIndices.rows);
     const size_t lengthsIn = arch_.meanPool ? host.add(poolIndices.lengths) : poolIn;  // cls: not read
-    std::vector<mx::array> in = std::move(host).arrays(fused_, s);
+    std::vector<mx::array> inputs = std::move(host).arrays(fused_, s);
     std::vector<mx::array> layout;
-    for (size_t i : layoutIn) layout.push_back(in[i]);
+    for (size_t i : layoutIn) layout.push_back(inputs[i]);
     if (!varlen && spec_.localWindow > 0) localMasks = windowMasks(plan, masks);
     const int heads = static_cast<int>(spec_.numHeads);
     const int headDim = static_cast<int>(spec_.hiddenSize / spec_.numHeads);
 
-    const mx::array& positionIds = in[positionsIn];
-    mx::array x = embeddings(in[idsIn], positionIds, in[typesIn]);
+    const mx::array& positionIds = inputs[positionsIn];
+    mx::array x = embeddings(inputs[idsIn], positionIds, inputs[typesIn]);
     if (arch_.embeddingSize != spec_.hiddenSize) x = mx::addmm(embProjB_, x, embProjW_, 1.0f, 1.0f, s);
 
     std::optional<std::pair<mx::array, mx::array>> ropeGlobal, ropeLocal;
@@ -877,7 +877,7 @@ class MlxEngine final : public Engine {
     }
     layersRun = static_cast<int>(layers_.size());
 
-    auto pooled = pool(x, in[poolIn], in[lengthsIn], poolIndices);
+    auto pooled = pool(x, inputs[poolIn], inputs[lengthsIn], poolIndices);
     auto h = headActivation_(mx::addmm(poolB_, pooled, poolW_, 1.0f, 1.0f, s), s);
     if (spec_.headNorm) h = mx::fast::layer_norm(h, headG_, headB_, eps, s);
     auto logits = mx::addmm(clsB_, h, clsW_, 1.0f, 1.0f, s);
