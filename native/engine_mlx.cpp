@@ -43,7 +43,9 @@
 
 #include "batch_plan.h"
 #include "engine.h"
+#include "mlx_device_upload.h"
 #include "mlx_flash_attention.h"
+#include "mlx_fused_kernels.h"
 #include "mlx_kernel_cache.h"
 #include "mlx_varlen_attention.h"
 #include "model_spec.h"
@@ -219,10 +221,6 @@ Activation makeActivation(const std::string& name) {
 // ---------------------------------------------------------------------------------------------------
 // The batch, laid out for attention (the plan itself: batch_plan.h)
 
-mx::array int32Array(const std::vector<int32_t>& values) {
-  return mx::array(values.data(), mx::Shape{static_cast<int>(values.size())}, mx::int32);
-}
-
 // ---------------------------------------------------------------------------------------------------
 // The engine
 
@@ -260,6 +258,7 @@ class MlxEngine final : public Engine {
         // held after a warm-up); a reranker shares its GPU, so it keeps about one large batch's worth.
         mx::set_cache_limit(kGpuCacheLimit);
       }
+      fused_ = pickFused(options.fusedKernels);
       loadWeights(weightFiles);
       compile_ = options.compile && (device_ == mx::Device::gpu || options.cpuCompile);
       if (device_ == mx::Device::gpu && mx::cu::is_available()) guardCudaExit();
@@ -407,6 +406,14 @@ class MlxEngine final : public Engine {
                       "mlx engine: unknown dtype \"" + requested + "\" (use float32, float16 or bfloat16)");
   }
 
+  // EngineOptions::fusedKernels: device-resident inputs and weights (mlx_device_upload.h) and the fused
+  // row kernels (mlx_fused_kernels.h). CUDA only (mx::fast::cuda_kernel; Apple GPUs and CPUs keep the
+  // plain graph whatever is asked); by default with 16-bit dtypes, the ones the kernels were profiled for.
+  bool pickFused(int requested) const {
+    if (device_ != mx::Device::gpu || !mx::cu::is_available() || requested == 0) return false;
+    return requested == 1 || dtype_ == mx::float16 || dtype_ == mx::bfloat16;
+  }
+
   // mx::compile fuses the element-wise chains (bias + GELU, residual adds). On GPUs that saves kernel
   // launches and memory traffic. On CPUs MLX compiles fused kernels with the system C++ compiler at
   // run time; measured on x86-64 (bench/engine-mlx-vs-cpu.ts) it does not pay for BERT shapes, and it
@@ -436,9 +443,16 @@ class MlxEngine final : public Engine {
     mx::Shape shape;
     for (int64_t d : view.shape) shape.push_back(static_cast<int>(d));
     // Copy the bytes as they are stored (the store's buffer may not be aligned for their type), then convert.
-    mx::allocator::Buffer buffer = mx::allocator::malloc(std::max<size_t>(view.bytes, 1));
-    std::memcpy(buffer.raw_ptr(), view.data, view.bytes);
-    mx::array raw(buffer, shape, toMx(view.dtype));
+    // Fused (CUDA): straight into device memory, so that no weight stays in managed memory when no op
+    // below copies it (mlx_device_upload.h says why); the store is open until eval() below has read it.
+    auto hostCopy = [&] {
+      mx::allocator::Buffer buffer = mx::allocator::malloc(std::max<size_t>(view.bytes, 1));
+      std::memcpy(buffer.raw_ptr(), view.data, view.bytes);
+      return mx::array(buffer, shape, toMx(view.dtype));
+    };
+    mx::array raw = fused_ ? uploadBytes(std::make_shared<HostBytes>(view.data, view.bytes), shape,
+                                         toMx(view.dtype), stream_)
+                           : hostCopy();
     mx::array out = transpose ? mx::contiguous(mx::transpose(raw, stream_), false, stream_) : raw;
     out = mx::astype(out, dtype_, stream_);
     mx::eval(out);
@@ -447,6 +461,9 @@ class MlxEngine final : public Engine {
 
   // The family's tensors (native/model_spec.cpp names them), as the Arch says which exist.
   void loadWeights(const std::vector<std::string>& files) {
+    // Fused: MLX's buffer cache may hold managed buffers (host arrays freed by other engines), which it would
+    // hand to the device allocations below.
+    if (fused_) mx::clear_cache();
     std::unique_ptr<WeightStore> store = WeightStore::open(files, spec_);
     const WeightStore& w = *store;
     const TensorNames& nm = tensorNames(arch_.family);
@@ -558,6 +575,13 @@ class MlxEngine final : public Engine {
   void buildBlocks() {
     const float eps = static_cast<float>(spec_.layerNormEps);
     const mx::Stream s = stream_;
+    const int item = static_cast<int>(mx::size_of(dtype_));
+    fusedEmbeddings_ = fused_ && fusedSupportsWidth(static_cast<int>(arch_.embeddingSize), item);
+    if (fused_ && !arch_.preNorm && !arch_.glu &&
+        fusedSupportsWidth(static_cast<int>(spec_.hiddenSize), item)) {
+      buildFusedBlocks();
+      return;
+    }
     // inputs: ctx [T,H], residual [T,H], W [H,H], b, gamma, beta
     // Under compile, bias adds are written as matmul + add: they fuse with the residual add, and
     // mx::compile(shapeless) miscomputes addmm once the token count changes (MLX 0.32: its broadcast
@@ -614,6 +638,33 @@ class MlxEngine final : public Engine {
     }
   }
 
+  // Post-norm blocks with the fused tail (mlx_fused_kernels.h): matmul without bias, then one kernel for
+  // LN(mm + bias + residual), instead of a compiled add(add(mm, bias), residual) and a layer_norm (two
+  // kernels, three passes over the rows). The FFN's bias + activation stays a compiled element-wise graph
+  // between its matmuls. Not compiled as a whole: a custom kernel's output shape is fixed when traced, and
+  // the graphs are shapeless (any token count). Same inputs as the unfused attnOut_ / ffn_.
+  void buildFusedBlocks() {
+    const float eps = static_cast<float>(spec_.layerNormEps);
+    const mx::Stream s = stream_;
+    Activation act = activation_;
+    std::function<std::vector<mx::array>(const std::vector<mx::array>&)> biasAct =
+        [s, act](const std::vector<mx::array>& in) {
+          return std::vector<mx::array>{act(mx::add(in[0], in[1], s), s)};
+        };
+    if (compile_) biasAct = mx::compile(biasAct, /*shapeless=*/true);
+    // inputs: ctx [T,H], residual [T,H], W [H,H], b, gamma, beta
+    attnOut_ = [eps, s](const std::vector<mx::array>& in) {
+      return std::vector<mx::array>{
+          residualLayerNorm(mx::matmul(in[0], in[2], s), in[3], in[1], in[4], in[5], eps, s)};
+    };
+    // inputs: x [T,H], W1 [H,I], b1, W2 [I,H], b2, gamma, beta
+    ffn_ = [eps, s, biasAct](const std::vector<mx::array>& in) {
+      auto h = biasAct({mx::matmul(in[0], in[1], s), in[2]})[0];
+      return std::vector<mx::array>{
+          residualLayerNorm(mx::matmul(h, in[3], s), in[4], in[0], in[5], in[6], eps, s)};
+    };
+  }
+
   // Grouped attention (fine / coarse): layout = {scatter, one gather per group}.
   mx::array attention(const mx::array& qkv, const AttentionPlan& plan, const std::vector<mx::array>& layout,
                       const std::vector<std::optional<mx::array>>& masks) {
@@ -647,7 +698,8 @@ class MlxEngine final : public Engine {
     std::vector<float> inv(static_cast<size_t>(hd / 2));
     for (int i = 0; i < hd / 2; ++i)
       inv[i] = 1.0f / std::pow(static_cast<float>(theta), static_cast<float>(2 * i) / static_cast<float>(hd));
-    mx::array out(inv.data(), mx::Shape{1, hd / 2}, mx::float32);
+    mx::array out = fused_ ? uploadBytes(HostBytes::owning(inv), mx::Shape{1, hd / 2}, mx::float32, stream_)
+                           : mx::array(inv.data(), mx::Shape{1, hd / 2}, mx::float32);
     mx::eval(out);
     return out;
   }
@@ -741,20 +793,23 @@ class MlxEngine final : public Engine {
         positions[t] = offset + (batch.tokens[t] == padId ? -1 : next++);
     }
 
+    // Every int32 input of the forward, made into arrays at once below (fused: one upload to device memory).
+    Int32Inputs host;
+    const size_t idsIn = host.add(ids), typesIn = host.add(types), positionsIn = host.add(positions);
     // The attention layout's inputs: offsets and block table (varlen), or the padded groups.
     const bool varlen = attention_ == Attention::Varlen;
     AttentionPlan plan;
-    std::vector<mx::array> layout;  // varlen: {offsets, blocks}; grouped: {scatter, gathers...}
+    std::vector<size_t> layoutIn;  // varlen: {offsets, blocks}; grouped: {scatter, gathers...}
     std::vector<std::optional<mx::array>> masks, localMasks;
     if (varlen) {
-      layout = {int32Array(batch.offsets), int32Array(varlenBlocks(batch.offsets, rows))};
+      layoutIn = {host.add(batch.offsets), host.add(varlenBlocks(batch.offsets, rows))};
       computedSlots = rows;
     } else {
       plan = planAttention(batch, attention_);
       plan.scatter.resize(rows, 0);
-      layout.push_back(int32Array(plan.scatter));
+      layoutIn.push_back(host.add(plan.scatter));
       for (const auto& group : plan.groups) {
-        layout.push_back(int32Array(group.gather));
+        layoutIn.push_back(host.add(group.gather));
         if (group.padded) {
           mx::array valid(group.keyValid.data(), mx::Shape{group.pairs, 1, 1, group.length}, mx::bool_);
           masks.emplace_back(valid);
@@ -762,17 +817,20 @@ class MlxEngine final : public Engine {
           masks.emplace_back(std::nullopt);
         }
       }
-      if (spec_.localWindow > 0) localMasks = windowMasks(plan, masks);
       computedSlots = std::max<int64_t>(plan.slots, rows);
     }
+    const PoolIndices poolIndices = poolIndicesOf(batch, rows);
+    const size_t poolIn = host.add(poolIndices.rows);
+    const size_t lengthsIn = arch_.meanPool ? host.add(poolIndices.lengths) : poolIn;  // cls: not read
+    std::vector<mx::array> inputs = std::move(host).arrays(fused_, s);
+    std::vector<mx::array> layout;
+    for (size_t i : layoutIn) layout.push_back(inputs[i]);
+    if (!varlen && spec_.localWindow > 0) localMasks = windowMasks(plan, masks);
     const int heads = static_cast<int>(spec_.numHeads);
     const int headDim = static_cast<int>(spec_.hiddenSize / spec_.numHeads);
 
-    auto positionIds = int32Array(positions);
-    auto x = mx::take(wordEmb_, int32Array(ids), 0, s);
-    if (!arch_.rotary) x = mx::add(x, mx::take(posEmb_, positionIds, 0, s), s);
-    if (spec_.typeEmbeddings) x = mx::add(x, mx::take(typeEmb_, int32Array(types), 0, s), s);
-    x = mx::fast::layer_norm(x, embLnG_, embLnB_, eps, s);
+    const mx::array& positionIds = inputs[positionsIn];
+    mx::array x = embeddings(inputs[idsIn], positionIds, inputs[typesIn]);
     if (arch_.embeddingSize != spec_.hiddenSize) x = mx::addmm(embProjB_, x, embProjW_, 1.0f, 1.0f, s);
 
     std::optional<std::pair<mx::array, mx::array>> ropeGlobal, ropeLocal;
@@ -819,38 +877,77 @@ class MlxEngine final : public Engine {
     }
     layersRun = static_cast<int>(layers_.size());
 
-    auto pooled = pool(x, batch, rows);
+    auto pooled = pool(x, inputs[poolIn], inputs[lengthsIn], poolIndices);
     auto h = headActivation_(mx::addmm(poolB_, pooled, poolW_, 1.0f, 1.0f, s), s);
     if (spec_.headNorm) h = mx::fast::layer_norm(h, headG_, headB_, eps, s);
     auto logits = mx::addmm(clsB_, h, clsW_, 1.0f, 1.0f, s);
     return mx::astype(logits, mx::float32, s);
   }
 
+  // The word (+ position) (+ type) embeddings of the token rows, layer-normed [rows, embeddingSize]: one
+  // kernel where fused (mlx_fused_kernels.h), else gathers, adds and a layer_norm.
+  mx::array embeddings(const mx::array& ids, const mx::array& positions, const mx::array& types) const {
+    const mx::Stream s = stream_;
+    const float eps = static_cast<float>(spec_.layerNormEps);
+    const bool learned = !arch_.rotary;
+    if (fusedEmbeddings_)
+      return fusedEmbeddings(wordEmb_, learned ? posEmb_ : wordEmb_,
+                             spec_.typeEmbeddings ? typeEmb_ : wordEmb_, embLnG_, embLnB_, ids, positions,
+                             types, learned, spec_.typeEmbeddings, eps, s);
+    auto x = mx::take(wordEmb_, ids, 0, s);
+    if (learned) x = mx::add(x, mx::take(posEmb_, positions, 0, s), s);
+    if (spec_.typeEmbeddings) x = mx::add(x, mx::take(typeEmb_, types, 0, s), s);
+    return mx::fast::layer_norm(x, embLnG_, embLnB_, eps, s);
+  }
+
+  // What pool() reads: cls pooling each pair's first row (rows: [pairs]); mean pooling each row's pair,
+  // bucket padding rows a spare one (rows: [rows]) and the pairs' lengths.
+  struct PoolIndices {
+    std::vector<int32_t> rows, lengths;
+    std::vector<float> inverseLengths;  // 1 / length, for the host-array (unfused) graph
+  };
+  PoolIndices poolIndicesOf(const PackedBatch& batch, int64_t rows) const {
+    const int pairs = static_cast<int>(batch.pairs());
+    PoolIndices out;
+    if (!arch_.meanPool) {
+      out.rows.assign(batch.offsets.begin(), batch.offsets.end() - 1);
+      return out;
+    }
+    out.rows.assign(static_cast<size_t>(rows), pairs);
+    out.lengths.resize(static_cast<size_t>(pairs));
+    for (int p = 0; p < pairs; ++p) {
+      std::fill(out.rows.begin() + batch.offsets[p], out.rows.begin() + batch.offsets[p + 1], p);
+      out.lengths[p] = batch.offsets[p + 1] - batch.offsets[p];
+    }
+    if (!fused_)
+      for (int32_t length : out.lengths) out.inverseLengths.push_back(1.0f / static_cast<float>(length));
+    return out;
+  }
+
   // Each pair's row for the head [pairs, H]: its first row, or the mean of its rows (summed in float32
   // by scatter-add, so no [pairs, rows] matrix is formed; bucket padding rows add into a spare row),
-  // after a pre-norm model's final norm.
-  mx::array pool(const mx::array& x, const PackedBatch& batch, int64_t rows) const {
+  // after a pre-norm model's final norm. `index` and `lengths`: host.rows and host.lengths as arrays.
+  mx::array pool(const mx::array& x, const mx::array& index, const mx::array& lengths,
+                 const PoolIndices& host) const {
     const mx::Stream s = stream_;
-    const int pairs = static_cast<int>(batch.pairs());
     const int hidden = static_cast<int>(spec_.hiddenSize);
     const float eps = static_cast<float>(spec_.layerNormEps);
     if (!arch_.meanPool) {
-      std::vector<int32_t> cls(batch.offsets.begin(), batch.offsets.end() - 1);
-      auto first = mx::take(x, int32Array(cls), 0, s);
+      auto first = mx::take(x, index, 0, s);
       return arch_.preNorm ? mx::fast::layer_norm(first, finalG_, finalB_, eps, s) : first;
     }
+    const int pairs = lengths.shape(0);
+    const int rows = x.shape(0);
     auto normed = arch_.preNorm ? mx::fast::layer_norm(x, finalG_, finalB_, eps, s) : x;
-    std::vector<int32_t> owner(static_cast<size_t>(rows), pairs);
-    std::vector<float> inverseLength(static_cast<size_t>(pairs));
-    for (int p = 0; p < pairs; ++p) {
-      std::fill(owner.begin() + batch.offsets[p], owner.begin() + batch.offsets[p + 1], p);
-      inverseLength[p] = 1.0f / static_cast<float>(batch.offsets[p + 1] - batch.offsets[p]);
-    }
-    auto sums = mx::scatter_add(
-        mx::zeros({pairs + 1, hidden}, mx::float32, s), int32Array(owner),
-        mx::reshape(mx::astype(normed, mx::float32, s), {static_cast<int>(rows), 1, hidden}, s), 0, s);
-    auto mean = mx::multiply(mx::slice(sums, {0, 0}, {pairs, hidden}, s),
-                             mx::array(inverseLength.data(), mx::Shape{pairs, 1}, mx::float32), s);
+    auto sums = mx::scatter_add(mx::zeros({pairs + 1, hidden}, mx::float32, s), index,
+                                mx::reshape(mx::astype(normed, mx::float32, s), {rows, 1, hidden}, s), 0, s);
+    // 1 / length in float32; fused, on the device from the uploaded lengths (IEEE division on CUDA, the
+    // host's value), else a host array as before.
+    auto inverseLength =
+        fused_
+            ? mx::reshape(mx::divide(mx::array(1.0f), mx::astype(lengths, mx::float32, s), s), {pairs, 1}, s)
+            : mx::array(host.inverseLengths.data(), mx::Shape{pairs, 1}, mx::float32);
+    auto mean = mx::multiply(mx::slice(sums, {0, 0}, {pairs, hidden}, s), inverseLength, s);
     return mx::astype(mean, dtype_, s);
   }
 
@@ -870,6 +967,10 @@ class MlxEngine final : public Engine {
   bool compile_ = false;
   Attention attention_ = Attention::Fine;
   bool flash_ = false;  // varlen layout, tensor-core kernel (attention 'flash'; mlx_flash_attention.h)
+  // fusedKernels (pickFused): device-resident inputs and weights; the fused embedding kernel where its
+  // width fits (the post-norm blocks' fused tails: buildFusedBlocks).
+  bool fused_ = false;
+  bool fusedEmbeddings_ = false;
   bool bucketRows_ = false;
   int64_t warmupRows_ = kGpuBatchTokens;
   // Batches of at least this many tokens are evaluated a layer at a time when they can be cancelled.

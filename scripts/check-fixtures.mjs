@@ -8,6 +8,7 @@
 //
 //   node scripts/check-fixtures.mjs --backend mlx --device gpu --dtype float16 [--tol 3e-2] [--json FILE]
 //        [--attention varlen|coarse|fine]   (the mlx engine's layout; docs/engine-options.md)
+//        [--fused-kernels 0|1]              (the mlx engine's fusedKernels; default: the engine's)
 //        [--only SUBSTRING]                 (fixtures whose name contains it)
 //        [--batch-tokens 16384]             (long pairs go a few at a time, as the scheduler sends them)
 //
@@ -30,6 +31,7 @@ const { values: args } = parseArgs({
     tol: { type: 'string' },
     json: { type: 'string' },
     attention: { type: 'string' },
+    'fused-kernels': { type: 'string' },
     only: { type: 'string' },
     'batch-tokens': { type: 'string', default: '16384' },
   },
@@ -70,6 +72,7 @@ function loadEngine(dir, storage, spec) {
     device: args.device,
     dtype: args.dtype,
     ...(args.attention && { attention: args.attention }),
+    ...(args['fused-kernels'] && { fusedKernels: args['fused-kernels'] === '1' }),
     weights: [join(dir, storage, 'model.safetensors')],
     spec,
   });

@@ -68,6 +68,13 @@ export const ENGINE_OPTIONS: { readonly [K in keyof EngineTuning]-?: EngineOptio
     env: 'MLX_RERANK_CANCEL_ROWS',
     doc: 'batches of at least this many tokens are evaluated a layer at a time, so that a batch whose calls were all aborted stops at the next layer; smaller ones run as one graph',
   },
+  fusedKernels: {
+    kind: { boolean: true },
+    engine: 'mlx',
+    default: 'on for CUDA GPUs with float16/bfloat16, off elsewhere',
+    env: 'MLX_RERANK_FUSED_KERNELS',
+    doc: 'on CUDA: per-forward inputs and the weights in device memory (not managed memory), the embeddings (gathers + LayerNorm) as one kernel, and residual + bias + LayerNorm as one kernel after each post-norm block; off: the plain MLX graph, to compare or as an escape hatch. Has no effect on other devices',
+  },
   kernelCacheDir: {
     kind: { folder: true },
     engine: 'mlx',

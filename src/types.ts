@@ -92,6 +92,8 @@ export interface EngineTuning {
   cpuCompile?: boolean;
   /** mlx engine: batches of at least this many tokens run a layer at a time, so cancel() can stop them (default 8192). */
   cancelRows?: number;
+  /** mlx engine on CUDA: device-resident inputs and weights, fused embedding and residual + LayerNorm kernels (default: on for CUDA with float16/bfloat16). */
+  fusedKernels?: boolean;
   /** mlx engine on CUDA: where MLX keeps its compiled kernels (default: a per-user cache folder; 'none': MLX's default). */
   kernelCacheDir?: string;
 }

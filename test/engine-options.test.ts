@@ -102,6 +102,7 @@ describe('engine tuning options', () => {
         MLX_RERANK_WARMUP_ROWS: '4096',
         MLX_RERANK_CPU_COMPILE: '1',
         MLX_RERANK_CANCEL_ROWS: '16384',
+        MLX_RERANK_FUSED_KERNELS: '0',
       }),
     ).toEqual({
       cpuIsa: 'avx2',
@@ -110,6 +111,7 @@ describe('engine tuning options', () => {
       warmupRows: 4096,
       cpuCompile: true,
       cancelRows: 16384,
+      fusedKernels: false,
     });
     expect(engineTuningFromEnv({ MLX_RERANK_ATTENTION: '' })).toEqual({});
     expect(() => engineTuningFromEnv({ MLX_RERANK_ROW_BUCKETS: 'yes' })).toThrow(
@@ -135,6 +137,7 @@ describe('engine tuning options', () => {
       [{ warmupRows: -5 }, /warmupRows/],
       [{ warmupRows: 1.5 }, /warmupRows/],
       [{ cpuCompile: 1 }, /cpuCompile/],
+      [{ fusedKernels: 'yes' }, /fusedKernels/],
     ];
     for (const [o, msg] of bad) {
       const p = load(o as Partial<NativeEngineOptions>);
@@ -142,7 +145,13 @@ describe('engine tuning options', () => {
       await expect(p).rejects.toThrow(msg);
     }
     // The mlx engine's options are accepted by the cpu engine, which has no use for them.
-    const e = await load({ attention: 'fine', rowBuckets: false, warmupRows: 0, cpuCompile: false });
+    const e = await load({
+      attention: 'fine',
+      rowBuckets: false,
+      warmupRows: 0,
+      cpuCompile: false,
+      fusedKernels: true,
+    });
     await e.dispose();
   });
 });

@@ -112,6 +112,7 @@ LoadRequest parseLoadRequest(const Napi::CallbackInfo& info) {
   opts.cpuCompile = getTriState(o, "cpuCompile") == 1;
   opts.warmupRows = getRows(o, "warmupRows");
   opts.cancelRows = getRows(o, "cancelRows");
+  opts.fusedKernels = getTriState(o, "fusedKernels");
   opts.kernelCacheDir = getString(o, "kernelCacheDir", "");
   if (opts.kernelCacheDir == "none") opts.kernelCacheDir.clear();
   if (!opts.kernelCacheDir.empty() &&

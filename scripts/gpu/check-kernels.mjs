@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Compile-checks the mlx engine's CUDA kernel source (native/mlx_varlen_attention.h), which MLX
+// Compile-checks the mlx engine's CUDA kernel sources (native/mlx_varlen_attention.h and the fused row
+// kernels of native/mlx_fused_kernels.h), which MLX
 // compiles with NVRTC only at run time on a GPU, with nvcc and no GPU: the kernel body is wrapped the way
 // mx::fast::cuda_kernel wraps it (MLX's mlx/backend/cuda/custom_kernel.cpp, build_kernel: the inputs as
 // `const T* name` plus `name_shape` when the body uses it, the outputs, the template arguments as
@@ -70,6 +71,65 @@ ${body}
     }
 src += '}  // namespace mlx::core::cu\n';
 
+// The fused row kernels (mlx_fused_kernels.h): the device helpers (cuda_kernel's `header`, pasted before
+// MLX's namespace), then each body for both 16-bit types and float32, several row widths (MiniLM's 384,
+// base 768, large 1024, ELECTRA-small's 128 embedding), with and without the position / type tables.
+const fused = readFileSync(join(root, 'native', 'mlx_fused_kernels.h'), 'utf8');
+const rawString = (fn) => {
+  const text = new RegExp(`${fn}\\(\\) \\{\\s*return R"\\(([\\s\\S]*?)\\)";`).exec(fused)?.[1];
+  if (!text) throw new Error(`mlx_fused_kernels.h: the source string of ${fn}() was not found`);
+  return text;
+};
+const fusedHeader = rawString('fusedKernelsHeader');
+const embeddingsBody = rawString('fusedEmbeddingsSource');
+const residualBody = rawString('residualNormSource');
+const epsBits = (eps) => new Int32Array(new Float32Array([eps]).buffer)[0];
+src += `${fusedHeader}\nnamespace mlx::core::cu {\n`;
+let fusedCount = 0;
+for (const type of ['__half', '__nv_bfloat16', 'float'])
+  for (const width of [128, 384, 768, 1024]) {
+    for (const [hasPos, hasType] of [
+      [true, true],
+      [false, false],
+      [true, false],
+    ]) {
+      src += `__global__ void mlx_rerank_fused_embeddings_${fusedCount++}(
+    const ${type}* word,
+    const ${type}* position,
+    const ${type}* tokenType,
+    const ${type}* gamma,
+    const ${type}* beta,
+    const int32_t* ids,
+    const __grid_constant__ Shape ids_shape,
+    const int32_t* positions,
+    const int32_t* types,
+    ${type}* out) {
+  constexpr int E = ${width};
+  using InT = ${type};
+  constexpr bool HAS_POS = ${hasPos};
+  constexpr bool HAS_TYPE = ${hasType};
+  constexpr int EPS_BITS = ${epsBits(1e-12)};
+${embeddingsBody}
+}
+`;
+    }
+    src += `__global__ void mlx_rerank_residual_norm_${fusedCount++}(
+    const ${type}* y,
+    const __grid_constant__ Shape y_shape,
+    const ${type}* bias,
+    const ${type}* residual,
+    const ${type}* gamma,
+    const ${type}* beta,
+    ${type}* out) {
+  constexpr int H = ${width};
+  using InT = ${type};
+  constexpr int EPS_BITS = ${epsBits(1e-5)};
+${residualBody}
+}
+`;
+  }
+src += '}  // namespace mlx::core::cu\n';
+
 const dir = mkdtempSync(join(tmpdir(), 'mlx-rerank-kernels-'));
 try {
   const file = join(dir, 'varlen.cu');
@@ -78,7 +138,8 @@ try {
   if (realUtils) flags.push(`-I${mlxSrc}`);
   execFileSync(nvcc, flags, { stdio: 'inherit' });
   console.log(
-    `check-kernels: ok (${n} instantiations of the varlen attention kernel, ${args.arch}, ` +
+    `check-kernels: ok (${n} instantiations of the varlen attention kernel, ${fusedCount} of the fused row ` +
+      `kernels, ${args.arch}, ` +
       `${realUtils ? "MLX's device utils" : 'standalone Shape'})`,
   );
 } finally {

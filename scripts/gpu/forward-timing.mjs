@@ -4,7 +4,7 @@
 // from the scheduler and the bench. Also the driver for a kernel profile:
 //
 //   node scripts/gpu/forward-timing.mjs MODEL_DIR PAIRS_JSONL [--batch 32] [--n 3000] [--device gpu]
-//        [--dtype float16] [--no-warmup]
+//        [--dtype float16] [--no-warmup] [--fused-kernels 0|1]
 //   ncu --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
 //     node scripts/gpu/forward-timing.mjs MODEL_DIR PAIRS_JSONL --batch 32 --n 5 --no-warmup --forward-only
 //
@@ -24,6 +24,7 @@ const { values, positionals } = parseArgs({
     dtype: { type: 'string', default: 'float16' },
     'no-warmup': { type: 'boolean', default: false },
     'forward-only': { type: 'boolean', default: false },
+    'fused-kernels': { type: 'string' },
   },
 });
 const [modelDir, pairsFile] = positionals;
@@ -72,6 +73,7 @@ const engine = await addon.loadEngine({
   dtype: values.dtype,
   weights: files.weights,
   spec,
+  ...(values['fused-kernels'] && { fusedKernels: values['fused-kernels'] === '1' }),
 });
 if (!values['no-warmup']) console.log(`warmup() ${(await engine.warmup()).toFixed(0)} ms`);
 const batches = Array.from({ length: Math.min(n, 128) }, (_, i) => encode(i));
