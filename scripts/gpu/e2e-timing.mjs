@@ -90,10 +90,14 @@ for (const threads of list(values.threads)) {
       const after = ce.stats();
       const batches = after.batches - before.batches;
       const meanBatch = (after.pairs - before.pairs) / Math.max(1, batches);
-      const row = { threads: i.tokenizerThreads, batch, clients, ...r, engineBatches: batches, meanBatch };
+      // Padding the engine computed in this scenario (row buckets on a GPU): 1 - real tokens / slots.
+      const tokens = after.tokens - before.tokens;
+      const slots = after.computedSlots - before.computedSlots;
+      const paddingPct = slots > 0 ? 100 * (1 - tokens / slots) : 0;
+      const row = { threads: i.tokenizerThreads, batch, clients, ...r, engineBatches: batches, meanBatch, paddingPct };
       results.push(row);
       console.log(
-        `  batch ${String(batch).padStart(4)} x ${String(clients).padStart(2)} clients: ${r.pairsPerS.toFixed(0).padStart(7)} pairs/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms (${r.requests} requests, ${batches} engine batches of ${meanBatch.toFixed(0)} pairs)`,
+        `  batch ${String(batch).padStart(4)} x ${String(clients).padStart(2)} clients: ${r.pairsPerS.toFixed(0).padStart(7)} pairs/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms (${r.requests} requests, ${batches} engine batches of ${meanBatch.toFixed(0)} pairs, padding ${paddingPct.toFixed(2)}%)`,
       );
     }
   }
