@@ -138,6 +138,7 @@ export const LOAD_KEYS: { readonly [K in keyof LoadOptions]-?: true } = {
   maxQueuePairs: true,
   maxWaitMs: true,
   sortWindow: true,
+  earlyBatchTokens: true,
   backend: true,
   device: true,
   dtype: true,

@@ -333,13 +333,19 @@ export class Scheduler {
    * completes and a new call run it again.
    */
   private pumpParallel(): void {
-    const { maxBatchSize, sortWindow, pipelineDepth } = this.limits;
+    const { maxBatchSize, sortWindow, pipelineDepth, earlyBatchTokens } = this.limits;
     const target = sortWindow > 0 ? Math.max(sortWindow, maxBatchSize) : maxBatchSize;
     for (;;) {
       const complete = this.queue.fill(target, Number.POSITIVE_INFINITY);
       if (this.inFlight.size >= pipelineDepth || this.queue.windowSize === 0) return;
       const full = (sortWindow === 0 || this.inFlight.size === 0) && this.queue.holdsBatch();
-      if (!complete && !full) return;
+      // An idle engine starts on what is tokenized (earlyBatchTokens) while the workers finish the rest.
+      const early =
+        earlyBatchTokens > 0 &&
+        sortWindow === 0 &&
+        this.inFlight.size === 0 &&
+        this.queue.holdsTokens(earlyBatchTokens);
+      if (!complete && !full && !early) return;
       const batch = this.queue.form();
       if (!batch) return;
       this.dispatch(batch);

@@ -41,6 +41,7 @@ const BAD_LOAD: Array<[keyof LoadOptions, unknown[]]> = [
   ['maxBatchSize', [0, 2.5, 1e9, null]],
   ['maxQueuePairs', [0, -1, 1e12, Number.NaN]],
   ['sortWindow', [-1, 0.5, 1e12]],
+  ['earlyBatchTokens', [-1, 0.5, 2 ** 25]],
   ['threads', [Number.NaN, -3, 0, 1e9, 1e12, 2.5, '4']],
   ['maxLength', [0, 3, 64.5, Number.NaN, 1e12]],
   ['chunkStride', [-1, 1.5, Number.NaN]],

@@ -322,6 +322,48 @@ describe('pipelining (scheduler with chunks tokenized elsewhere)', () => {
     expect(engine.batches.every((b) => b.offsets.length - 1 <= 8)).toBe(true);
     await s.dispose();
   });
+
+  it('earlyBatchTokens: an idle engine starts on the tokenized part of a call; 0 waits for the whole call', async () => {
+    const run = async (earlyBatchTokens: number) => {
+      const engine = new TestEngine({ delayMs: 5 });
+      const held = new HeldEncoder(engine);
+      const s = new Scheduler({
+        engine,
+        encode: () => [],
+        tokenizer: held,
+        numLabels: 1,
+        maxBatchSize: 1024,
+        maxBatchTokens: 1 << 20,
+        earlyBatchTokens,
+      });
+      const pairs = pairPool(9, 100, 30);
+      const call = s.submit(pairs);
+      await new Promise((r) => setImmediate(r));
+      held.release(); // the first chunk of several: less than a full batch
+      await new Promise((r) => setImmediate(r));
+      const inEngineAfterOneChunk = engine.inFlight;
+      let done = false;
+      void call.then(() => {
+        done = true;
+      });
+      while (!done) {
+        held.release();
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      const want = pairs.map(([q, d]) => {
+        const x = encodeChars(q, d, 64);
+        return referenceLogits(x.ids, x.typeIds, 1)[0] as number;
+      });
+      expect(sameBits((await call).logits, new Float32Array(want))).toBe(true);
+      await s.dispose();
+      return { inEngineAfterOneChunk, batches: engine.batches.length };
+    };
+    const waiting = await run(0);
+    expect(waiting).toEqual({ inEngineAfterOneChunk: 0, batches: 1 });
+    const early = await run(64);
+    expect(early.inEngineAfterOneChunk).toBe(1);
+    expect(early.batches).toBeGreaterThan(1);
+  });
 });
 
 describe('CrossEncoder with tokenizer workers (cpu engine, tiny model)', () => {

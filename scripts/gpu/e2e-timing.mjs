@@ -5,7 +5,7 @@
 //
 //   node scripts/gpu/e2e-timing.mjs MODEL_DIR PAIRS_JSONL [--threads 0,7] [--batches 32,512]
 //        [--clients 1,16] [--seconds 4] [--backend auto] [--device auto] [--dtype float16]
-//        [--max-batch-tokens N] [--out e2e.json]
+//        [--max-batch-tokens N] [--early-batch-tokens N] [--out e2e.json]
 //
 // MODEL_DIR is a model folder (e.g. `mlx-rerank synth --shape minilm-l6 --dtype float16`), PAIRS_JSONL a
 // JSONL of {"query", "document"}. Needs dist/ (npm run prepare) and the built addon. Each scenario runs
@@ -26,6 +26,7 @@ const { values, positionals } = parseArgs({
     device: { type: 'string', default: 'auto' },
     dtype: { type: 'string' },
     'max-batch-tokens': { type: 'string' },
+    'early-batch-tokens': { type: 'string' },
     out: { type: 'string' },
   },
 });
@@ -76,6 +77,7 @@ for (const threads of list(values.threads)) {
     device: values.device,
     ...(values.dtype && { dtype: values.dtype }),
     ...(values['max-batch-tokens'] && { maxBatchTokens: Number(values['max-batch-tokens']) }),
+    ...(values['early-batch-tokens'] && { earlyBatchTokens: Number(values['early-batch-tokens']) }),
     tokenizerThreads: threads,
   });
   const i = ce.info;

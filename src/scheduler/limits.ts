@@ -23,6 +23,13 @@ export interface SchedulerLimits {
   sortWindow: number;
   /** Batches in the engine at once (default: what the engine reports; 2 without an engine). */
   pipelineDepth: number;
+  /**
+   * With tokenizer workers: while the engine is idle and a call is still being tokenized, a batch of at
+   * least this many tokens leaves at once instead of waiting for a full batch or the rest of the call,
+   * so that tokenizing the rest overlaps the engine's work on the first part (issue 18's pipelining
+   * inside a request). 0 (default): wait. Only with sortWindow 0.
+   */
+  earlyBatchTokens: number;
 }
 
 /**
@@ -38,6 +45,7 @@ export const LIMITS: { readonly [K in keyof SchedulerLimits]: Range & { default:
   maxWaitMs: { default: 0, ...real(0, Math.min(60_000, MAX_TIMER_MS)) },
   sortWindow: { default: 0, ...int(0, 1 << 20) },
   pipelineDepth: { default: 2, ...int(1, 64) },
+  earlyBatchTokens: { default: 0, ...int(0, 2 ** 24) },
 };
 
 export const DEFAULT_LIMITS: SchedulerLimits = Object.fromEntries(

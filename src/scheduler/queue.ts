@@ -223,10 +223,17 @@ export class BatchQueue {
   /** True when the window already holds a full batch (by size or by tokens). */
   holdsBatch(): boolean {
     const { maxBatchSize, maxBatchTokens } = this.limits;
-    if (this.ready.length >= maxBatchSize) return true;
+    return this.ready.length >= maxBatchSize || this.holdsTokens(maxBatchTokens);
+  }
+
+  /** The window holds at least `n` real tokens. */
+  holdsTokens(n: number): boolean {
     let tokens = 0;
-    for (const s of this.ready) tokens += s.ids.length;
-    return tokens >= maxBatchTokens;
+    for (const s of this.ready) {
+      tokens += s.ids.length;
+      if (tokens >= n) return true;
+    }
+    return false;
   }
 
   oldestEnqueuedAt(): number {
