@@ -96,7 +96,15 @@ for (const threads of list(values.threads)) {
       const tokens = after.tokens - before.tokens;
       const slots = after.computedSlots - before.computedSlots;
       const paddingPct = slots > 0 ? 100 * (1 - tokens / slots) : 0;
-      const row = { threads: i.tokenizerThreads, batch, clients, ...r, engineBatches: batches, meanBatch, paddingPct };
+      const row = {
+        threads: i.tokenizerThreads,
+        batch,
+        clients,
+        ...r,
+        engineBatches: batches,
+        meanBatch,
+        paddingPct,
+      };
       results.push(row);
       console.log(
         `  batch ${String(batch).padStart(4)} x ${String(clients).padStart(2)} clients: ${r.pairsPerS.toFixed(0).padStart(7)} pairs/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms (${r.requests} requests, ${batches} engine batches of ${meanBatch.toFixed(0)} pairs, padding ${paddingPct.toFixed(2)}%)`,
