@@ -149,6 +149,9 @@ class Engine {
   virtual EngineLimits limits() const = 0;
   // Called once on the engine thread right after construction, e.g. to compile common shapes.
   virtual void warmup() {}
+  // Where construction and warmup() spent their time: (name, milliseconds or count) in a fixed order,
+  // for info.startup (the mlx engine's breakdown; docs/latency-gpu.md, "Cold start"). Engine thread.
+  virtual std::vector<std::pair<std::string, double>> startupTimings() const { return {}; }
 };
 
 // Throws EngineError(Input) when the batch is malformed for this spec: offsets not monotonic, ids out
