@@ -74,8 +74,10 @@ inline std::string kernelSource(const std::string& symbol, const std::string& he
   for (size_t i = 0; i < params.size(); ++i) {
     const KernelParam& p = params[i];
     src += "    ";
-    if (p.pointer) src += std::string(p.input ? "const " : "") + p.type + "* " + p.name;
-    else src += "const int " + p.name;
+    if (p.pointer)
+      src += std::string(p.input ? "const " : "") + p.type + "* " + p.name;
+    else
+      src += "const int " + p.name;
     src += i + 1 < params.size() ? ",\n" : ") {\n";
   }
   for (const auto& [name, ndim] : shapes) {
@@ -212,19 +214,29 @@ inline bool writeFileAtomic(const std::string& dir, const std::string& name, con
     if (n <= 0) break;
     put += static_cast<size_t>(n);
   }
-  const bool ok = ::close(fd) == 0 && put == data.size() && rename(tmp.c_str(), (dir + "/" + name).c_str()) == 0;
+  const bool ok =
+      ::close(fd) == 0 && put == data.size() && rename(tmp.c_str(), (dir + "/" + name).c_str()) == 0;
   if (!ok) unlink(tmp.c_str());
   return ok;
 }
 
-inline bool isElf(const std::string& image) { return image.size() > 4 && image.compare(0, 4, "\x7f" "ELF") == 0; }
+inline bool isElf(const std::string& image) {
+  return image.size() > 4 && image.compare(0, 4,
+                                           "\x7f"
+                                           "ELF") == 0;
+}
 
 // MLX's cache entry for `module`: the image (a cubin) in <module>.ptx, "symbol\tsymbol" in <module>.txt
-// (extern "C": the lowered name is the name). True when both are there and fit (a cubin, our symbol).
-inline bool storedModule(const std::string& dir, const std::string& module, const std::string& symbol) {
-  std::string image, names;
-  return readPrivateFile(dir + "/" + module + ".txt", names) && names == symbol + "\t" + symbol + "\n" &&
-         readPrivateFile(dir + "/" + module + ".ptx", image) && isElf(image);
+// (extern "C": the lowered name is the name). True when both are there and fit (a cubin, our symbol);
+// `image` then holds the cubin.
+inline bool storedModule(const std::string& dir, const std::string& module, const std::string& symbol,
+                         std::string* image = nullptr) {
+  std::string cubin, names;
+  const bool ok = readPrivateFile(dir + "/" + module + ".txt", names) &&
+                  names == symbol + "\t" + symbol + "\n" &&
+                  readPrivateFile(dir + "/" + module + ".ptx", cubin) && isElf(cubin);
+  if (ok && image) *image = std::move(cubin);
+  return ok;
 }
 
 inline bool storeModule(const std::string& dir, const std::string& module, const std::string& symbol,

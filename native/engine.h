@@ -107,6 +107,8 @@ struct EngineOptions {
   int64_t warmupRows = -1;  // mlx: a GPU's warm-up visits row buckets up to this many rows; -1 = default
   bool cpuCompile = false;  // mlx: mx::compile on a CPU device too
   int64_t cancelRows = -1;  // mlx: from this many tokens a batch runs a layer at a time; -1 = default
+  // mlx: row-bucket warm-up forwards in flight at once (1-8); -1 = default (2)
+  int64_t warmupDepth = -1;
   // mlx on CUDA: base folder of MLX's compiled-kernel cache (src/kernel-cache.ts prepares it; "" = MLX's
   // default). Process-wide: the first mlx engine's value holds (mlx_kernel_cache.h).
   std::string kernelCacheDir;

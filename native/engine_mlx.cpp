@@ -34,6 +34,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -162,6 +163,9 @@ constexpr int64_t kCancelRows = 8192;
 constexpr int64_t kGpuBatchSize = 1024;
 constexpr int64_t kCpuBatchTokens = 2048;
 constexpr int64_t kCpuBatchSize = 256;
+// Row-bucket warm-up forwards in flight at once (EngineOptions::warmupDepth), as the scheduler keeps
+// two batches in the engine.
+constexpr int64_t kWarmupDepth = 2;
 
 // ---------------------------------------------------------------------------------------------------
 // Shapes
@@ -244,8 +248,8 @@ class Stopwatch {
 struct WarmupTimings {
   double firstForwardMs = 0, groupedMs = 0, groupedForwards = 0, bucketsMs = 0, bucketForwards = 0;
   int64_t bucketMaxRows = 0;
-  double bucketSmallMs = 0, bucketSlowestMs = 0, bucketSlowestRows = 0, lastForwardMs = 0, clearCacheMs = 0;
-  double kernelsCompiled = 0, kernelsFromDisk = 0, kernelCompileMs = 0;
+  double bucketSmallMs = 0, lastForwardMs = 0, clearCacheMs = 0;
+  double kernelsCompiled = 0, kernelsFromDisk = 0, kernelsFailed = 0, kernelCompileMs = 0;
 };
 
 // ---------------------------------------------------------------------------------------------------
@@ -300,6 +304,7 @@ class MlxEngine final : public Engine {
                flashSupports(static_cast<int>(spec_.hiddenSize / spec_.numHeads), dtype_);
       bucketRows_ = options.rowBuckets < 0 ? device_ == mx::Device::gpu : options.rowBuckets != 0;
       warmupRows_ = options.warmupRows < 0 ? kGpuBatchTokens : options.warmupRows;
+      warmupDepth_ = options.warmupDepth < 1 ? kWarmupDepth : std::min<int64_t>(options.warmupDepth, 8);
       cancelRows_ = options.cancelRows < 0 ? kCancelRows : options.cancelRows;
       buildBlocks();
       refreshMemory();
@@ -405,20 +410,40 @@ class MlxEngine final : public Engine {
     }
     if (device_ == mx::Device::gpu && bucketRows_) {
       const int pairLength = std::min(limit, 128);
-      for (int64_t rows = rowBucket(1); rows <= warmupRows_; rows = rowBucket(rows + 1)) {
-        std::vector<int> lengths(static_cast<size_t>(rows / pairLength), pairLength);
-        if (rows % pairLength) lengths.push_back(static_cast<int>(rows % pairLength));
-        Stopwatch one;
-        forward(batchOf(lengths));
-        const double ms = one.lap();
-        ++t.bucketForwards;
-        t.bucketMaxRows = rows;
-        if (ms > t.bucketSlowestMs) t.bucketSlowestMs = ms, t.bucketSlowestRows = static_cast<double>(rows);
-        // The first half of the buckets by count are the small ones: their time is mostly fixed cost
-        // per new shape (host work), the large ones' mostly GPU arithmetic.
-        if (rows <= 4096) t.bucketSmallMs += ms;
+      // warmupDepth forwards in flight: with 2, the host builds (and meets the new shapes of) bucket
+      // k + 1 while the GPU computes bucket k, instead of each waiting for the other; 1 waits for each.
+      std::deque<mx::array> inFlight;
+      bool smallDone = false;
+      try {
+        for (int64_t rows = rowBucket(1); rows <= warmupRows_; rows = rowBucket(rows + 1)) {
+          if (!smallDone && rows > 4096) {
+            t.bucketSmallMs = t.bucketsMs = clock.lap();
+            smallDone = true;
+          }
+          std::vector<int> lengths(static_cast<size_t>(rows / pairLength), pairLength);
+          if (rows % pairLength) lengths.push_back(static_cast<int>(rows % pairLength));
+          int64_t slots = 0;
+          int layers = 0;
+          // No cancel token: run() always returns the logits.
+          std::optional<mx::array> logits = run(batchOf(lengths), slots, nullptr, layers);
+          mx::async_eval(*logits);
+          inFlight.push_back(*logits);
+          if (static_cast<int64_t>(inFlight.size()) >= warmupDepth_) {
+            mx::eval(inFlight.front());
+            inFlight.pop_front();
+          }
+          ++t.bucketForwards;
+          t.bucketMaxRows = rows;
+        }
+        for (auto& a : inFlight) mx::eval(a);
+      } catch (const EngineError&) {
+        throw;
+      } catch (const std::exception& err) {
+        refreshMemory();
+        throw EngineError(ErrorCode::Engine, std::string("mlx engine: warm-up failed: ") + err.what());
       }
-      t.bucketsMs = clock.lap();
+      t.bucketsMs += clock.lap();
+      if (!smallDone) t.bucketSmallMs = t.bucketsMs;
     }
     forward(small);
     t.lastForwardMs = clock.lap();
@@ -428,31 +453,26 @@ class MlxEngine final : public Engine {
     const auto kernelsAfter = kernelCacheStats();
     t.kernelsCompiled = static_cast<double>(kernelsAfter.compiled - kernelsBefore.compiled);
     t.kernelsFromDisk = static_cast<double>(kernelsAfter.fromDisk - kernelsBefore.fromDisk);
+    t.kernelsFailed = static_cast<double>(kernelsAfter.failed - kernelsBefore.failed);
     t.kernelCompileMs = kernelsAfter.compileMs - kernelsBefore.compileMs;
     warmupTimings_ = t;
     refreshMemory();
   }
 
   // Construction (weights read and converted: weightsMs), then warmup()'s phases; counts are forwards
-  // or kernels. The kernel cache figures count this process's custom kernels (mlx_kernel_cache.h).
+  // or kernels. bucketSmallMs: the buckets up to 4096 rows, whose time is mostly fixed cost per forward
+  // and per new shape (host work); bucketsMs includes it. The kernel cache figures count this process's
+  // custom kernels (mlx_kernel_cache.h).
   std::vector<std::pair<std::string, double>> startupTimings() const override {
     const WarmupTimings& t = warmupTimings_;
-    return {{"constructMs", constructMs_},
-            {"weightsMs", weightsMs_},
-            {"firstForwardMs", t.firstForwardMs},
-            {"groupedMs", t.groupedMs},
-            {"groupedForwards", t.groupedForwards},
-            {"bucketsMs", t.bucketsMs},
-            {"bucketForwards", t.bucketForwards},
-            {"bucketMaxRows", static_cast<double>(t.bucketMaxRows)},
-            {"bucketSmallMs", t.bucketSmallMs},
-            {"bucketSlowestMs", t.bucketSlowestMs},
-            {"bucketSlowestRows", t.bucketSlowestRows},
-            {"lastForwardMs", t.lastForwardMs},
-            {"clearCacheMs", t.clearCacheMs},
-            {"kernelsCompiled", t.kernelsCompiled},
-            {"kernelsFromDisk", t.kernelsFromDisk},
-            {"kernelCompileMs", t.kernelCompileMs}};
+    return {{"constructMs", constructMs_},          {"weightsMs", weightsMs_},
+            {"firstForwardMs", t.firstForwardMs},   {"groupedMs", t.groupedMs},
+            {"groupedForwards", t.groupedForwards}, {"bucketsMs", t.bucketsMs},
+            {"bucketForwards", t.bucketForwards},   {"bucketMaxRows", static_cast<double>(t.bucketMaxRows)},
+            {"bucketSmallMs", t.bucketSmallMs},     {"warmupDepth", static_cast<double>(warmupDepth_)},
+            {"lastForwardMs", t.lastForwardMs},     {"clearCacheMs", t.clearCacheMs},
+            {"kernelsCompiled", t.kernelsCompiled}, {"kernelsFromDisk", t.kernelsFromDisk},
+            {"kernelsFailed", t.kernelsFailed},     {"kernelCompileMs", t.kernelCompileMs}};
   }
 
  private:
@@ -947,6 +967,7 @@ class MlxEngine final : public Engine {
   bool flash_ = false;  // varlen layout, tensor-core kernel (attention 'flash'; mlx_flash_attention.h)
   bool bucketRows_ = false;
   int64_t warmupRows_ = kGpuBatchTokens;
+  int64_t warmupDepth_ = kWarmupDepth;  // row-bucket warm-up forwards in flight at once
   // Batches of at least this many tokens are evaluated a layer at a time when they can be cancelled.
   // Below it a forward is one graph: a per-layer wait would cost small batches host/device overlap,
   // and they are done within a few ms anyway.

@@ -309,7 +309,7 @@ inline mx::array flashVarlenAttention(const mx::array& qkv, const mx::array& off
                                       int heads, int headDim, int window, mx::Stream stream) {
   static const mx::fast::CustomKernelFunction kernel =
       cachedCudaKernel("mlx_rerank_flash_attention", {"qkv", "offsets", "blocks"}, {"out"},
-                            flashAttentionSource(), flashAttentionHeader());
+                       flashAttentionSource(), flashAttentionHeader());
   const int numBlocks = blocks.shape(0) / 2;
   return kernel({qkv, offsets, blocks}, {mx::Shape{qkv.shape(0), heads * headDim}}, {qkv.dtype()},
                 {numBlocks * kFlashThreads, heads, 1}, {kFlashThreads, 1, 1},

@@ -105,10 +105,14 @@ inline std::string kernelCacheFolder() {
 // every custom kernel switches with a one-line change. It falls back to cuda_kernel (today's path:
 // NVRTC through MLX in every process) when there is no cache folder of ours, no NVRTC library, the body
 // uses what our wrapper does not provide (an input's strides or ndim), a dtype it cannot name, or the
-// compile fails; `verbose` takes that path too (MLX prints the source it compiles).
+// compile fails; `verbose` takes that path too (MLX prints the source it compiles). The cubin must be in
+// the folder when MLX first evaluates the kernel, just after resolve() checked it: only this user can
+// remove it (the folder is private); removed in that window, MLX takes the stand-in text for an image
+// and that forward fails, and the next call stores the file again (resolve() keeps the cubin).
 
 struct KernelCacheStats {
   int64_t compiled = 0, fromDisk = 0;  // kernel instances compiled by us / found in the folder
+  int64_t failed = 0;                  // instances that fell back to cuda_kernel (compile or store failed)
   double compileMs = 0;
 };
 
@@ -153,18 +157,20 @@ inline std::string nvrtcArch() {
   return "sm_" + std::to_string(major) + std::to_string(minor) + (major >= 9 ? "a" : "");
 }
 
-inline mx::fast::CustomKernelFunction cachedCudaKernel(const std::string& name,
-                                                       const std::vector<std::string>& inputNames,
-                                                       const std::vector<std::string>& outputNames,
-                                                       const std::string& source, const std::string& header = "",
-                                                       bool ensureRowContiguous = true, int sharedMemory = 0) {
+inline mx::fast::CustomKernelFunction cachedCudaKernel(
+    const std::string& name, const std::vector<std::string>& inputNames,
+    const std::vector<std::string>& outputNames, const std::string& source, const std::string& header = "",
+    bool ensureRowContiguous = true, int sharedMemory = 0) {
   mx::fast::CustomKernelFunction plain =
       mx::fast::cuda_kernel(name, inputNames, outputNames, source, header, ensureRowContiguous, sharedMemory);
   // Per instance (template arguments, input dtypes and ranks, output dtypes): the module's stand-in
   // source for precompiled_cuda_kernel, or nullopt = take `plain`.
+  struct Instance {
+    std::string stand, module, cubin;  // the cubin too, to store it again should the file go missing
+  };
   struct Instances {
     std::mutex mutex;
-    std::map<std::string, std::optional<std::string>> known;
+    std::map<std::string, std::optional<Instance>> known;
   };
   auto instances = std::make_shared<Instances>();
   const std::string symbol = "mlx_rerank_" + name;
@@ -205,20 +211,34 @@ inline mx::fast::CustomKernelFunction cachedCudaKernel(const std::string& name,
     }
     for (const auto& [n, arg] : targs) {
       std::string c;
-      if (std::holds_alternative<int>(arg)) c = "constexpr int " + n + " = " + std::to_string(std::get<int>(arg)) + ";";
-      else if (std::holds_alternative<bool>(arg)) c = "constexpr bool " + n + " = " + (std::get<bool>(arg) ? "true;" : "false;");
-      else if (auto t = cudaTypeName(std::get<mx::Dtype>(arg)); !t.empty()) c = "using " + n + " = " + t + ";";
-      else return std::nullopt;
+      if (std::holds_alternative<int>(arg))
+        c = "constexpr int " + n + " = " + std::to_string(std::get<int>(arg)) + ";";
+      else if (std::holds_alternative<bool>(arg))
+        c = "constexpr bool " + n + " = " + (std::get<bool>(arg) ? "true;" : "false;");
+      else if (auto t = cudaTypeName(std::get<mx::Dtype>(arg)); !t.empty())
+        c = "using " + n + " = " + t + ";";
+      else
+        return std::nullopt;
       constants.push_back(c);
       key += c;
     }
-    std::lock_guard<std::mutex> lock(instances->mutex);
-    if (auto it = instances->known.find(key); it != instances->known.end()) return it->second;
-    std::optional<std::string>& slot = instances->known[key];  // nullopt until it works
     const std::string dir = kernelCacheFolder();
+    std::lock_guard<std::mutex> lock(instances->mutex);
+    if (auto it = instances->known.find(key); it != instances->known.end()) {
+      if (!it->second) return std::nullopt;
+      // MLX reads the file the first time it evaluates the instance (in this process); until then it
+      // must be there. A stat a call (a microsecond) puts back a file removed since.
+      struct stat st {};
+      const Instance& in = *it->second;
+      if (lstat((dir + "/" + in.module + ".ptx").c_str(), &st) != 0 &&
+          !storeModule(dir, in.module, symbol, in.cubin))
+        return std::nullopt;
+      return in.stand;
+    }
+    std::optional<Instance>& slot = instances->known[key];  // nullopt until it works
     Nvrtc* nvrtc = Nvrtc::get();
     const std::string arch = dir.empty() || !nvrtc ? "" : nvrtcArch();
-    if (arch.empty()) return slot;
+    if (arch.empty()) return std::nullopt;
     const std::string full = kernelSource(symbol, header, source, params, shapes, constants);
     // What precompiled_cuda_kernel is given as the module's "source": MLX names the module after its
     // hash, and finds the cubin stored under that name before it would ever read these words.
@@ -230,17 +250,23 @@ inline mx::fast::CustomKernelFunction cachedCudaKernel(const std::string& name,
     const std::string moduleName = symbol + module;
     KernelCacheStats& totals = kernelCacheTotals();
     std::lock_guard<std::mutex> stats(kernelCacheState().mutex);
-    if (storedModule(dir, moduleName, symbol)) {
+    std::string cubin, log;
+    if (storedModule(dir, moduleName, symbol, &cubin)) {
       ++totals.fromDisk;
-      return slot = stand;
+      slot = Instance{stand, moduleName, std::move(cubin)};
+      return stand;
     }
     const auto t0 = std::chrono::steady_clock::now();
-    std::string cubin, log;
-    if (!nvrtc->compile(full, arch, cubin, log) || !isElf(cubin)) return slot;
-    if (!storeModule(dir, moduleName, symbol, cubin)) return slot;
-    totals.compileMs += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (!nvrtc->compile(full, arch, cubin, log) || !isElf(cubin) ||
+        !storeModule(dir, moduleName, symbol, cubin)) {
+      ++totals.failed;
+      return std::nullopt;
+    }
+    totals.compileMs +=
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     ++totals.compiled;
-    return slot = stand;
+    slot = Instance{stand, moduleName, std::move(cubin)};
+    return stand;
   };
 
   return [=](const std::vector<mx::array>& inputs, const std::vector<mx::Shape>& outputShapes,
@@ -249,7 +275,11 @@ inline mx::fast::CustomKernelFunction cachedCudaKernel(const std::string& name,
              std::vector<std::pair<std::string, mx::fast::TemplateArg>> templateArgs,
              std::optional<float> initValue, bool verbose, mx::StreamOrDevice s) -> std::vector<mx::array> {
     std::optional<std::string> stand;
-    if (!verbose) stand = resolve(inputs, outputDtypes, templateArgs);
+    try {
+      if (!verbose) stand = resolve(inputs, outputDtypes, templateArgs);
+    } catch (const std::exception&) {
+      stand.reset();  // e.g. no device properties: today's path, for this call only
+    }
     if (!stand)
       return plain(inputs, outputShapes, outputDtypes, grid, threadgroup, std::move(templateArgs), initValue,
                    verbose, s);
@@ -257,8 +287,9 @@ inline mx::fast::CustomKernelFunction cachedCudaKernel(const std::string& name,
     for (size_t i = 0; i < inputs.size(); ++i)
       if (usesShape[i])
         for (int d = 0; d < static_cast<int>(inputs[i].ndim()); ++d) scalars.emplace_back(inputs[i].shape(d));
-    return mx::fast::precompiled_cuda_kernel(symbol, *stand, inputs, outputShapes, outputDtypes, scalars, grid,
-                                             threadgroup, sharedMemory, initValue, ensureRowContiguous, s);
+    return mx::fast::precompiled_cuda_kernel(symbol, *stand, inputs, outputShapes, outputDtypes, scalars,
+                                             grid, threadgroup, sharedMemory, initValue, ensureRowContiguous,
+                                             s);
   };
 }
 

@@ -25,15 +25,13 @@ static void check(bool ok, const std::string& what) {
 // As cachedCudaKernel lays out our two attention kernels: qkv, offsets, blocks -> out, qkv's shape.
 static std::string attentionSource(const std::string& symbol, const char* header, const char* body,
                                    const std::string& type, int d, int window) {
-  std::vector<KernelParam> params = {{type, "qkv", true, true},
-                                     {"int32_t", "offsets", true, true},
-                                     {"int32_t", "blocks", true, true},
-                                     {type, "out", true, false},
-                                     {"int", "qkv_shape_0", false, true},
-                                     {"int", "qkv_shape_1", false, true}};
-  return kernelSource(symbol, header, body, params, {{"qkv", 2}},
-                      {"constexpr int D = " + std::to_string(d) + ";", "constexpr int HEADS = 4;",
-                       "using InT = " + type + ";", "constexpr int WINDOW = " + std::to_string(window) + ";"});
+  std::vector<KernelParam> params = {
+      {type, "qkv", true, true},  {"int32_t", "offsets", true, true},  {"int32_t", "blocks", true, true},
+      {type, "out", true, false}, {"int", "qkv_shape_0", false, true}, {"int", "qkv_shape_1", false, true}};
+  return kernelSource(
+      symbol, header, body, params, {{"qkv", 2}},
+      {"constexpr int D = " + std::to_string(d) + ";", "constexpr int HEADS = 4;",
+       "using InT = " + type + ";", "constexpr int WINDOW = " + std::to_string(window) + ";"});
 }
 
 int main(int argc, char** argv) {
@@ -89,7 +87,8 @@ int main(int argc, char** argv) {
   check(writeFileAtomic(dir, firstModule + ".ptx", "not a cubin") && !storedModule(dir, firstModule, symbol0),
         "an image that is not a cubin is refused");
   check(unlink(ptx.c_str()) == 0 && writeFileAtomic(dir, "elsewhere.ptx", firstCubin) &&
-            symlink((dir + "/elsewhere.ptx").c_str(), ptx.c_str()) == 0 && !storedModule(dir, firstModule, symbol0),
+            symlink((dir + "/elsewhere.ptx").c_str(), ptx.c_str()) == 0 &&
+            !storedModule(dir, firstModule, symbol0),
         "a symbolic link in place of the image is refused");
   check(unlink(ptx.c_str()) == 0 && storeModule(dir, firstModule, symbol0, firstCubin) &&
             writeFileAtomic(dir, firstModule + ".txt", "x\ty\n") && !storedModule(dir, firstModule, symbol0),
