@@ -8,6 +8,8 @@
 // (0700, checked not to be a symlink or someone else's) and passes it as EngineOptions::kernelCacheDir;
 // here, before the first mlx engine is built, it gets a leaf per MLX version and GPU architecture (a
 // home folder may be shared by machines with different GPUs; a cubin is built for one architecture).
+// Our own kernels (mx::fast::cuda_kernel, which MLX compiles in every process and never caches) go to
+// the same leaf through cachedCudaKernel, below, and native/cuda_kernel_store.h.
 #pragma once
 
 #include <mlx/mlx.h>
@@ -39,12 +41,7 @@ inline std::string kernelCachePathPart(std::string s) {
   return s == "." || s == ".." || s.empty() ? "_" : s;
 }
 
-// Sets MLX_PTX_CACHE_DIR to <base>/<mlx version>-<architecture> (base: options.kernelCacheDir) unless the
-// user set it. Process-wide and decided once, by the first mlx engine not pinned to the CPU: MLX reads the
-// variable once, at its first CUDA kernel compile, so later calls (another base, or none) change nothing.
-// Leaves MLX's default when base is empty, there is no CUDA GPU, or the leaf cannot be made a private
-// folder of this user. Returns the folder it set ("" = none). Like the engines, it reads no environment
-// variable: src/kernel-cache.ts passes no base when MLX_PTX_CACHE_DIR is set.
+// The process-wide decision (configureKernelCache) and our kernels' counters (cachedCudaKernel).
 struct KernelCacheState {
   std::mutex mutex;
   bool decided = false;
@@ -56,6 +53,13 @@ inline KernelCacheState& kernelCacheState() {
   return *state;
 }
 
+// Sets MLX_PTX_CACHE_DIR to <base>/<mlx version>-<architecture> (base: options.kernelCacheDir; none
+// when the user set MLX_PTX_CACHE_DIR). Process-wide and decided once, by the first mlx engine not pinned
+// to the CPU: MLX reads the variable once, at its first CUDA kernel compile, so later calls (another
+// base, or none) change nothing. Leaves MLX's default when base is empty, there is no CUDA GPU, or the
+// leaf cannot be made a private folder of this user. Returns the folder it set ("" = none). Like the
+// engines, it reads no environment variable: src/kernel-cache.ts passes no base when MLX_PTX_CACHE_DIR
+// is set.
 inline std::string configureKernelCache(const EngineOptions& options) {
   if (options.device == "cpu") return "";  // no CUDA kernels: leave the decision to a GPU engine
   const std::string& base = options.kernelCacheDir;
@@ -81,12 +85,9 @@ inline std::string configureKernelCache(const EngineOptions& options) {
   if (lstat(leaf.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
       (st.st_mode & 022) != 0)
     return inForce;
-  // overwrite = 0: an MLX_PTX_CACHE_DIR the user set stays (src/kernel-cache.ts passes no base then).
-  setenv("MLX_PTX_CACHE_DIR", leaf.c_str(), 0);
-  // Read back only to confirm MLX will read this folder (an embedder's own setting stays and wins):
-  // cachedCudaKernel stores modules where MLX looks, or nowhere.
-  const char* now = std::getenv("MLX_PTX_CACHE_DIR");
-  if (now == nullptr || leaf != now) return inForce;
+  // overwrite = 1: MLX must read the folder cachedCudaKernel stores its modules in. A user's own
+  // MLX_PTX_CACHE_DIR still wins: src/kernel-cache.ts passes no base then, so this line is not reached.
+  if (setenv("MLX_PTX_CACHE_DIR", leaf.c_str(), 1) != 0) return inForce;
   return inForce = leaf;
 }
 

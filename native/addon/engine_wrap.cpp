@@ -1,4 +1,4 @@
-// NativeEngine (forward, cancel, warmup, info, memory, dispose) and loadEngine(options), which makes
+// NativeEngine (forward, cancel, warmup, startup, info, memory, dispose) and loadEngine(options), which makes
 // one. Every method that touches the engine posts a job to the engine's Worker and returns its promise.
 #include <chrono>
 #include <cmath>
