@@ -22,7 +22,8 @@ async function started(extra: Partial<NativeEngineOptions>) {
   const e = await native().loadEngine({ weights, spec, ...extra } as NativeEngineOptions);
   try {
     await e.warmup();
-    const startup = (await e.startup?.()) ?? {};
+    if (!e.startup) throw new Error('NativeEngine has no startup()');
+    const startup = await e.startup();
     const { logits } = await e.forward(...pack(expected.pairs));
     return { startup, logits };
   } finally {
