@@ -108,6 +108,8 @@ struct EngineOptions {
   bool cpuCompile = false;  // mlx: mx::compile on a CPU device too
   int64_t cancelRows = -1;  // mlx: from this many tokens a batch runs a layer at a time; -1 = default
   int fusedKernels = -1;    // mlx: -1 = by device (on for CUDA with 16-bit dtypes), 0 = off, 1 = on
+  // mlx: row-bucket warm-up forwards in flight at once (1-8); -1 = default (2)
+  int64_t warmupDepth = -1;
   // mlx on CUDA: base folder of MLX's compiled-kernel cache (src/kernel-cache.ts prepares it; "" = MLX's
   // default). Process-wide: the first mlx engine's value holds (mlx_kernel_cache.h).
   std::string kernelCacheDir;
@@ -150,6 +152,9 @@ class Engine {
   virtual EngineLimits limits() const = 0;
   // Called once on the engine thread right after construction, e.g. to compile common shapes.
   virtual void warmup() {}
+  // Where construction and warmup() spent their time: (name, milliseconds or count) in a fixed order,
+  // for info.startup (the mlx engine's breakdown; docs/latency-gpu.md, "Cold start"). Engine thread.
+  virtual std::vector<std::pair<std::string, double>> startupTimings() const { return {}; }
 };
 
 // Throws EngineError(Input) when the batch is malformed for this spec: offsets not monotonic, ids out

@@ -34,6 +34,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -164,6 +165,9 @@ constexpr int64_t kCancelRows = 8192;
 constexpr int64_t kGpuBatchSize = 1024;
 constexpr int64_t kCpuBatchTokens = 2048;
 constexpr int64_t kCpuBatchSize = 256;
+// Row-bucket warm-up forwards in flight at once (EngineOptions::warmupDepth), as the scheduler keeps
+// two batches in the engine.
+constexpr int64_t kWarmupDepth = 2;
 
 // ---------------------------------------------------------------------------------------------------
 // Shapes
@@ -222,6 +226,31 @@ Activation makeActivation(const std::string& name) {
 // The batch, laid out for attention (the plan itself: batch_plan.h)
 
 // ---------------------------------------------------------------------------------------------------
+// Start-up timings (Engine::startupTimings)
+
+// Milliseconds since construction or the previous lap().
+class Stopwatch {
+ public:
+  double lap() {
+    const auto now = std::chrono::steady_clock::now();
+    const double ms = std::chrono::duration<double, std::milli>(now - last_).count();
+    last_ = now;
+    return ms;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+// warmup()'s phases (ms) and forwards; doubles, as they are reported.
+struct WarmupTimings {
+  double firstForwardMs = 0, groupedMs = 0, groupedForwards = 0, bucketsMs = 0, bucketForwards = 0;
+  int64_t bucketMaxRows = 0;
+  double bucketSmallMs = 0, lastForwardMs = 0, clearCacheMs = 0;
+  double kernelsCompiled = 0, kernelsFromDisk = 0, kernelsFailed = 0, kernelCompileMs = 0;
+};
+
+// ---------------------------------------------------------------------------------------------------
 // The engine
 
 // A bias the architecture leaves out is loaded as zeros (same ops as with one); a norm a layer lacks
@@ -246,6 +275,7 @@ class MlxEngine final : public Engine {
         activation_(makeActivation(spec.hiddenAct)),
         headActivation_(makeActivation(spec.headAct)),
         stream_(StreamPool::instance().acquire(device_)) {
+    Stopwatch constructClock;
     try {
       if (spec.numHeads <= 0 || spec.hiddenSize % spec.numHeads != 0)
         throw EngineError(ErrorCode::BadConfig, "mlx engine: hidden_size " + std::to_string(spec.hiddenSize) +
@@ -259,7 +289,9 @@ class MlxEngine final : public Engine {
         mx::set_cache_limit(kGpuCacheLimit);
       }
       fused_ = pickFused(options.fusedKernels);
+      Stopwatch weightsClock;
       loadWeights(weightFiles);
+      weightsMs_ = weightsClock.lap();
       compile_ = options.compile && (device_ == mx::Device::gpu || options.cpuCompile);
       if (device_ == mx::Device::gpu && mx::cu::is_available()) guardCudaExit();
       attention_ = pickAttention(options.attention);
@@ -271,9 +303,11 @@ class MlxEngine final : public Engine {
                flashSupports(static_cast<int>(spec_.hiddenSize / spec_.numHeads), dtype_);
       bucketRows_ = options.rowBuckets < 0 ? device_ == mx::Device::gpu : options.rowBuckets != 0;
       warmupRows_ = options.warmupRows < 0 ? kGpuBatchTokens : options.warmupRows;
+      warmupDepth_ = options.warmupDepth < 1 ? kWarmupDepth : std::min<int64_t>(options.warmupDepth, 8);
       cancelRows_ = options.cancelRows < 0 ? kCancelRows : options.cancelRows;
       buildBlocks();
       refreshMemory();
+      constructMs_ = constructClock.lap();
     } catch (...) {
       StreamPool::instance().release(stream_);
       throw;
@@ -340,9 +374,10 @@ class MlxEngine final : public Engine {
   // bucket length up to min(maxPositions, 512) (the grouped layouts' attention shapes). On a GPU, then
   // one batch for every row bucket up to EngineOptions::warmupRows token rows (default 65536: 512 pairs of
   // 128 tokens), so that the first batch of each size meets selected kernels, loaded modules and
-  // instantiated graphs (about 2 s on an H100, of a 3.4-5.4 s warmup()). Last a small batch. On a CPU without
-  // compile nothing is built per shape, so the small batch (threads, buffer cache) is all the warm-up there
-  // is to do.
+  // instantiated graphs (about 2 s on an H100, of a 3.4-5.4 s warmup()). A small batch first (it meets
+  // every kernel once: module compile or load, timed on its own as firstForwardMs) and last. On a CPU
+  // without compile nothing is built per shape, so the small batches (threads, buffer cache) are all the
+  // warm-up there is to do. Each phase's time goes to startupTimings().
   void warmup() override {
     const int limit = static_cast<int>(std::min<int64_t>(spec_.maxPositions, 512));
     const int32_t secondType = std::min<int32_t>(1, static_cast<int32_t>(spec_.typeVocabSize - 1));
@@ -358,25 +393,85 @@ class MlxEngine final : public Engine {
       }
       return batch;
     };
+    const auto small = batchOf({std::min(limit, 12), std::min(limit, 5)});
+    const auto kernelsBefore = kernelCacheStats();
+    WarmupTimings t;
+    Stopwatch clock;
+    forward(small);
+    t.firstForwardMs = clock.lap();
     if ((device_ == mx::Device::gpu || compile_) && attention_ != Attention::Varlen) {
       std::vector<int> sweep;
       for (int len = 1; len <= limit; len = bucketLength(len) + 1)
         sweep.push_back(std::min(bucketLength(len), limit));
       forward(batchOf(sweep));
+      t.groupedForwards = 1;
+      t.groupedMs = clock.lap();
     }
     if (device_ == mx::Device::gpu && bucketRows_) {
-      const int64_t maxRows = warmupRows_;
       const int pairLength = std::min(limit, 128);
-      for (int64_t rows = rowBucket(1); rows <= maxRows; rows = rowBucket(rows + 1)) {
-        std::vector<int> lengths(static_cast<size_t>(rows / pairLength), pairLength);
-        if (rows % pairLength) lengths.push_back(static_cast<int>(rows % pairLength));
-        forward(batchOf(lengths));
+      // warmupDepth forwards in flight: with 2, the host builds (and meets the new shapes of) bucket
+      // k + 1 while the GPU computes bucket k, instead of each waiting for the other; 1 waits for each.
+      std::deque<mx::array> inFlight;
+      bool smallDone = false;
+      try {
+        for (int64_t rows = rowBucket(1); rows <= warmupRows_; rows = rowBucket(rows + 1)) {
+          if (!smallDone && rows > 4096) {
+            t.bucketSmallMs = t.bucketsMs = clock.lap();
+            smallDone = true;
+          }
+          std::vector<int> lengths(static_cast<size_t>(rows / pairLength), pairLength);
+          if (rows % pairLength) lengths.push_back(static_cast<int>(rows % pairLength));
+          int64_t slots = 0;
+          int layers = 0;
+          // No cancel token: run() always returns the logits.
+          std::optional<mx::array> logits = run(batchOf(lengths), slots, nullptr, layers);
+          mx::async_eval(*logits);
+          inFlight.push_back(*logits);
+          if (static_cast<int64_t>(inFlight.size()) >= warmupDepth_) {
+            mx::eval(inFlight.front());
+            inFlight.pop_front();
+          }
+          ++t.bucketForwards;
+          t.bucketMaxRows = rows;
+        }
+        for (auto& a : inFlight) mx::eval(a);
+      } catch (const EngineError&) {
+        throw;
+      } catch (const std::exception& err) {
+        refreshMemory();
+        throw EngineError(ErrorCode::Engine, std::string("mlx engine: warm-up failed: ") + err.what());
       }
+      t.bucketsMs += clock.lap();
+      if (!smallDone) t.bucketSmallMs = t.bucketsMs;
     }
-    forward(batchOf({std::min(limit, 12), std::min(limit, 5)}));
+    forward(small);
+    t.lastForwardMs = clock.lap();
     // The sweep leaves buffers of every size in MLX's cache; serving needs only its own sizes.
     mx::clear_cache();
+    t.clearCacheMs = clock.lap();
+    const auto kernelsAfter = kernelCacheStats();
+    t.kernelsCompiled = static_cast<double>(kernelsAfter.compiled - kernelsBefore.compiled);
+    t.kernelsFromDisk = static_cast<double>(kernelsAfter.fromDisk - kernelsBefore.fromDisk);
+    t.kernelsFailed = static_cast<double>(kernelsAfter.failed - kernelsBefore.failed);
+    t.kernelCompileMs = kernelsAfter.compileMs - kernelsBefore.compileMs;
+    warmupTimings_ = t;
     refreshMemory();
+  }
+
+  // Construction (weights read and converted: weightsMs), then warmup()'s phases; counts are forwards
+  // or kernels. bucketSmallMs: the buckets up to 4096 rows, whose time is mostly fixed cost per forward
+  // and per new shape (host work); bucketsMs includes it. The kernel cache figures count this process's
+  // custom kernels (mlx_kernel_cache.h).
+  std::vector<std::pair<std::string, double>> startupTimings() const override {
+    const WarmupTimings& t = warmupTimings_;
+    return {{"constructMs", constructMs_},          {"weightsMs", weightsMs_},
+            {"firstForwardMs", t.firstForwardMs},   {"groupedMs", t.groupedMs},
+            {"groupedForwards", t.groupedForwards}, {"bucketsMs", t.bucketsMs},
+            {"bucketForwards", t.bucketForwards},   {"bucketMaxRows", static_cast<double>(t.bucketMaxRows)},
+            {"bucketSmallMs", t.bucketSmallMs},     {"warmupDepth", static_cast<double>(warmupDepth_)},
+            {"lastForwardMs", t.lastForwardMs},     {"clearCacheMs", t.clearCacheMs},
+            {"kernelsCompiled", t.kernelsCompiled}, {"kernelsFromDisk", t.kernelsFromDisk},
+            {"kernelsFailed", t.kernelsFailed},     {"kernelCompileMs", t.kernelCompileMs}};
   }
 
  private:
@@ -973,11 +1068,14 @@ class MlxEngine final : public Engine {
   bool fusedEmbeddings_ = false;
   bool bucketRows_ = false;
   int64_t warmupRows_ = kGpuBatchTokens;
+  int64_t warmupDepth_ = kWarmupDepth;  // row-bucket warm-up forwards in flight at once
   // Batches of at least this many tokens are evaluated a layer at a time when they can be cancelled.
   // Below it a forward is one graph: a per-layer wait would cost small batches host/device overlap,
   // and they are done within a few ms anyway.
   int64_t cancelRows_ = kCancelRows;
   std::string deviceName_;
+  double constructMs_ = 0, weightsMs_ = 0;  // startupTimings()
+  WarmupTimings warmupTimings_;
 
   mx::array wordEmb_{0.0f}, posEmb_{0.0f}, typeEmb_{0.0f}, embLnG_{0.0f}, embLnB_{0.0f};
   mx::array embProjW_{0.0f}, embProjB_{0.0f};  // embedding_size != hidden_size (ELECTRA)

@@ -308,8 +308,8 @@ static_assert(kFlashQueries == kVarlenQueries, "the flash kernel reads varlenBlo
 inline mx::array flashVarlenAttention(const mx::array& qkv, const mx::array& offsets, const mx::array& blocks,
                                       int heads, int headDim, int window, mx::Stream stream) {
   static const mx::fast::CustomKernelFunction kernel =
-      mx::fast::cuda_kernel("mlx_rerank_flash_attention", {"qkv", "offsets", "blocks"}, {"out"},
-                            flashAttentionSource(), flashAttentionHeader());
+      cachedCudaKernel("mlx_rerank_flash_attention", {"qkv", "offsets", "blocks"}, {"out"},
+                       flashAttentionSource(), flashAttentionHeader());
   const int numBlocks = blocks.shape(0) / 2;
   return kernel({qkv, offsets, blocks}, {mx::Shape{qkv.shape(0), heads * headDim}}, {qkv.dtype()},
                 {numBlocks * kFlashThreads, heads, 1}, {kFlashThreads, 1, 1},

@@ -19,6 +19,8 @@
 
 #ifndef MLX_RERANK_FUSED_SOURCE_ONLY
 #include <mlx/mlx.h>
+
+#include "mlx_kernel_cache.h"
 #endif
 
 namespace mlxrerank {
@@ -190,9 +192,9 @@ inline mx::array fusedEmbeddings(const mx::array& word, const mx::array& positio
                                  const mx::array& positions, const mx::array& types, bool hasPosition,
                                  bool hasType, float eps, mx::Stream stream) {
   static const mx::fast::CustomKernelFunction kernel =
-      mx::fast::cuda_kernel("mlx_rerank_fused_embeddings",
-                            {"word", "position", "tokenType", "gamma", "beta", "ids", "positions", "types"},
-                            {"out"}, fusedEmbeddingsSource(), fusedKernelsHeader());
+      cachedCudaKernel("mlx_rerank_fused_embeddings",
+                       {"word", "position", "tokenType", "gamma", "beta", "ids", "positions", "types"},
+                       {"out"}, fusedEmbeddingsSource(), fusedKernelsHeader());
   const int rows = ids.shape(0);
   const int width = word.shape(1);
   return kernel({word, position, tokenType, gamma, beta, ids, positions, types}, {mx::Shape{rows, width}},
@@ -210,8 +212,8 @@ inline mx::array residualLayerNorm(const mx::array& y, const mx::array& bias, co
                                    const mx::array& gamma, const mx::array& beta, float eps,
                                    mx::Stream stream) {
   static const mx::fast::CustomKernelFunction kernel =
-      mx::fast::cuda_kernel("mlx_rerank_residual_norm", {"y", "bias", "residual", "gamma", "beta"}, {"out"},
-                            residualNormSource(), fusedKernelsHeader());
+      cachedCudaKernel("mlx_rerank_residual_norm", {"y", "bias", "residual", "gamma", "beta"}, {"out"},
+                       residualNormSource(), fusedKernelsHeader());
   const int rows = y.shape(0);
   const int width = y.shape(1);
   return kernel({y, bias, residual, gamma, beta}, {mx::Shape{rows, width}}, {y.dtype()}, fusedGrid(rows),

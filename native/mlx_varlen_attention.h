@@ -25,16 +25,19 @@
 // this kernel, on the packed QKV rows.
 #pragma once
 
-#include <mlx/mlx.h>
-
 #include <cstdint>
 #include <vector>
 
+// MLX_RERANK_FLASH_SOURCE_ONLY: the kernel source and block table only, without MLX (for
+// native/test/kernel_store_check.cpp and flash_check.cu).
+#ifndef MLX_RERANK_FLASH_SOURCE_ONLY
+#include <mlx/mlx.h>
+
 #include "engine.h"
+#include "mlx_kernel_cache.h"
+#endif
 
 namespace mlxrerank {
-
-namespace mx = mlx::core;
 
 constexpr int kVarlenQueries = 64;  // threads (queries) per block
 
@@ -185,12 +188,15 @@ inline const char* varlenAttentionSource() {
 )";
 }
 
+#ifndef MLX_RERANK_FLASH_SOURCE_ONLY
+namespace mx = mlx::core;
+
 // qkv [rows, 3 * heads * headDim] (rows >= offsets.back()), offsets [pairs + 1], blocks from
 // varlenBlocks(); window 0: global attention, > 0: keys |i - j| <= window / 2 only. Returns the context
 // [rows, heads * headDim], zero on rows past the real tokens.
 inline mx::array varlenAttention(const mx::array& qkv, const mx::array& offsets, const mx::array& blocks,
                                  int heads, int headDim, int window, mx::Stream stream) {
-  static const mx::fast::CustomKernelFunction kernel = mx::fast::cuda_kernel(
+  static const mx::fast::CustomKernelFunction kernel = cachedCudaKernel(
       "mlx_rerank_varlen_attention", {"qkv", "offsets", "blocks"}, {"out"}, varlenAttentionSource());
   const int numBlocks = blocks.shape(0) / 2;
   return kernel({qkv, offsets, blocks}, {mx::Shape{qkv.shape(0), heads * headDim}}, {qkv.dtype()},
@@ -198,6 +204,7 @@ inline mx::array varlenAttention(const mx::array& qkv, const mx::array& offsets,
                 {{"D", headDim}, {"HEADS", heads}, {"WINDOW", window}, {"InT", qkv.dtype()}}, std::nullopt,
                 false, stream)[0];
 }
+#endif
 
 // The head sizes the kernel is built for: 16-byte loads need headDim % 8 == 0, a tile at least one
 // key (2048 / headDim), and per-thread registers hold 2 * headDim floats.

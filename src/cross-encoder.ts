@@ -92,6 +92,8 @@ export interface CrossEncoderInfo {
   /** Wall ms of load() and of its warm-up (0 when skipped). */
   loadMs: number;
   warmupMs: number;
+  /** The engine's breakdown of load and warm-up (mlx: ms per phase and forward counts; else {}). */
+  startup: Record<string, number>;
   /** What the engine reports it is built for (the defaults of the limits the caller left unset). */
   engineLimits: EngineLimits;
   /** The batch size in force (`limits.maxBatchTokens`) and where it came from. */
@@ -302,6 +304,7 @@ export class CrossEncoder {
     try {
       const warm = o.warmup ?? true;
       const warmupMs = warm ? await abortable(engine.warmup(), signal) : 0;
+      const startup = await abortable(engine.startup?.() ?? Promise.resolve({}), signal);
       throwIfAborted(signal);
       const e = engine.info();
       const defaults = engineDefaults(e, o);
@@ -355,6 +358,7 @@ export class CrossEncoder {
         tokenizerThreads: pool?.threads ?? 0,
         loadMs: performance.now() - t0,
         warmupMs,
+        startup,
         engineLimits: {
           maxBatchTokens: e.maxBatchTokens,
           maxBatchSize: e.maxBatchSize,

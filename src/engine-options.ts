@@ -54,6 +54,13 @@ export const ENGINE_OPTIONS: { readonly [K in keyof EngineTuning]-?: EngineOptio
     env: 'MLX_RERANK_WARMUP_ROWS',
     doc: 'on a GPU, warm-up visits every row bucket up to this many token rows; fewer warm up faster, and a batch beyond them meets cold shapes',
   },
+  warmupDepth: {
+    kind: { range: int(1, 8) },
+    engine: 'mlx',
+    default: '2',
+    env: 'MLX_RERANK_WARMUP_DEPTH',
+    doc: "on a GPU, the row-bucket warm-up's forwards in flight at once: with 2 the host meets the next bucket's shapes while the GPU computes the last; 1 waits for each (the steady state is the same either way)",
+  },
   cpuCompile: {
     kind: { boolean: true },
     engine: 'mlx',

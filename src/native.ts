@@ -115,6 +115,11 @@ export interface NativeEngine {
   cancel(batchId: number): boolean;
   /** Runs the engine's warm-up (compiles common shapes); resolves with the milliseconds it took. */
   warmup(): Promise<number>;
+  /**
+   * Where construction and warm-up spent their time (the mlx engine: milliseconds and forward counts,
+   * docs/latency-gpu.md "Cold start"; other engines: {}). Optional so that test doubles may omit it.
+   */
+  startup?(): Promise<Record<string, number>>;
   info(): EngineInfo;
   memory(): EngineMemory;
   /** Frees native memory once the batch in flight (if any) is done. Idempotent. */
@@ -187,6 +192,7 @@ function wrapEngine(e: NativeEngine): NativeEngine {
       mappedAsync(() => e.forward(tokens, typeIds, offsets, batchId)),
     cancel: (batchId) => mapped(() => e.cancel(batchId)),
     warmup: () => mappedAsync(() => e.warmup()),
+    startup: () => mappedAsync(() => e.startup?.() ?? Promise.resolve({})),
     info: () => mapped(() => e.info()),
     memory: () => mapped(() => e.memory()),
     dispose: () => mappedAsync(() => e.dispose()),

@@ -88,6 +88,8 @@ export interface EngineTuning {
   rowBuckets?: boolean;
   /** mlx engine on a GPU: warm-up visits every row bucket up to this many token rows (default 65536). */
   warmupRows?: number;
+  /** mlx engine on a GPU: row-bucket warm-up forwards in flight at once, 1-8 (default 2). */
+  warmupDepth?: number;
   /** mlx engine on a CPU device: use mx::compile there too (default false). */
   cpuCompile?: boolean;
   /** mlx engine: batches of at least this many tokens run a layer at a time, so cancel() can stop them (default 8192). */

@@ -136,6 +136,8 @@ describe('engine tuning options', () => {
       [{ rowBuckets: 'yes' }, /rowBuckets/],
       [{ warmupRows: -5 }, /warmupRows/],
       [{ warmupRows: 1.5 }, /warmupRows/],
+      [{ warmupDepth: 0 }, /warmupDepth/],
+      [{ warmupDepth: 9 }, /warmupDepth/],
       [{ cpuCompile: 1 }, /cpuCompile/],
       [{ fusedKernels: 'yes' }, /fusedKernels/],
     ];
@@ -181,6 +183,7 @@ describe('CrossEncoder.load({ engine })', () => {
       [{ cpuIsa: 'sse9' }, /engine\.cpuIsa must be 'avx512', 'avxvnni', 'avx2', 'scalar'/],
       [{ attentoin: 'fine' }, /Unknown engine option 'attentoin': did you mean 'attention'\?/],
       [{ warmupRows: 2 ** 30 }, /engine\.warmupRows must be an integer in \[0, 16777216\]/],
+      [{ warmupDepth: 0 }, /engine\.warmupDepth must be an integer in \[1, 8\]/],
       [{ rowBuckets: 1 }, /engine\.rowBuckets must be true or false/],
       [5, /engine options must be an object/],
     ];

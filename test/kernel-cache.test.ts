@@ -190,6 +190,10 @@ describe.skipIf(!cuda)('with MLX on a CUDA GPU', () => {
       expect(set.startsWith(join(base, `${mlx.version}-sm_`))).toBe(true);
       expect(mode(set)).toBe(0o700);
       expect(readdirSync(set, { recursive: true }).some((f) => String(f).endsWith('.ptx'))).toBe(true);
+      // Our attention kernel too (cachedCudaKernel, native/cuda_kernel_store.h): a private cubin.
+      const ours = readdirSync(set).filter((f) => f.startsWith('mlx_rerank_') && f.endsWith('.ptx'));
+      expect(ours.length).toBeGreaterThan(0);
+      for (const f of ours) expect(statSync(join(set, f)).mode & 0o777).toBe(0o600);
       // A second engine asking for another folder changes nothing: MLX has read the variable.
       const other = await load({ kernelCacheDir: join(root, 'mlx-other') });
       await other.dispose();

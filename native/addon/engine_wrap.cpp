@@ -1,4 +1,4 @@
-// NativeEngine (forward, cancel, warmup, info, memory, dispose) and loadEngine(options), which makes
+// NativeEngine (forward, cancel, warmup, startup, info, memory, dispose) and loadEngine(options), which makes
 // one. Every method that touches the engine posts a job to the engine's Worker and returns its promise.
 #include <chrono>
 #include <cmath>
@@ -49,7 +49,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         env, "NativeEngine",
         {InstanceMethod<&EngineWrap::forward>("forward"), InstanceMethod<&EngineWrap::warmup>("warmup"),
          InstanceMethod<&EngineWrap::info>("info"), InstanceMethod<&EngineWrap::memory>("memory"),
-         InstanceMethod<&EngineWrap::dispose>("dispose"), InstanceMethod<&EngineWrap::cancel>("cancel")});
+         InstanceMethod<&EngineWrap::dispose>("dispose"), InstanceMethod<&EngineWrap::cancel>("cancel"),
+         InstanceMethod<&EngineWrap::startup>("startup")});
   }
 
   explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {}
@@ -148,6 +149,24 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         const double ms =
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         return [ms](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, ms); };
+      });
+    });
+    return deferred.Promise();
+  }
+
+  // startup(): the engine's load and warm-up breakdown (Engine::startupTimings), read on its thread.
+  Napi::Value startup(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (disposed_ || !worker_) return rejected(env, "E_DISPOSED", kDisposed);
+    auto deferred = Napi::Promise::Deferred::New(env);
+    worker_->post([deferred](Worker& w) -> Completion* {
+      return settle(&deferred, [&]() -> Settle::Value {
+        auto timings = w.engine()->startupTimings();
+        return [timings](Napi::Env env) -> Napi::Value {
+          auto o = Napi::Object::New(env);
+          for (const auto& [name, value] : timings) o.Set(name, Napi::Number::New(env, value));
+          return o;
+        };
       });
     });
     return deferred.Promise();

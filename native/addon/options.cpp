@@ -111,6 +111,9 @@ LoadRequest parseLoadRequest(const Napi::CallbackInfo& info) {
   opts.rowBuckets = getTriState(o, "rowBuckets");
   opts.cpuCompile = getTriState(o, "cpuCompile") == 1;
   opts.warmupRows = getRows(o, "warmupRows");
+  opts.warmupDepth = getRows(o, "warmupDepth");
+  if (opts.warmupDepth == 0 || opts.warmupDepth > 8)
+    throw EngineError(ErrorCode::Input, "option 'warmupDepth' must be an integer in [1, 8]");
   opts.cancelRows = getRows(o, "cancelRows");
   opts.fusedKernels = getTriState(o, "fusedKernels");
   opts.kernelCacheDir = getString(o, "kernelCacheDir", "");

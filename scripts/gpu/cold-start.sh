@@ -12,25 +12,38 @@ tmp="$(mktemp -d)"
 log="$out/cold-start.jsonl"
 : >"$log"
 run() { "$@" node scripts/gpu/cold-start.mjs "$model" "${args[@]}" | tee -a "$log"; }
-# A. MLX's own variable, a fresh folder: cold, then warm (the same folder).
-args=(--label env-cold); run env MLX_PTX_CACHE_DIR="$tmp/ptx"
-args=(--label env-warm); run env MLX_PTX_CACHE_DIR="$tmp/ptx"
-# B. The new default: no MLX_PTX_CACHE_DIR, a fresh XDG_CACHE_HOME -> $tmp/xdg/mlx-rerank/mlx-kernels/<v>-<sm>.
-args=(--label default-cold); run env -u MLX_PTX_CACHE_DIR XDG_CACHE_HOME="$tmp/xdg"
-args=(--label default-warm); run env -u MLX_PTX_CACHE_DIR XDG_CACHE_HOME="$tmp/xdg"
-# C. Warm, with the CUDA driver's own JIT cache off: MLX loads cubins (no PTX JIT), so no change expected.
-args=(--label default-warm-no-driver-cache); run env -u MLX_PTX_CACHE_DIR XDG_CACHE_HOME="$tmp/xdg" CUDA_CACHE_DISABLE=1
-# D. Warm, with the tensor-core attention kernel (its own NVRTC compile is not cached by MLX: see the docs).
-args=(--label default-warm-flash --attention flash); run env -u MLX_PTX_CACHE_DIR XDG_CACHE_HOME="$tmp/xdg"
-args=(--label default-warm-flash-2 --attention flash); run env -u MLX_PTX_CACHE_DIR XDG_CACHE_HOME="$tmp/xdg"
+xdg=(env -u MLX_PTX_CACHE_DIR XDG_CACHE_HOME="$tmp/xdg")
+# A. Before: MLX's own variable (so the addon keeps out of the cache: our attention kernels go through
+#    NVRTC in every process, as before), a fresh folder: cold, then warm twice.
+args=(--label before-cold); run env MLX_PTX_CACHE_DIR="$tmp/ptx"
+args=(--label before-warm --steady); run env MLX_PTX_CACHE_DIR="$tmp/ptx"
+args=(--label before-warm-2); run env MLX_PTX_CACHE_DIR="$tmp/ptx"
+# B. The default: no MLX_PTX_CACHE_DIR, a fresh XDG_CACHE_HOME -> $tmp/xdg/mlx-rerank/mlx-kernels/<v>-<sm>,
+#    where the addon also stores our attention kernels (startup.kernelsCompiled, then kernelsFromDisk).
+args=(--label default-cold --steady); run "${xdg[@]}"
+args=(--label default-warm --steady); run "${xdg[@]}"
+args=(--label default-warm-2); run "${xdg[@]}"
+args=(--label default-warm-3); run "${xdg[@]}"
+# C. Warm, the warm-up's alternatives (same cache): forwards one at a time (as before), and fewer row
+#    buckets (a batch beyond them meets cold shapes: see steady.*.firstMs and pairsPerS).
+args=(--label warm-depth1 --warmup-depth 1 --steady); run "${xdg[@]}"
+args=(--label warm-depth3 --warmup-depth 3); run "${xdg[@]}"
+args=(--label warm-rows16k --warmup-rows 16384 --steady); run "${xdg[@]}"
+args=(--label warm-rows4k --warmup-rows 4096 --steady); run "${xdg[@]}"
+args=(--label warm-rows0 --warmup-rows 0 --steady); run "${xdg[@]}"
+# D. The CUDA-core attention kernel: compiled once into the cache, then loaded.
+args=(--label default-varlen-first --attention varlen); run "${xdg[@]}"
+args=(--label default-varlen-warm --attention varlen); run "${xdg[@]}"
 {
   echo "## folders (mode owner path)"
   find "$tmp/xdg" -maxdepth 4 -type d -exec stat -c '%a %U %n' {} +
   echo "## files: MLX_PTX_CACHE_DIR run / default run"
   find "$tmp/ptx" -type f | wc -l
   find "$tmp/xdg" -type f | wc -l
-  echo "## cached modules (default run)"
-  find "$tmp/xdg" -name '*.ptx' -printf '%s %f\n' | sort -k2 | head -100
+  echo "## cached modules (default run: mode size name)"
+  find "$tmp/xdg" -name '*.ptx' -printf '%m %s %f\n' | sort -k3 | head -100
+  echo "## our kernels' name lists"
+  find "$tmp/xdg" -name 'mlx_rerank_*.txt' -exec sh -c 'printf "%s: " "$(basename "$1")"; cat "$1"' _ {} \;
   du -sh "$tmp/ptx" "$tmp/xdg"
 } | tee "$out/cache-listing.txt"
 rm -rf "$tmp"
