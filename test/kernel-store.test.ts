@@ -1,7 +1,7 @@
 /**
  * The mlx engine's store of compiled CUDA kernels (native/cuda_kernel_store.h), without a GPU or MLX:
-* native/test/kernel_store_check.cpp compiles the attention and fused row kernels that ship (the same source strings)
- * with NVRTC inside the store's self-contained wrapper, for a real architecture, checks that each cubin
+ * native/test/kernel_store_check.cpp compiles the attention and fused row kernels that ship (the same
+ * source strings) with NVRTC inside the store's self-contained wrapper, for a real architecture, checks that each cubin
  * defines its extern "C" symbol, and round-trips a stored module in a private folder while refusing a
  * tampered name list, an image that is no cubin, and a symbolic link. Skipped without g++ or NVRTC.
  */
