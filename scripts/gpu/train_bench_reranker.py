@@ -118,7 +118,7 @@ def main():
             raise SystemExit(f"{a.base}/config.json: {k} is {base_config.get(k)}, not the MiniLM-L6 shape's {v}")
     torch.manual_seed(a.seed)
     np.random.seed(a.seed)
-    cfg = BertConfig(**{k: v for k, v in base_config.items() if not k.startswith("mlx_rerank")})
+    cfg = BertConfig.from_pretrained(a.base)  # as from_pretrained reads the folder (model_type, torch_dtype...)
     cfg.num_labels = 1
     # BERT's own init scale: the synthetic config's 0.102 (chosen so random weights give varied logits)
     # saturates attention and slows a run from scratch.
