@@ -92,8 +92,10 @@ if (values['pairs-file']) {
     for (let p = 0; p < perQuery; p++) pairs.push([query, sentence(55, 75)]);
   }
 }
+// (null where the manifest has no float64 logits: its read-back failed on the device.)
 const torchLogits = values['torch-manifest']
-  ? JSON.parse(readFileSync(values['torch-manifest'], 'utf8')).bench_logits_float64.slice(0, nPairs)
+  ? (JSON.parse(readFileSync(values['torch-manifest'], 'utf8')).bench_logits_float64?.slice(0, nPairs) ??
+    null)
   : null;
 
 const dir = mkdtempSync(join(tmpdir(), 'cpu-dtypes-bench-'));

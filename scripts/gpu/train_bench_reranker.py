@@ -253,41 +253,46 @@ def main():
         if os.path.exists(os.path.join(a.base, name)):
             shutil.copy(os.path.join(a.base, name), a.out)
 
-    # --- read it back as transformers does; float32 (no TF32) and float64 logits of the bench pairs
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    trained = {n: score(s, None) for n, s in (("heldout", sets["heldout"]), ("bench", sets["bench"]))}
-    model = BertForSequenceClassification.from_pretrained(a.out, dtype=torch.float32).to(dev).eval()
-    back = {n: score(s, None) for n, s in (("heldout", sets["heldout"]), ("bench", sets["bench"]))}
-    diff = max(float(np.abs(trained[n] - back[n]).max()) for n in trained)
-    if diff > 1e-4:
-        raise SystemExit(f"from_pretrained({a.out}) gives logits {diff} away from the trained model's: the saved file is wrong")
-    model = model.double()
-    bench64 = score(sets["bench"], None)
-    final = {n: label_metrics(sets[n], back[n]) for n in back}
-    log(f"saved {a.out}; from_pretrained reads it back (max |logit difference| {diff:.2e}); float64 vs float32 on the bench "
-        f"pairs: max {np.abs(bench64 - back['bench']).max():.2e}")
-    for n, m in final.items():
-        log(f"final {n} (float32): Spearman vs labels {m['spearman_mean']:.4f} (min {m['spearman_min']:.3f}), NDCG@10 "
-            f"{m['ndcg10_mean']:.4f}, logits {m['logit_min']:.2f}..{m['logit_max']:.2f}, std within a query {m['logit_std_within_query']:.3f}")
-
+    # The parts first: whatever fails below, the trained weights come back.
+    manifest = {
+        "config": config,
+        "args": vars(a),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "gpu": gpu},
+        "steps": step, "pairs_seen": seen, "train_seconds": train_s,
+        "history": history, "untrained_heldout": m0,
+    }
     if a.parts_out:
         os.makedirs(a.parts_out, exist_ok=True)
-        entry = split_file(os.path.join(a.out, "model.safetensors"), a.parts_out, PART_BYTES)
-        manifest = {
-            "weights": entry,
-            "config": config,
-            "args": vars(a),
-            "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                         "gpu": gpu},
-            "steps": step, "pairs_seen": seen, "train_seconds": train_s,
-            "history": history, "untrained_heldout": m0, "final": final,
-            "bench_logits_float32": [float(x) for x in back["bench"]],
-            "bench_logits_float64": [float(x) for x in bench64],
-        }
+        manifest["weights"] = split_file(os.path.join(a.out, "model.safetensors"), a.parts_out, PART_BYTES)
+        log(f"parts: {', '.join(p['name'] for p in manifest['weights']['parts'])} in {a.parts_out}")
+    try:
+        # Read it back as transformers does; float32 (no TF32) and float64 logits of the bench pairs: the
+        # reference our cpu engine's float32 is compared with.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        trained = {n: score(sets[n], None) for n in ("heldout", "bench")}
+        model = BertForSequenceClassification.from_pretrained(a.out, dtype=torch.float32).to(dev).eval()
+        back = {n: score(sets[n], None) for n in ("heldout", "bench")}
+        diff = max(float(np.abs(trained[n] - back[n]).max()) for n in trained)
+        log(f"saved {a.out}; from_pretrained reads it back: max |logit - the trained model's| {diff:.2e}"
+            + ("" if diff < 1e-3 else "  WARNING: the saved file does not give the trained model's logits"))
+        manifest["final"] = {n: label_metrics(sets[n], back[n]) for n in back}
+        manifest["bench_logits_float32"] = [float(x) for x in back["bench"]]
+        for n, m in manifest["final"].items():
+            log(f"final {n} (float32): Spearman vs labels {m['spearman_mean']:.4f} (min {m['spearman_min']:.3f}), NDCG@10 "
+                f"{m['ndcg10_mean']:.4f}, logits {m['logit_min']:.2f}..{m['logit_max']:.2f}, std within a query {m['logit_std_within_query']:.3f}")
+        model = model.double()
+        bench64 = score(sets["bench"], None)
+        manifest["bench_logits_float64"] = [float(x) for x in bench64]
+        log(f"float64 vs float32 on the bench pairs: max {np.abs(bench64 - back['bench']).max():.2e}")
+    except Exception:  # noqa: BLE001 - reported, and the manifest is still written
+        import traceback
+
+        log("READ-BACK FAILED (the parts and the training log are still written):\n" + traceback.format_exc())
+    if a.parts_out:
         with open(os.path.join(a.parts_out, "q17-manifest.json"), "w", encoding="utf-8") as f:
             json.dump(manifest, f)
-        log(f"parts: {', '.join(p['name'] for p in entry['parts'])} + q17-manifest.json in {a.parts_out}")
+        log(f"manifest: {a.parts_out}/q17-manifest.json")
     log(f"total {time.time() - t_start:.1f} s")
 
 
