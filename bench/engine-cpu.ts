@@ -8,7 +8,10 @@
  * --per-query passages each. With --workload graded, each query's passages hold 0..all of its words
  * (gradedPairs: candidates as a retriever returns them, with a relevance label), and every contender's
  * Spearman / NDCG@10 against the labels is reported too: run it on a trained model (--model, e.g. the one
- * scripts/gpu/train_bench_reranker.py makes; docs/cpu-dtypes.md). A benchmark, not a test.
+ * scripts/gpu/train_bench_reranker.py makes; docs/cpu-dtypes.md). --torch-manifest FILE (that script's
+ * q17-manifest.json, whose bench pairs are gradedPairs(64, 10, 3003): run with --seed 3003 and up to 64
+ * --queries) adds each contender's largest distance from transformers' float64 logits of the same pairs.
+ * A benchmark, not a test.
  *
  *   node --import tsx bench/engine-cpu.ts [--shape minilm-l6|xlmr-base|modernbert-base|electra-base | --model DIR]
  *       [--dtypes float32,bfloat16,int8] [--transformersjs] [--workload msmarco|graded] [--rounds 5] [--queries 32] [--per-query 10]
@@ -30,7 +33,7 @@
  * layers, so --layers (default 3: one global layer, two sliding-window ones for ModernBERT) keeps the
  * run short on a small machine; the model is the shape with that many layers, made once.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -56,6 +59,7 @@ const { values } = parseArgs({
     dtypes: { type: 'string', default: 'float32,bfloat16,int8' },
     transformersjs: { type: 'boolean', default: false },
     workload: { type: 'string', default: 'msmarco' },
+    'torch-manifest': { type: 'string' },
     rounds: { type: 'string', default: '5' },
     queries: { type: 'string', default: '32' },
     'per-query': { type: 'string', default: '10' },
@@ -229,6 +233,22 @@ for (const c of contenders) {
 console.log(
   '(quality columns: against mlx-rerank cpu float32 on the same pairs; ratios: of the medians above)',
 );
+const torch64 = values['torch-manifest']
+  ? (JSON.parse(readFileSync(values['torch-manifest'], 'utf8')) as { bench_logits_float64?: number[] })
+      .bench_logits_float64
+  : undefined;
+if (values['torch-manifest']) {
+  if (!torch64 || !graded || seed !== 3003 || torch64.length < pairs.length)
+    throw new Error(
+      '--torch-manifest: needs its bench_logits_float64, of gradedPairs(64, 10, 3003): run with --workload graded --seed 3003 --queries <= 64',
+    );
+  console.log("\nagainst transformers float64 (the manifest's logits of the same pairs):");
+  for (const c of contenders) {
+    const s = scores.get(c.name) as Float32Array;
+    const err = s.reduce((m, x, i) => Math.max(m, Math.abs(x - (torch64[i] as number))), 0);
+    console.log(`${c.name.padEnd(26)} max |logit - torch f64| ${err.toExponential(2)}`);
+  }
+}
 if (labels) {
   console.log(
     "\nagainst the graded labels (fraction of the query's words the passage holds), mean per query:",
