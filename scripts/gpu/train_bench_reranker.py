@@ -95,6 +95,11 @@ def main():
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--eval-every", type=float, default=15.0, help="seconds between held-out evaluations")
     ap.add_argument("--seed", type=int, default=17)
+    ap.add_argument("--mse-weight", type=float, default=0.1, help="weight of the MSE anchor to 8 * label - 4 (0: RankNet only)")
+    ap.add_argument("--match-init", action="store_true",
+                    help="init every layer's key projection as its query projection (layer 0 x3): attention starts out matching equal tokens")
+    ap.add_argument("--parts-dtype", default="F32", choices=["F32", "F16"],
+                    help="F16: the weights are rounded to float16 after training (the model everything is measured on) and come back in float16 parts")
     ap.add_argument("--device", default="cuda", help="cuda; cpu only to try the script out where there is no GPU")
     a = ap.parse_args()
     t_start = time.time()
@@ -127,6 +132,13 @@ def main():
     cfg.attention_probs_dropout_prob = 0.0
     model = BertForSequenceClassification(cfg).to(dev)
     params = dict(model.named_parameters())
+    if a.match_init:
+        with torch.no_grad():
+            for layer in range(cfg.num_hidden_layers):
+                q = params[f"bert.encoder.layer.{layer}.attention.self.query.weight"]
+                if layer == 0:
+                    q.mul_(3.0)
+                params[f"bert.encoder.layer.{layer}.attention.self.key.weight"].copy_(q)
     want = expected_tensors(a.base)
     missing = [k for k in want if k not in params]
     extra = [k for k in params if k not in want]
@@ -210,7 +222,7 @@ def main():
             ds = s[:, :, None] - s[:, None, :]
             w = dy.abs() * upper
             pair_loss = (torch.nn.functional.softplus(-torch.sign(dy) * ds) * w).sum() / w.sum().clamp_min(1e-6)
-            loss = pair_loss + 0.1 * torch.nn.functional.mse_loss(s, 8 * y - 4)
+            loss = pair_loss + a.mse_weight * torch.nn.functional.mse_loss(s, 8 * y - 4)
             if not torch.isfinite(loss):
                 raise SystemExit(f"step {step}: loss is {loss.item()} (diverged): lower --lr")
             opt.zero_grad(set_to_none=True)
@@ -239,6 +251,10 @@ def main():
 
     # --- save: float32, exactly the base's tensor names, in its order
     model.eval()
+    if a.parts_dtype == "F16":
+        with torch.no_grad():
+            for p in params.values():
+                p.copy_(p.half().float())
     os.makedirs(a.out, exist_ok=True)
     write_safetensors(os.path.join(a.out, "model.safetensors"),
                       [(k, params[k].detach().float().cpu().numpy()) for k in want])
@@ -263,7 +279,13 @@ def main():
     }
     if a.parts_out:
         os.makedirs(a.parts_out, exist_ok=True)
-        manifest["weights"] = split_file(os.path.join(a.out, "model.safetensors"), a.parts_out, PART_BYTES)
+        src = os.path.join(a.out, "model.safetensors")
+        if a.parts_dtype == "F16":
+            src = "/tmp/q17-f16/model.safetensors"
+            os.makedirs(os.path.dirname(src), exist_ok=True)
+            write_safetensors(src, [(k, params[k].detach().float().cpu().numpy()) for k in want], dtype="F16")
+        manifest["weights"] = split_file(src, a.parts_out, PART_BYTES)
+        manifest["weights_dtype"] = a.parts_dtype
         log(f"parts: {', '.join(p['name'] for p in manifest['weights']['parts'])} in {a.parts_out}")
     try:
         # Read it back as transformers does; float32 (no TF32) and float64 logits of the bench pairs: the
