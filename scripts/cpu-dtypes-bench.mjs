@@ -136,9 +136,12 @@ for (const c of values.contenders.split(',')) {
   }
 }
 
+// Raw logits (activation 'none'): predict's default for a one-label model is the sigmoid, which would
+// squash the differences compared below (and made float32 look 4 away from torch's logits).
 async function scoreAll(ce) {
   const out = new Float32Array(pairs.length);
-  for (let i = 0; i < pairs.length; i += 32) out.set(await ce.predict(pairs.slice(i, i + 32)), i);
+  for (let i = 0; i < pairs.length; i += 32)
+    out.set(await ce.predict(pairs.slice(i, i + 32), { activation: 'none' }), i);
   return out;
 }
 for (const c of loaded) c.logits = await scoreAll(c.ce); // warm-up round, and the logits compared
