@@ -281,7 +281,7 @@ def main():
         os.makedirs(a.parts_out, exist_ok=True)
         src = os.path.join(a.out, "model.safetensors")
         if a.parts_dtype == "F16":
-            src = "/tmp/q17-f16/model.safetensors"
+            src = os.path.join(a.out.rstrip("/") + "-f16", "model.safetensors")  # beside --out: one per run
             os.makedirs(os.path.dirname(src), exist_ok=True)
             write_safetensors(src, [(k, params[k].detach().float().cpu().numpy()) for k in want], dtype="F16")
         manifest["weights"] = split_file(src, a.parts_out, PART_BYTES)
