@@ -219,7 +219,7 @@ for (const c of loaded) {
     const rho = g.map((s, q) => spearman(s, r[q]));
     const top = g.filter((s, q) => [...topSet(r[q], 3)].every((i) => topSet(s, 3).has(i))).length / g.length;
     parts.push(
-      `max |logit - f32| ${maxAbs(c.logits, f32.logits).toPrecision(3)}, Spearman vs f32 ${mean(rho).toFixed(4)} / min ${Math.min(...rho).toFixed(4)}, top-3 same ${(100 * top).toFixed(0)}%`,
+      `max |logit - f32| ${maxAbs(c.logits, f32.logits).toPrecision(3)}, Spearman vs f32 ${mean(rho).toFixed(4)} / min ${Math.min(...rho).toFixed(4)} / all pairs ${spearman([...c.logits], [...f32.logits]).toFixed(5)}, top-3 same ${(100 * top).toFixed(0)}%`,
     );
   }
   if (torchLogits) parts.push(`max |logit - torch f64| ${maxAbs(c.logits, torchLogits).toPrecision(3)}`);
