@@ -92,8 +92,10 @@ if (values['pairs-file']) {
     for (let p = 0; p < perQuery; p++) pairs.push([query, sentence(55, 75)]);
   }
 }
+// (null where the manifest has no float64 logits: its read-back failed on the device.)
 const torchLogits = values['torch-manifest']
-  ? JSON.parse(readFileSync(values['torch-manifest'], 'utf8')).bench_logits_float64.slice(0, nPairs)
+  ? (JSON.parse(readFileSync(values['torch-manifest'], 'utf8')).bench_logits_float64?.slice(0, nPairs) ??
+    null)
   : null;
 
 const dir = mkdtempSync(join(tmpdir(), 'cpu-dtypes-bench-'));
@@ -134,9 +136,12 @@ for (const c of values.contenders.split(',')) {
   }
 }
 
+// Raw logits (activation 'none'): predict's default for a one-label model is the sigmoid, which would
+// squash the differences compared below (and made float32 look 4 away from torch's logits).
 async function scoreAll(ce) {
   const out = new Float32Array(pairs.length);
-  for (let i = 0; i < pairs.length; i += 32) out.set(await ce.predict(pairs.slice(i, i + 32)), i);
+  for (let i = 0; i < pairs.length; i += 32)
+    out.set(await ce.predict(pairs.slice(i, i + 32), { activation: 'none' }), i);
   return out;
 }
 for (const c of loaded) c.logits = await scoreAll(c.ce); // warm-up round, and the logits compared
@@ -214,7 +219,7 @@ for (const c of loaded) {
     const rho = g.map((s, q) => spearman(s, r[q]));
     const top = g.filter((s, q) => [...topSet(r[q], 3)].every((i) => topSet(s, 3).has(i))).length / g.length;
     parts.push(
-      `max |logit - f32| ${maxAbs(c.logits, f32.logits).toPrecision(3)}, Spearman vs f32 ${mean(rho).toFixed(4)} / min ${Math.min(...rho).toFixed(4)}, top-3 same ${(100 * top).toFixed(0)}%`,
+      `max |logit - f32| ${maxAbs(c.logits, f32.logits).toPrecision(3)}, Spearman vs f32 ${mean(rho).toFixed(4)} / min ${Math.min(...rho).toFixed(4)} / all pairs ${spearman([...c.logits], [...f32.logits]).toFixed(5)}, top-3 same ${(100 * top).toFixed(0)}%`,
     );
   }
   if (torchLogits) parts.push(`max |logit - torch f64| ${maxAbs(c.logits, torchLogits).toPrecision(3)}`);

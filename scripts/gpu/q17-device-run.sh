@@ -24,7 +24,7 @@ build=$!
 echo "=== train ($(date -u +%T))" | tee -a "$log"
 timeout 300 python3 scripts/gpu/train_bench_reranker.py --base "$DATA/base" --train "$DATA/train.jsonl.gz" \
   --heldout "$DATA/heldout.jsonl" --bench "$DATA/bench.jsonl" --out "$MODEL" --parts-out "$OUT" \
-  --seconds "${TRAIN_SECONDS:-140}" 2>&1 | tee -a "$log"
+  --seconds "${TRAIN_SECONDS:-140}" ${TRAIN_ARGS:-} 2>&1 | tee -a "$log"
 wait "$build"
 brc=$?
 echo "=== build exit $brc ($(date -u +%T)); $(grep -c -i error /tmp/cpu-build.log) lines with 'error'" | tee -a "$log"
@@ -34,5 +34,5 @@ if [ -f "$MODEL/model.safetensors" ] && [ -f "$OUT/q17-manifest.json" ]; then
 else
   echo "=== NO TRAINED MODEL: the cpu runs below use the synthetic model (AMX check and speed only)" | tee -a "$log"
 fi
-SKIP_GEMM=1 PAIRS_2=200 PAIRS_16=640 bash scripts/amx-device-run.sh 2>&1 | tee -a "$log"
+SKIP_GEMM=1 PAIRS_2=${PAIRS_2:-200} PAIRS_16=${PAIRS_16:-640} bash scripts/amx-device-run.sh 2>&1 | tee -a "$log"
 ls -la "$OUT" | tee -a "$log"

@@ -59,14 +59,14 @@ def read_groups(path):
     return groups
 
 
-def write_safetensors(path, tensors, metadata=None):
-    """tensors: list of (name, numpy array); written as F32 in that order."""
+def write_safetensors(path, tensors, metadata=None, dtype="F32"):
+    """tensors: list of (name, numpy array); written as dtype (F32 or F16, rounded to nearest) in that order."""
     header = {"__metadata__": metadata or {"format": "pt"}}
     arrays = []
     offset = 0
     for name, a in tensors:
-        a = np.ascontiguousarray(a, dtype="<f4")
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        a = np.ascontiguousarray(a, dtype={"F32": "<f4", "F16": "<f2"}[dtype])
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
         offset += a.nbytes
         arrays.append(a)
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
