@@ -154,12 +154,17 @@ void guardCudaExit() {}
 // peaked at 3.2 GB of MLX memory on an H100, buffers in flight included).
 constexpr size_t kGpuCacheLimit = size_t{4} << 30;
 
-// Batch limits on a GPU, where a forward has a fixed cost of ~2 ms (launching some 70 kernels) whatever
-// its size, so larger batches amortise it; the GPU warm-up visits every row bucket up to kGpuBatchTokens
-// by default, so that no batch the scheduler forms meets a cold shape. Two batches in the engine at once:
-// the next one is packed and handed over while the GPU computes. On a CPU the cpu engine's figures hold
+// Batch limits on a GPU, where a forward has a fixed host cost of ~1-2 ms (building and launching some 55
+// kernels) whatever its size, so larger batches amortise it. Two batches in the engine at once: the next
+// one is packed and handed over while the GPU computes. On a CPU the cpu engine's figures hold
 // (engine_cpu.cpp, kBatchTokens: the smallest batch within ~5% of the peak pairs/s).
 constexpr int64_t kGpuBatchTokens = 65536;
+// The GPU warm-up visits every row bucket up to this many rows by default (EngineOptions::warmupRows).
+// With our kernels loaded from the kernel cache, a warm second start spent most of its warm-up on the
+// buckets (~4-5 ms each: graph building, cuBLAS plans; H200, MiniLM-L6, docs/latency-gpu.md): up to
+// 65536 rows, 256 forwards, a load of 1.8-2.4 s; up to 16384, 192 forwards, 1.56 s. A batch above it
+// meets a cold bucket once, which then cost 3-5 ms more than a warm one.
+constexpr int64_t kGpuWarmupRows = 16384;
 // From this many tokens a batch that can be cancelled runs a layer at a time (EngineOptions::cancelRows).
 constexpr int64_t kCancelRows = 8192;
 constexpr int64_t kGpuBatchSize = 1024;
@@ -302,7 +307,7 @@ class MlxEngine final : public Engine {
                attention_ == Attention::Varlen &&
                flashSupports(static_cast<int>(spec_.hiddenSize / spec_.numHeads), dtype_);
       bucketRows_ = options.rowBuckets < 0 ? device_ == mx::Device::gpu : options.rowBuckets != 0;
-      warmupRows_ = options.warmupRows < 0 ? kGpuBatchTokens : options.warmupRows;
+      warmupRows_ = options.warmupRows < 0 ? kGpuWarmupRows : options.warmupRows;
       warmupDepth_ = options.warmupDepth < 1 ? kWarmupDepth : std::min<int64_t>(options.warmupDepth, 8);
       cancelRows_ = options.cancelRows < 0 ? kCancelRows : options.cancelRows;
       buildBlocks();
@@ -372,9 +377,9 @@ class MlxEngine final : public Engine {
 
   // Where kernels are built per shape (GPUs; CPUs with compile on), one batch holding a pair of every
   // bucket length up to min(maxPositions, 512) (the grouped layouts' attention shapes). On a GPU, then
-  // one batch for every row bucket up to EngineOptions::warmupRows token rows (default 65536: 512 pairs of
-  // 128 tokens), so that the first batch of each size meets selected kernels, loaded modules and
-  // instantiated graphs (about 2 s on an H100, of a 3.4-5.4 s warmup()). A small batch first (it meets
+  // one batch for every row bucket up to EngineOptions::warmupRows token rows (default kGpuWarmupRows:
+  // 16384, ~170 pairs of 96 tokens), so that the first batch of each size meets selected kernels, loaded
+  // modules and instantiated graphs (~0.7 s of a ~1.5 s warm start on an H200). A small batch first (it meets
   // every kernel once: module compile or load, timed on its own as firstForwardMs) and last. On a CPU
   // without compile nothing is built per shape, so the small batches (threads, buffer cache) are all the
   // warm-up there is to do. Each phase's time goes to startupTimings().
@@ -1067,7 +1072,7 @@ class MlxEngine final : public Engine {
   bool fused_ = false;
   bool fusedEmbeddings_ = false;
   bool bucketRows_ = false;
-  int64_t warmupRows_ = kGpuBatchTokens;
+  int64_t warmupRows_ = kGpuWarmupRows;
   int64_t warmupDepth_ = kWarmupDepth;  // row-bucket warm-up forwards in flight at once
   // Batches of at least this many tokens are evaluated a layer at a time when they can be cancelled.
   // Below it a forward is one graph: a per-layer wait would cost small batches host/device overlap,

@@ -50,7 +50,7 @@ export const ENGINE_OPTIONS: { readonly [K in keyof EngineTuning]-?: EngineOptio
   warmupRows: {
     kind: { range: int(0, 1 << 24) },
     engine: 'mlx',
-    default: '65536 (the GPU batch limit)',
+    default: '16384 (a quarter of the GPU batch limit: docs/latency-gpu.md, cold start)',
     env: 'MLX_RERANK_WARMUP_ROWS',
     doc: 'on a GPU, warm-up visits every row bucket up to this many token rows; fewer warm up faster, and a batch beyond them meets cold shapes',
   },

@@ -17,7 +17,8 @@ import {
   type ModelFiles,
   QueueFullError,
 } from '../src/index';
-import { LIMITS } from '../src/scheduler';
+import { engineDefaults, LIMITS } from '../src/scheduler';
+import { GPU_EARLY_BATCH_TOKENS } from '../src/scheduler/limits';
 import { closest, editDistance } from '../src/validate';
 import { cleanupModels, syntheticModel } from './helpers/api-model';
 
@@ -87,6 +88,16 @@ describe('load options', () => {
     });
     expect(edges.limits).toMatchObject({ maxWaitMs: 60_000, maxBatchSize: 1, sortWindow: 0 });
     await edges.dispose();
+  });
+
+  it("a GPU engine's batches leave early (earlyBatchTokens) unless the caller says; a CPU engine's wait", async () => {
+    const gpu = { maxBatchTokens: 65536, maxBatchSize: 1024, pipelineDepth: 2, device: 'gpu' as const };
+    expect(engineDefaults(gpu, {}).earlyBatchTokens).toBe(GPU_EARLY_BATCH_TOKENS);
+    expect(engineDefaults(gpu, { earlyBatchTokens: 0 }).earlyBatchTokens).toBeUndefined();
+    expect(engineDefaults({ ...gpu, device: 'cpu' }, {}).earlyBatchTokens).toBeUndefined();
+    const cpu = await CrossEncoder.load(files, { backend: 'cpu', warmup: false, maxLength: 64, threads: 1 });
+    expect(cpu.limits.earlyBatchTokens).toBe(0);
+    await cpu.dispose();
   });
 
   it('unknown option names are refused, naming the closest valid option', async () => {
