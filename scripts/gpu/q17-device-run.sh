@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Issue 17's device call (DEVICE-q17.md): train the MiniLM-L6-shaped cross-encoder on the graded pairs on
-# the GPU (scripts/gpu/train_bench_reranker.py, while the cpu engine builds on the host's cores), then
+# Issue 17's device run: make 30,000 queries of graded pairs (the carried generator bundle), train the
+# MiniLM-L6-shaped cross-encoder on them on the GPU (scripts/gpu/train_bench_reranker.py's defaults: the
+# recipe that learned the task; while the cpu engine builds on the host's cores), then
 # scripts/amx-device-run.sh on the trained model: engine_check (AMX included), every dtype x kernel set
 # end to end at 2 threads (cores 0-1) and 16, against float32, torch's float64 logits and the labels.
-# Run from the repo root with OUT set; writes exactly 8 files there: model.safetensors.part00..05,
-# q17-manifest.json, q17-device.log. DATA: the carried folder of graded pairs and the base model files.
+# Run from the repo root with OUT set; writes 5 files there (~46 MB): model.safetensors.part00..02
+# (float16), q17-manifest.json, q17-device.log. DATA: .devcarry/q17, made by scripts/gpu/q17-carry.sh.
 set -u
 : "${OUT:?OUT must name the folder that comes back}"
 DATA=${DATA:-.devcarry/q17}
 MODEL=/tmp/q17model
 mkdir -p "$OUT"
 log="$OUT/q17-device.log"
-for f in base/config.json base/tokenizer.json base/tensors.json train.jsonl.gz heldout.jsonl bench.jsonl; do
-  [ -f "$DATA/$f" ] || { echo "missing $DATA/$f: carry .devcarry/q17" | tee "$log"; exit 1; }
+for f in graded-pairs.mjs base/config.json base/tokenizer.json base/tensors.json heldout.jsonl bench.jsonl; do
+  [ -f "$DATA/$f" ] || { echo "missing $DATA/$f: make it with scripts/gpu/q17-carry.sh and carry .devcarry/q17" | tee "$log"; exit 1; }
 done
 { echo "=== $(date -u) q17 device run"; git log -1 --oneline 2>/dev/null; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; command -v node && node --version; } 2>&1 | tee "$log"
 
@@ -21,10 +22,12 @@ done
   nice cmake --build /tmp/cpu-build -j12 >/tmp/cpu-build.log 2>&1) &
 build=$!
 
+echo "=== data ($(date -u +%T))" | tee -a "$log"
+node "$DATA/graded-pairs.mjs" --queries "${TRAIN_QUERIES:-30000}" --seed 1001 --out /tmp/q17train.jsonl 2>&1 | tee -a "$log"
 echo "=== train ($(date -u +%T))" | tee -a "$log"
-timeout 300 python3 scripts/gpu/train_bench_reranker.py --base "$DATA/base" --train "$DATA/train.jsonl.gz" \
+timeout 420 python3 scripts/gpu/train_bench_reranker.py --base "$DATA/base" --train /tmp/q17train.jsonl \
   --heldout "$DATA/heldout.jsonl" --bench "$DATA/bench.jsonl" --out "$MODEL" --parts-out "$OUT" \
-  --seconds "${TRAIN_SECONDS:-140}" ${TRAIN_ARGS:-} 2>&1 | tee -a "$log"
+  --seconds "${TRAIN_SECONDS:-150}" --parts-dtype F16 ${TRAIN_ARGS:-} 2>&1 | tee -a "$log"
 wait "$build"
 brc=$?
 echo "=== build exit $brc ($(date -u +%T)); $(grep -c -i error /tmp/cpu-build.log) lines with 'error'" | tee -a "$log"
