@@ -9,6 +9,7 @@ import { type BenchOptions, packageVersion, runScenarios } from './bench/bench';
 import { customScenario, type EngineSpec, type ScenarioSpec, STANDARD_SCENARIOS } from './bench/scenarios';
 import { pickBackend } from './cross-encoder';
 import { InputError, MlxRerankError } from './errors';
+import { LIMITS } from './scheduler/limits';
 import { ENGINE_FLAGS, ENGINE_TUNING_USAGE, loadTuningFlags, parseServe, SERVE_USAGE } from './server/args';
 import { synthCli } from './synth';
 import type { Backend, DeviceKind, DType } from './types';
@@ -54,6 +55,7 @@ Options:
                        a configuration cut short says so in the report
   --warmup-requests N  requests sent before each configuration, not counted (default 20, 2 s at most)
   --max-batch-tokens N --max-batch-size N --max-wait-ms N --threads N   scheduler and engine options
+  --early-batch-tokens N  an idle engine starts on this many tokenized tokens of a call (GPU default 16384)
   --tokenizer-threads N  tokenizer worker threads, 0..64 (0: on the JS thread; default: the library's);
                        the report says how many ran
   --offline            never touch the network
@@ -139,6 +141,12 @@ export function parseBench(argv: string[]): { specs: ScenarioSpec[]; options: Be
     specs = specs.map((s) => ({ ...s, batches, concurrencies }));
   }
   const maxWaitMs = flagInt('max-wait-ms', v['max-wait-ms'], 0);
+  const earlyBatchTokens = flagInt(
+    'early-batch-tokens',
+    v['early-batch-tokens'],
+    0,
+    LIMITS.earlyBatchTokens.max,
+  );
   const maxBatchTokens = flagInt('max-batch-tokens', v['max-batch-tokens'], 1);
   const maxBatchSize = flagInt('max-batch-size', v['max-batch-size'], 1);
   const threads = flagInt('threads', v.threads, 1);
@@ -156,6 +164,7 @@ export function parseBench(argv: string[]): { specs: ScenarioSpec[]; options: Be
     ...(v.model ? { model: v.model } : {}),
     ...(v['pairs-file'] ? { pairsFile: v['pairs-file'] } : {}),
     ...(maxWaitMs !== undefined ? { maxWaitMs } : {}),
+    ...(earlyBatchTokens !== undefined ? { earlyBatchTokens } : {}),
     ...(maxBatchTokens ? { maxBatchTokens } : {}),
     ...(maxBatchSize ? { maxBatchSize } : {}),
     ...(threads ? { threads } : {}),

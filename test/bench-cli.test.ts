@@ -219,6 +219,7 @@ describe('mlx-rerank bench', () => {
       [['--scenario', '09'], '--scenario takes numbers or names'],
       [['--bogus'], 'Unknown option'],
       [['--tokenizer-threads', '65'], '--tokenizer-threads takes 0..64'],
+      [['--early-batch-tokens', '1.5'], '--early-batch-tokens takes'],
       [['--attention', 'bogus'], '--attention takes one of varlen, flash, coarse, fine'],
       [['--kernel-cache-dir', 'relative/dir'], '--kernel-cache-dir takes an absolute folder path'],
       [['--row-buckets', 'yes'], '--row-buckets takes one of'],

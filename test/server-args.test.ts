@@ -55,6 +55,17 @@ describe('serve flags for LoadOptions.tokenizerThreads and LoadOptions.engine', 
     expect(load.engine).toBeUndefined();
   });
 
+  it('takes --early-batch-tokens 0..2^24 as the earlyBatchTokens limit, and refuses anything else naming it', () => {
+    expect(serve().load.earlyBatchTokens).toBeUndefined();
+    expect(serve('--early-batch-tokens', '0').load.earlyBatchTokens).toBe(0);
+    expect(serve('--early-batch-tokens', '8192').load.earlyBatchTokens).toBe(8192);
+    for (const bad of ['-1', '1.5', 'many', String(2 ** 24 + 1)]) {
+      const err = inputError(() => serve(`--early-batch-tokens=${bad}`));
+      expect(err.code).toBe('E_INPUT');
+      expect(err.message).toContain('--early-batch-tokens');
+    }
+  });
+
   it('takes --tokenizer-threads 0..64', () => {
     expect(serve('--tokenizer-threads', '0').load.tokenizerThreads).toBe(0);
     expect(serve('--tokenizer-threads', '64').load.tokenizerThreads).toBe(64);

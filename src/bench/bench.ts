@@ -40,6 +40,8 @@ export interface BenchOptions {
   maxBatchTokens?: number;
   maxBatchSize?: number;
   maxWaitMs?: number;
+  /** LoadOptions.earlyBatchTokens (default: the library's). */
+  earlyBatchTokens?: number;
   threads?: number;
   /** LoadOptions.tokenizerThreads (default: the library's); the report says how many ran. */
   tokenizerThreads?: number;
@@ -154,6 +156,7 @@ async function runEngine(
     ...(opts.maxBatchTokens ? { maxBatchTokens: opts.maxBatchTokens } : {}),
     ...(opts.maxBatchSize ? { maxBatchSize: opts.maxBatchSize } : {}),
     ...(opts.maxWaitMs !== undefined ? { maxWaitMs: opts.maxWaitMs } : {}),
+    ...(opts.earlyBatchTokens !== undefined ? { earlyBatchTokens: opts.earlyBatchTokens } : {}),
     ...(opts.threads ? { threads: opts.threads } : {}),
     ...(opts.tokenizerThreads !== undefined ? { tokenizerThreads: opts.tokenizerThreads } : {}),
     ...(opts.engine ? { engine: opts.engine } : {}),

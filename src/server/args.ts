@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import type { LoadOptions } from '../cross-encoder';
 import { checkEngineTuning, ENGINE_OPTIONS } from '../engine-options';
 import { InputError } from '../errors';
+import { LIMITS } from '../scheduler/limits';
 import type { EngineTuning } from '../types';
 import { flagInt, flagOneOf } from '../validate';
 import type { ServeOptions } from './index';
@@ -52,6 +53,7 @@ Model and engine (as mlx-rerank bench):
   --dtype float32|float16|bfloat16|int8       --threads N (cpu engine; default: cores / workers)
   --tokenizer-threads N   tokenizer worker threads, 0..64 (0: on the JS thread; default: the library's)
   --max-batch-tokens N --max-batch-size N --max-wait-ms N   scheduler limits (library defaults)
+  --early-batch-tokens N  an idle engine starts on this many tokenized tokens of a call (GPU default 16384)
   --max-queue-pairs N   pairs waiting at most; beyond: 429 with Retry-After (default 100000)
   --max-length N        tokens per pair at most (default: the model's)
   --offline             never touch the network
@@ -80,6 +82,7 @@ export const ENGINE_FLAGS = {
   'max-batch-tokens': { type: 'string' },
   'max-batch-size': { type: 'string' },
   'max-wait-ms': { type: 'string' },
+  'early-batch-tokens': { type: 'string' },
   offline: { type: 'boolean' },
   ...TUNING_FLAGS,
 } as const;
@@ -152,6 +155,12 @@ export function parseServe(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const maxBatchTokens = flagInt('max-batch-tokens', v['max-batch-tokens'], 1);
   const maxBatchSize = flagInt('max-batch-size', v['max-batch-size'], 1);
   const maxWaitMs = flagInt('max-wait-ms', v['max-wait-ms'], 0);
+  const earlyBatchTokens = flagInt(
+    'early-batch-tokens',
+    v['early-batch-tokens'],
+    0,
+    LIMITS.earlyBatchTokens.max,
+  );
   const maxQueuePairs = flagInt('max-queue-pairs', v['max-queue-pairs'], 1);
   const maxLength = flagInt('max-length', v['max-length'], 4);
   const backend = flagOneOf('backend', v.backend, ['auto', 'cpu', 'mlx'] as const);
@@ -165,6 +174,7 @@ export function parseServe(argv: string[], env: NodeJS.ProcessEnv = process.env)
     ...(maxBatchTokens !== undefined && { maxBatchTokens }),
     ...(maxBatchSize !== undefined && { maxBatchSize }),
     ...(maxWaitMs !== undefined && { maxWaitMs }),
+    ...(earlyBatchTokens !== undefined && { earlyBatchTokens }),
     ...(maxQueuePairs !== undefined && { maxQueuePairs }),
     ...(maxLength !== undefined && { maxLength }),
     ...(v.offline && { offline: true }),
