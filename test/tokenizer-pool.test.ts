@@ -289,6 +289,32 @@ class HeldEncoder implements ChunkEncoder {
   async dispose(): Promise<void> {}
 }
 
+/** Hands the held chunks back one at a time until the call settles; its logits. */
+async function releaseUntilDone(
+  held: HeldEncoder,
+  call: Promise<{ logits: Float32Array }>,
+): Promise<Float32Array> {
+  let done = false;
+  void call.then(() => {
+    done = true;
+  });
+  while (!done) {
+    held.release();
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  return (await call).logits;
+}
+
+/** What the test engine scores for each pair, computed on its own. */
+function referenceFor(pairs: ReadonlyArray<readonly [string, string]>): Float32Array {
+  return new Float32Array(
+    pairs.map(([q, d]) => {
+      const x = encodeChars(q, d, 64);
+      return referenceLogits(x.ids, x.typeIds, 1)[0] as number;
+    }),
+  );
+}
+
 describe('pipelining (scheduler with chunks tokenized elsewhere)', () => {
   it('a full batch goes to the engine while later pairs still tokenize; chunks are handed over while batches compute', async () => {
     const engine = new TestEngine({ delayMs: 5 });
@@ -303,21 +329,7 @@ describe('pipelining (scheduler with chunks tokenized elsewhere)', () => {
     await new Promise((r) => setImmediate(r));
     expect(engine.inFlight).toBe(2); // two batches in the engine (pipelineDepth 2) ...
     expect(s.queueDepth).toBeGreaterThan(50); // ... while most pairs are still to tokenize
-    let done = false;
-    void call.then(() => {
-      done = true;
-    });
-    while (!done) {
-      held.release();
-      await new Promise((r) => setTimeout(r, 2));
-    }
-    const want = new Float32Array(
-      pairs.map(([q, d]) => {
-        const x = encodeChars(q, d, 64);
-        return referenceLogits(x.ids, x.typeIds, 1)[0] as number;
-      }),
-    );
-    expect(sameBits((await call).logits, want)).toBe(true);
+    expect(sameBits(await releaseUntilDone(held, call), referenceFor(pairs))).toBe(true);
     expect(held.inEngineAtHandover.filter((n) => n > 0).length).toBeGreaterThan(0);
     expect(engine.batches.every((b) => b.offsets.length - 1 <= 8)).toBe(true);
     await s.dispose();
@@ -342,19 +354,7 @@ describe('pipelining (scheduler with chunks tokenized elsewhere)', () => {
       held.release(); // the first chunk of several: less than a full batch
       await new Promise((r) => setImmediate(r));
       const inEngineAfterOneChunk = engine.inFlight;
-      let done = false;
-      void call.then(() => {
-        done = true;
-      });
-      while (!done) {
-        held.release();
-        await new Promise((r) => setTimeout(r, 2));
-      }
-      const want = pairs.map(([q, d]) => {
-        const x = encodeChars(q, d, 64);
-        return referenceLogits(x.ids, x.typeIds, 1)[0] as number;
-      });
-      expect(sameBits((await call).logits, new Float32Array(want))).toBe(true);
+      expect(sameBits(await releaseUntilDone(held, call), referenceFor(pairs))).toBe(true);
       await s.dispose();
       return { inEngineAfterOneChunk, batches: engine.batches.length };
     };

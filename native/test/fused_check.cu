@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -98,6 +99,44 @@ T* toDevice(const std::vector<T>& v) {
   return p;
 }
 
+template <typename T>
+std::vector<T> fromDevice(const T* p, size_t n) {
+  std::vector<T> v(n);
+  CUDA_OK(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+  return v;
+}
+
+template <typename T>
+std::vector<double> toDoubles(const std::vector<T>& v) {
+  std::vector<double> d(v.size());
+  for (size_t i = 0; i < v.size(); ++i) d[i] = Host<T>::to(v[i]);
+  return d;
+}
+
+void freeAll(std::initializer_list<void*> pointers) {
+  for (void* p : pointers) CUDA_OK(cudaFree(p));
+}
+
+// Microseconds a launch of `launch` takes: 20 untimed, then the mean of 200 between two events.
+template <typename F>
+double timeLaunches(F launch) {
+  for (int i = 0; i < 20; ++i) launch();
+  CUDA_OK(cudaGetLastError());
+  cudaEvent_t start, stop;
+  CUDA_OK(cudaEventCreate(&start));
+  CUDA_OK(cudaEventCreate(&stop));
+  CUDA_OK(cudaEventRecord(start));
+  constexpr int reps = 200;
+  for (int i = 0; i < reps; ++i) launch();
+  CUDA_OK(cudaEventRecord(stop));
+  CUDA_OK(cudaEventSynchronize(stop));
+  float ms = 0;
+  CUDA_OK(cudaEventElapsedTime(&ms, start, stop));
+  CUDA_OK(cudaEventDestroy(start));
+  CUDA_OK(cudaEventDestroy(stop));
+  return 1000.0 * ms / reps;
+}
+
 Shape shapeOf(int rows, int width) {
   Shape s{};
   s[0] = rows;
@@ -166,14 +205,9 @@ bool checkEmbeddings(int rows, double eps) {
   };
   launch();
   CUDA_OK(cudaGetLastError());
-  std::vector<T> out(size_t{static_cast<size_t>(rows)} * E);
-  CUDA_OK(cudaMemcpy(out.data(), dout, out.size() * sizeof(T), cudaMemcpyDeviceToHost));
+  const std::vector<T> out = fromDevice(dout, size_t{static_cast<size_t>(rows)} * E);
   std::vector<std::vector<double> > ref(rows);
-  std::vector<double> g(E), b(E);
-  for (int i = 0; i < E; ++i) {
-    g[i] = Host<T>::to(gamma[i]);
-    b[i] = Host<T>::to(beta[i]);
-  }
+  const std::vector<double> g = toDoubles(gamma), b = toDoubles(beta);
   for (int r = 0; r < rows; ++r) {
     std::vector<double> x(E);
     for (int i = 0; i < E; ++i) {
@@ -187,10 +221,7 @@ bool checkEmbeddings(int rows, double eps) {
   std::snprintf(what, sizeof what, "embeddings %s E=%d pos=%d type=%d rows=%d", Host<T>::name, E, HAS_POS,
                 HAS_TYPE, rows);
   const bool ok = compare(what, out, ref, E);
-  for (void* p : {static_cast<void*>(dw), static_cast<void*>(dp), static_cast<void*>(dt),
-                  static_cast<void*>(dg), static_cast<void*>(db), static_cast<void*>(di),
-                  static_cast<void*>(dpos), static_cast<void*>(dty), static_cast<void*>(dout)})
-    CUDA_OK(cudaFree(p));
+  freeAll({dw, dp, dt, dg, db, di, dpos, dty, dout});
   return ok;
 }
 
@@ -213,14 +244,9 @@ bool checkResidual(int rows, double eps, bool timed) {
   };
   launch();
   CUDA_OK(cudaGetLastError());
-  std::vector<T> out(y.size());
-  CUDA_OK(cudaMemcpy(out.data(), dout, out.size() * sizeof(T), cudaMemcpyDeviceToHost));
+  const std::vector<T> out = fromDevice(dout, y.size());
   std::vector<std::vector<double> > ref(rows);
-  std::vector<double> g(H), b(H);
-  for (int i = 0; i < H; ++i) {
-    g[i] = Host<T>::to(gamma[i]);
-    b[i] = Host<T>::to(beta[i]);
-  }
+  const std::vector<double> g = toDoubles(gamma), b = toDoubles(beta);
   for (int r = 0; r < rows; ++r) {
     std::vector<double> x(H);
     for (int i = 0; i < H; ++i) {
@@ -233,25 +259,12 @@ bool checkResidual(int rows, double eps, bool timed) {
   std::snprintf(what, sizeof what, "residual norm %s H=%d rows=%d", Host<T>::name, H, rows);
   const bool ok = compare(what, out, ref, H);
   if (timed) {
-    cudaEvent_t start, stop;
-    CUDA_OK(cudaEventCreate(&start));
-    CUDA_OK(cudaEventCreate(&stop));
-    for (int i = 0; i < 20; ++i) launch();
-    CUDA_OK(cudaEventRecord(start));
-    constexpr int reps = 200;
-    for (int i = 0; i < reps; ++i) launch();
-    CUDA_OK(cudaEventRecord(stop));
-    CUDA_OK(cudaEventSynchronize(stop));
-    float ms = 0;
-    CUDA_OK(cudaEventElapsedTime(&ms, start, stop));
-    const double us = 1000.0 * ms / reps;
+    const double us = timeLaunches(launch);
     const double bytes = 3.0 * static_cast<double>(y.size()) * sizeof(T);  // y, residual in; out
     std::printf("     residual norm %s H=%d rows=%d: %.1f us a launch, %.0f GB/s\n", Host<T>::name, H, rows,
                 us, bytes / us / 1e3);
   }
-  for (void* p : {static_cast<void*>(dy), static_cast<void*>(dr), static_cast<void*>(dbias),
-                  static_cast<void*>(dg), static_cast<void*>(db), static_cast<void*>(dout)})
-    CUDA_OK(cudaFree(p));
+  freeAll({dy, dr, dbias, dg, db, dout});
   return ok;
 }
 
@@ -280,26 +293,11 @@ void timeEmbeddings(int rows) {
     mlx::core::cu::embeddings_kernel<E, T, true, true, 0x2b8cbccc>
         <<<blocks, mlxrerank::kFusedThreads>>>(dw, dp, dt, dg, db, di, shapeOf(rows, 1), dpos, dty, dout);
   };
-  for (int i = 0; i < 20; ++i) launch();
-  CUDA_OK(cudaGetLastError());
-  cudaEvent_t start, stop;
-  CUDA_OK(cudaEventCreate(&start));
-  CUDA_OK(cudaEventCreate(&stop));
-  CUDA_OK(cudaEventRecord(start));
-  constexpr int reps = 200;
-  for (int i = 0; i < reps; ++i) launch();
-  CUDA_OK(cudaEventRecord(stop));
-  CUDA_OK(cudaEventSynchronize(stop));
-  float ms = 0;
-  CUDA_OK(cudaEventElapsedTime(&ms, start, stop));
-  const double us = 1000.0 * ms / reps;
+  const double us = timeLaunches(launch);
   const double bytes = 4.0 * rows * E * sizeof(T);  // three rows gathered, one written
   std::printf("     embeddings %s E=%d rows=%d: %.1f us a launch, %.0f GB/s\n", Host<T>::name, E, rows, us,
               bytes / us / 1e3);
-  for (void* p : {static_cast<void*>(dw), static_cast<void*>(dp), static_cast<void*>(dt),
-                  static_cast<void*>(dg), static_cast<void*>(db), static_cast<void*>(di),
-                  static_cast<void*>(dpos), static_cast<void*>(dty), static_cast<void*>(dout)})
-    CUDA_OK(cudaFree(p));
+  freeAll({dw, dp, dt, dg, db, di, dpos, dty, dout});
 }
 
 }  // namespace

@@ -7,12 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="${1:-/tmp/flash-check}"
 mkdir -p "$out"
-nvcc="${NVCC:-nvcc}"
-if [ -z "${ARCH:-}" ]; then
-  cc="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)"
-  ARCH="$cc"
-  [ "$cc" -ge 90 ] && ARCH="${cc}a"
-fi
+# shellcheck source=scripts/gpu/nvcc-arch.sh
+. scripts/gpu/nvcc-arch.sh
 # 1. the kernels, written from the shipped source strings
 "$nvcc" -std=c++17 -DFLASH_CHECK_EMIT -o "$out/flash_emit" native/test/flash_check.cu
 "$out/flash_emit" harness native/mlx_varlen_attention.h >"$out/flash_kernels.cuh"

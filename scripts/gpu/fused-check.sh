@@ -9,12 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="${1:-/tmp/fused-check}"
 mkdir -p "$out"
-nvcc="${NVCC:-nvcc}"
-if [ -z "${ARCH:-}" ]; then
-  cc="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)"
-  ARCH="$cc"
-  [ "$cc" -ge 90 ] && ARCH="${cc}a"
-fi
+# shellcheck source=scripts/gpu/nvcc-arch.sh
+. scripts/gpu/nvcc-arch.sh
 # 1. the kernels, written from the shipped source strings
 "$nvcc" -std=c++17 -DFUSED_CHECK_EMIT -o "$out/fused_emit" native/test/fused_check.cu
 "$out/fused_emit" >"$out/fused_kernels.cuh"
