@@ -15,30 +15,12 @@ t0=$(date +%s)
 step() { echo; echo "=== $* ($(($(date +%s) - t0)) s)"; }
 
 step build
-cmake -S . -B /tmp/cpu-build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMLX_RERANK_WITH_MLX=OFF >/tmp/cpu-build-configure.log 2>&1 ||
-  cat /tmp/cpu-build-configure.log
-cmake --build /tmp/cpu-build -j16 2>&1 | grep -E "error|warning: |FAILED" | head -40
-# The addon goes into build/Release for dist/ (node-gyp-build looks there) for this run only: whatever
-# was there (an MLX build, for other runs) is put back on exit.
-if [ -f /tmp/cpu-build/mlx_rerank.node ]; then
-  mkdir -p build/Release
-  if [ -f build/Release/mlx_rerank.node ]; then
-    cp build/Release/mlx_rerank.node /tmp/amx-saved-addon.node
-    trap 'cp /tmp/amx-saved-addon.node build/Release/mlx_rerank.node && echo "addon: previous build/Release/mlx_rerank.node restored"' EXIT
-  else
-    trap 'rm -f build/Release/mlx_rerank.node' EXIT
-  fi
-  cp /tmp/cpu-build/mlx_rerank.node build/Release/mlx_rerank.node
-  echo "addon: /tmp/cpu-build/mlx_rerank.node -> build/Release/ (for this run)"
-else
-  echo "addon: NOT built (node headers missing?): the end-to-end benchmark will use what build/Release has"
-fi
+# shellcheck source=scripts/cpu-addon-build.sh
+. scripts/cpu-addon-build.sh
+build_cpu_addon
 
 step cpu
-lscpu | grep -E "Model name|^CPU\(s\)|Thread|Core|Socket|NUMA node|L2|L3"
-lscpu -e=CPU,CORE,SOCKET | head -20
-grep -o -w -E 'amx_[a-z0-9]+|avx512_bf16|avx512_vnni|avx_vnni|avx512f|avx512_fp16' /proc/cpuinfo | sort | uniq -c
-uname -r
+print_cpu
 
 step engine_check
 timeout 120 /tmp/cpu-build/engine_check test/fixtures/models 200 >/tmp/amx-engine-check.log 2>&1
