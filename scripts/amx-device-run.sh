@@ -23,7 +23,7 @@ step cpu
 print_cpu
 
 step engine_check
-timeout 120 /tmp/cpu-build/engine_check test/fixtures/models 200 >/tmp/amx-engine-check.log 2>&1
+timeout 120 $CPU_BUILD/engine_check test/fixtures/models 200 >/tmp/amx-engine-check.log 2>&1
 rc=$?
 echo "engine_check exit $rc"
 tail -40 /tmp/amx-engine-check.log
@@ -38,7 +38,7 @@ fi
 
 if [ "${SKIP_GEMM:-0}" != 1 ]; then
   step "gemm_bench (16 cores)"
-  timeout 150 taskset -c 0-15 /tmp/cpu-build/gemm_bench 1,16 0.25
+  timeout 150 taskset -c 0-15 $CPU_BUILD/gemm_bench 1,16 0.25
 fi
 
 step "end to end, 2 threads (cores 0-1)"
