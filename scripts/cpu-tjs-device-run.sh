@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Issue 17 against transformers.js on an AVX-512 / AMX host (docs/cpu-dtypes.md, "On an AVX-512 / AMX
-# host"): bench/engine-cpu.ts --transformersjs, our float32 / bfloat16 / int8 side by side with
+# Issue 17 against transformers.js on an AVX-512 / AMX host (docs/cpu-dtypes.md, "Side by side with
+# transformers.js on an AVX-512 / AMX host"): bench/engine-cpu.ts --transformersjs, our float32 / bfloat16 / int8 side by side with
 # transformers.js fp32 and q8 on the same MS MARCO-like pairs (synthetic MiniLM-L6 shape), at 2 threads on
 # cores 0-1 (best kernels: AMX where the CPU has it), at 16 threads on cores 0-15, and at 2 threads again
 # capped to AVX-512 (`--isa avx512`: VNNI / BF16 without AMX). transformers.js's ONNX Runtime gets as many
 # intra-op threads as our engine (--threads).
 #
 #   bash scripts/cpu-tjs-device-run.sh             on the device, from the repo root, with .devcarry/tjs and
-#                                                  .devcarry/node.xz carried; writes 5 files to $OUT
+#                                                  .devcarry/node.xz carried; writes 4 files to $OUT:
+#                                                  tjs-device.log (all) and one per run: tjs-2t.txt,
+#                                                  tjs-wide-16t.txt, tjs-2t-avx512.txt
 #   bash scripts/cpu-tjs-device-run.sh pack [DEST] here: makes DEST/tjs.tar.xz (default /work/main/.devcarry/tjs)
 #
 # The package (~13 MB) holds what the run needs beside the repo tree, which carries no node_modules: the
@@ -68,7 +70,8 @@ setup_node() {
   if [ ! -f "$inc/node_api.h" ]; then
     mkdir -p "$inc" && cp "$RUN"/nodeinc/node/*.h "$inc/" && echo "node: N-API headers from the package -> $inc"
   fi
-  echo "node: $(command -v node) $(node --version)"
+  echo "node: $(command -v node) $(node --version); transformers.js $(node -p "require('./$RUN/node_modules/@huggingface/transformers/package.json').version")," \
+    "onnxruntime-node $(node -p "require('./$RUN/node_modules/onnxruntime-node/package.json').version")"
 }
 
 # One side-by-side run: NAME CPUS THREADS QUERIES SECONDS [extra bench flags]; its output also to $OUT/tjs-NAME.txt.
@@ -82,10 +85,13 @@ bench() {
   [ "$rc" = 0 ] || echo "!!! $name: exit $rc$([ "$rc" = 124 ] && echo " (timed out after $limit s)"); continuing"
 }
 
-# The side-by-side table of each run's file, together at the end.
+# The side-by-side table of each run (NAME...), together at the end.
 summary() {
   step summary
-  for f in "$OUT"/tjs-*.txt; do
+  local f
+  for f in "$@"; do
+    f=$OUT/tjs-$f.txt
+    [ -f "$f" ] || continue
     echo "--- $(basename "$f" .txt)"
     grep -E '^(machine|cpu backend|float32|bfloat16|int8):' "$f"
     sed -n '/^contender /,/^(quality columns/p' "$f"
@@ -122,11 +128,11 @@ run() {
   last=$(($(nproc) - 1))
   [ "$wide" -gt "$((last + 1))" ] && wide=$((last + 1))
   bench 2t 0-$((last < 1 ? 0 : 1)) 2 "${QUERIES_2:-16}" 150
-  bench "${wide}t" "0-$((wide - 1))" "$wide" "${QUERIES_16:-64}" 90
+  bench "wide-${wide}t" "0-$((wide - 1))" "$wide" "${QUERIES_16:-64}" 100
   grep -q -w avx512_vnni /proc/cpuinfo ||
     echo "note: this CPU has no AVX512-VNNI: the --isa avx512 run below runs the best kernels it has (its dtype lines name them)"
   bench 2t-avx512 0-$((last < 1 ? 0 : 1)) 2 "${QUERIES_2:-16}" 120 --isa avx512
-  summary
+  summary 2t "wide-${wide}t" 2t-avx512
   step done
 }
 
