@@ -60,6 +60,7 @@ struct ForwardResult {
   int64_t computedSlots = 0;  // token slots really computed (>= tokens.size(); padding = the difference)
   bool cancelled = false;     // stopped by its CancelToken: logits empty, nothing to deliver
   int layersRun = 0;          // encoder layers run (all unless cancelled; the last may be cut short)
+  bool startedAhead = false;  // begun while the batch before it waited for the device (startForward)
 };
 
 // Stops a running forward (docs/architecture.md, "Cancellation"): cancel() from any thread; the engine
@@ -110,6 +111,9 @@ struct EngineOptions {
   int fusedKernels = -1;    // mlx: -1 = by device (on for CUDA with 16-bit dtypes), 0 = off, 1 = on
   // mlx: row-bucket warm-up forwards in flight at once (1-8); -1 = default (2)
   int64_t warmupDepth = -1;
+  // mlx: -1 = by device (on for GPUs), 0 = off, 1 = on: startForward() queues a batch's work on the device
+  // ahead of the batch before it finishing (Engine::startForward).
+  int startAhead = -1;
   // mlx on CUDA: base folder of MLX's compiled-kernel cache (src/kernel-cache.ts prepares it; "" = MLX's
   // default). Process-wide: the first mlx engine's value holds (mlx_kernel_cache.h).
   std::string kernelCacheDir;
@@ -137,12 +141,33 @@ class EngineError : public std::runtime_error {
   ErrorCode code_;
 };
 
+// A forward an engine started (Engine::startForward) and has not finished; only that engine reads it.
+struct StartedForward {
+  virtual ~StartedForward() = default;
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
   // Runs on the engine's own thread (never the JS thread); the batch was validated by the caller
   // (validateBatch) before it got here. `cancel` (may be null) can stop it at a layer boundary.
   virtual ForwardResult forward(const PackedBatch& batch, CancelToken* cancel = nullptr) = 0;
+  // Pipelining across batches (docs/architecture.md, "Pipelining"). startForward() begins a forward whose
+  // result is wanted later: a GPU engine builds its graph and queues it on the device. It returns null
+  // where starting early gains nothing (the default: the cpu engine computes everything in forward()).
+  // finishForward() completes what startForward() returned; once the batch's work is all queued, and
+  // until the device is done with it, it calls `whileWaiting` (may be empty) until that returns true:
+  // with it the engine thread starts the next queued batch, also one posted while this one computes, so
+  // that the host builds batch k + 1 while the device computes batch k. Both run on the engine's thread,
+  // in the order the batches were started.
+  virtual std::unique_ptr<StartedForward> startForward(const PackedBatch& /*batch*/,
+                                                       CancelToken* /*cancel*/) {
+    return nullptr;
+  }
+  virtual ForwardResult finishForward(std::unique_ptr<StartedForward> /*started*/,
+                                      const std::function<bool()>& /*whileWaiting*/) {
+    throw EngineError(ErrorCode::Engine, "finishForward() without a startForward() of this engine");
+  }
   virtual MemoryInfo memory() const = 0;
   virtual std::string backend() const = 0;     // "cpu" | "mlx"
   virtual std::string device() const = 0;      // "cpu" | "gpu"

@@ -40,6 +40,7 @@
 #include <mutex>
 #include <numeric>
 #include <optional>
+#include <thread>
 #include <variant>
 
 #include "batch_plan.h"
@@ -310,6 +311,7 @@ class MlxEngine final : public Engine {
       warmupRows_ = options.warmupRows < 0 ? kGpuWarmupRows : options.warmupRows;
       warmupDepth_ = options.warmupDepth < 1 ? kWarmupDepth : std::min<int64_t>(options.warmupDepth, 8);
       cancelRows_ = options.cancelRows < 0 ? kCancelRows : options.cancelRows;
+      startAhead_ = options.startAhead < 0 ? device_ == mx::Device::gpu : options.startAhead != 0;
       buildBlocks();
       refreshMemory();
       constructMs_ = constructClock.lap();
@@ -329,29 +331,22 @@ class MlxEngine final : public Engine {
   }
 
   ForwardResult forward(const PackedBatch& batch, CancelToken* cancel = nullptr) override {
-    const auto started = std::chrono::steady_clock::now();
-    ForwardResult result;
-    try {
-      // Small batches are not worth stopping (see run()): they run as one graph, as before.
-      CancelToken* stopper = static_cast<int64_t>(batch.tokens.size()) >= cancelRows_ ? cancel : nullptr;
-      std::optional<mx::array> logits = run(batch, result.computedSlots, stopper, result.layersRun);
-      if (logits) {
-        mx::eval(*logits);
-        const float* data = logits->data<float>();
-        result.logits.assign(data, data + logits->size());
-      } else {
-        result.cancelled = true;
-      }
-    } catch (const EngineError&) {
-      throw;
-    } catch (const std::exception& err) {
-      refreshMemory();
-      throw EngineError(ErrorCode::Engine, std::string("mlx engine: forward failed: ") + err.what());
-    }
-    result.inferenceMs =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-    refreshMemory();
-    return result;
+    std::unique_ptr<Forward> f = begin(batch, cancel);
+    return finish(*f, nullptr);
+  }
+
+  // Started ahead only where it was asked for (startAhead_): on a GPU by default, where the device
+  // computes while the host builds the next batch's graph.
+  std::unique_ptr<StartedForward> startForward(const PackedBatch& batch, CancelToken* cancel) override {
+    if (!startAhead_) return nullptr;
+    return begin(batch, cancel);
+  }
+
+  ForwardResult finishForward(std::unique_ptr<StartedForward> started,
+                              const std::function<bool()>& whileWaiting) override {
+    auto* f = dynamic_cast<Forward*>(started.get());
+    if (!f) throw EngineError(ErrorCode::Engine, "mlx engine: finishForward() of another engine's forward");
+    return finish(*f, whileWaiting);
   }
 
   MemoryInfo memory() const override {
@@ -416,36 +411,25 @@ class MlxEngine final : public Engine {
       const int pairLength = std::min(limit, 128);
       // warmupDepth forwards in flight: with 2, the host builds (and meets the new shapes of) bucket
       // k + 1 while the GPU computes bucket k, instead of each waiting for the other; 1 waits for each.
-      std::deque<mx::array> inFlight;
+      // (begin() queues a forward's work; finish() waits for it.)
+      std::deque<std::unique_ptr<Forward>> inFlight;
       bool smallDone = false;
-      try {
-        for (int64_t rows = rowBucket(1); rows <= warmupRows_; rows = rowBucket(rows + 1)) {
-          if (!smallDone && rows > 4096) {
-            t.bucketSmallMs = t.bucketsMs = clock.lap();
-            smallDone = true;
-          }
-          std::vector<int> lengths(static_cast<size_t>(rows / pairLength), pairLength);
-          if (rows % pairLength) lengths.push_back(static_cast<int>(rows % pairLength));
-          int64_t slots = 0;
-          int layers = 0;
-          // No cancel token: run() always returns the logits.
-          std::optional<mx::array> logits = run(batchOf(lengths), slots, nullptr, layers);
-          mx::async_eval(*logits);
-          inFlight.push_back(*logits);
-          if (static_cast<int64_t>(inFlight.size()) >= warmupDepth_) {
-            mx::eval(inFlight.front());
-            inFlight.pop_front();
-          }
-          ++t.bucketForwards;
-          t.bucketMaxRows = rows;
+      for (int64_t rows = rowBucket(1); rows <= warmupRows_; rows = rowBucket(rows + 1)) {
+        if (!smallDone && rows > 4096) {
+          t.bucketSmallMs = t.bucketsMs = clock.lap();
+          smallDone = true;
         }
-        for (auto& a : inFlight) mx::eval(a);
-      } catch (const EngineError&) {
-        throw;
-      } catch (const std::exception& err) {
-        refreshMemory();
-        throw EngineError(ErrorCode::Engine, std::string("mlx engine: warm-up failed: ") + err.what());
+        std::vector<int> lengths(static_cast<size_t>(rows / pairLength), pairLength);
+        if (rows % pairLength) lengths.push_back(static_cast<int>(rows % pairLength));
+        inFlight.push_back(begin(batchOf(lengths), nullptr));
+        if (static_cast<int64_t>(inFlight.size()) >= warmupDepth_) {
+          finish(*inFlight.front(), nullptr);
+          inFlight.pop_front();
+        }
+        ++t.bucketForwards;
+        t.bucketMaxRows = rows;
       }
+      for (auto& f : inFlight) finish(*f, nullptr);
       t.bucketsMs += clock.lap();
       if (!smallDone) t.bucketSmallMs = t.bucketsMs;
     }
@@ -867,17 +851,94 @@ class MlxEngine final : public Engine {
     return out;
   }
 
-  // The forward's graph (nullopt: `cancel` stopped it; layersRun says before which layer). With a
-  // cancel token each layer's output is queued with async_eval, and before building layer l the host
-  // waits for layer l-2: the device always has the next layer queued, and a cancel leaves at most one
-  // layer of queued work behind it.
-  std::optional<mx::array> run(const PackedBatch& batch, int64_t& computedSlots, CancelToken* cancel,
-                               int& layersRun) {
+  // One forward from begin() to finish(): its inputs, the graph built so far and what the rest of it
+  // needs. Built in order: prepare() (inputs, embeddings), build() (the layers), head() (pooling, head,
+  // logits, queued with async_eval).
+  struct Forward final : StartedForward {
+    CancelToken* cancel =
+        nullptr;         // set: a layer at a time, stoppable (batches of cancelRows_ tokens or more)
+    double beginMs = 0;  // host time of begin(), counted into the batch's inferenceMs
+    int64_t computedSlots = 0;
+    int layersRun = 0;
+    bool stopped = false;  // the cancel token stopped it before layer layersRun
+    size_t layer = 0;      // the next layer to build
+    std::vector<mx::array> inputs, layout;
+    size_t positionsIn = 0, poolIn = 0, lengthsIn = 0;
+    bool varlen = false;
+    AttentionPlan plan;
+    std::vector<std::optional<mx::array>> masks, localMasks;
+    std::vector<float> inverseLengths;  // mean pooling, unfused: pool()'s host array
+    std::optional<std::pair<mx::array, mx::array>> ropeGlobal, ropeLocal;
+    std::optional<mx::array> x, behind, last, logits;  // behind, last: layers l-2 and l-1 (cancellable)
+  };
+
+  // Builds a forward and queues its work on the device with async_eval: all of it, or with a cancel
+  // token (a batch of cancelRows_ tokens or more) the first two layers, the ones build() queues without
+  // waiting. finish() does the rest.
+  std::unique_ptr<Forward> begin(const PackedBatch& batch, CancelToken* cancel) {
+    Stopwatch clock;
+    auto f = std::make_unique<Forward>();
+    guarded([&] {
+      f->cancel = static_cast<int64_t>(batch.tokens.size()) >= cancelRows_ ? cancel : nullptr;
+      prepare(batch, *f);
+      build(*f, f->cancel ? 2 : layers_.size());
+      if (!f->cancel) head(*f);
+    });
+    f->beginMs = clock.lap();
+    return f;
+  }
+
+  // Queues what begin() left, calls `whileWaiting` until it has started the next batch or the device is
+  // done (polling, yielding the core: a batch posted while this one computes starts at once), then waits
+  // for the logits and reads them. With a cancel token each layer's output is queued with
+  // async_eval, and before building layer l the host waits for layer l-2: the device always has the next
+  // layer queued, and a cancel leaves at most one layer of queued work behind it.
+  ForwardResult finish(Forward& f, const std::function<bool()>& whileWaiting) {
+    Stopwatch clock;
+    ForwardResult result;
+    guarded([&] {
+      build(f, layers_.size());
+      if (!f.stopped && !f.logits) head(f);
+      // A large batch polls (the queue and the device, yielding the core) so that a batch posted while it
+      // computes starts at once; a small one only starts what is queued: polling cost its latency more
+      // than it gained (batch 32, one client on an H200: p50 +0.12 ms).
+      const bool poll = f.computedSlots >= cancelRows_;
+      if (whileWaiting && !whileWaiting() && poll)
+        while (!whileWaiting() && !(f.stopped || f.logits->is_available())) std::this_thread::yield();
+      if (f.stopped) {
+        result.cancelled = true;
+      } else {
+        mx::eval(*f.logits);
+        const float* data = f.logits->data<float>();
+        result.logits.assign(data, data + f.logits->size());
+      }
+    });
+    result.computedSlots = f.computedSlots;
+    result.layersRun = f.layersRun;
+    result.inferenceMs = f.beginMs + clock.lap();
+    refreshMemory();
+    return result;
+  }
+
+  // Runs `work`, turning what MLX throws into an EngineError (after refreshing the memory figures).
+  template <typename Work>
+  void guarded(Work&& work) {
+    try {
+      work();
+    } catch (const EngineError&) {
+      throw;
+    } catch (const std::exception& err) {
+      refreshMemory();
+      throw EngineError(ErrorCode::Engine, std::string("mlx engine: forward failed: ") + err.what());
+    }
+  }
+
+  // The forward's inputs as arrays (one upload where fused), the attention layout and the embeddings.
+  void prepare(const PackedBatch& batch, Forward& f) const {
     const mx::Stream s = stream_;
     const size_t pairs = batch.pairs();
     const int64_t tokens = static_cast<int64_t>(batch.tokens.size());
     const int64_t rows = bucketRows_ ? rowBucket(tokens) : tokens;
-    const float eps = static_cast<float>(spec_.layerNormEps);
 
     // Padding rows (GPU row buckets) hold token 0 at position 0; nothing reads their outputs.
     // Positions count inside each pair; RoBERTa's padding id takes position offset - 1 and is not counted
@@ -895,93 +956,108 @@ class MlxEngine final : public Engine {
 
     // Every int32 input of the forward, made into arrays at once below (fused: one upload to device memory).
     Int32Inputs host;
-    const size_t idsIn = host.add(ids), typesIn = host.add(types), positionsIn = host.add(positions);
+    const size_t idsIn = host.add(ids), typesIn = host.add(types);
+    f.positionsIn = host.add(positions);
     // The attention layout's inputs: offsets and block table (varlen), or the padded groups.
-    const bool varlen = attention_ == Attention::Varlen;
-    AttentionPlan plan;
+    f.varlen = attention_ == Attention::Varlen;
     std::vector<size_t> layoutIn;  // varlen: {offsets, blocks}; grouped: {scatter, gathers...}
-    std::vector<std::optional<mx::array>> masks, localMasks;
-    if (varlen) {
+    if (f.varlen) {
       layoutIn = {host.add(batch.offsets), host.add(varlenBlocks(batch.offsets, rows))};
-      computedSlots = rows;
+      f.computedSlots = rows;
     } else {
-      plan = planAttention(batch, attention_);
-      plan.scatter.resize(rows, 0);
-      layoutIn.push_back(host.add(plan.scatter));
-      for (const auto& group : plan.groups) {
+      f.plan = planAttention(batch, attention_);
+      f.plan.scatter.resize(rows, 0);
+      layoutIn.push_back(host.add(f.plan.scatter));
+      for (const auto& group : f.plan.groups) {
         layoutIn.push_back(host.add(group.gather));
         if (group.padded) {
           mx::array valid(group.keyValid.data(), mx::Shape{group.pairs, 1, 1, group.length}, mx::bool_);
-          masks.emplace_back(valid);
+          f.masks.emplace_back(valid);
         } else {
-          masks.emplace_back(std::nullopt);
+          f.masks.emplace_back(std::nullopt);
         }
       }
-      computedSlots = std::max<int64_t>(plan.slots, rows);
+      f.computedSlots = std::max<int64_t>(f.plan.slots, rows);
     }
-    const PoolIndices poolIndices = poolIndicesOf(batch, rows);
-    const size_t poolIn = host.add(poolIndices.rows);
-    const size_t lengthsIn = arch_.meanPool ? host.add(poolIndices.lengths) : poolIn;  // cls: not read
-    std::vector<mx::array> inputs = std::move(host).arrays(fused_, s);
-    std::vector<mx::array> layout;
-    for (size_t i : layoutIn) layout.push_back(inputs[i]);
-    if (!varlen && spec_.localWindow > 0) localMasks = windowMasks(plan, masks);
-    const int heads = static_cast<int>(spec_.numHeads);
-    const int headDim = static_cast<int>(spec_.hiddenSize / spec_.numHeads);
+    PoolIndices pool = poolIndicesOf(batch, rows);
+    f.poolIn = host.add(pool.rows);
+    f.lengthsIn = arch_.meanPool ? host.add(pool.lengths) : f.poolIn;  // cls: not read
+    f.inverseLengths = std::move(pool.inverseLengths);
+    f.inputs = std::move(host).arrays(fused_, s);
+    for (size_t i : layoutIn) f.layout.push_back(f.inputs[i]);
+    if (!f.varlen && spec_.localWindow > 0) f.localMasks = windowMasks(f.plan, f.masks);
 
-    const mx::array& positionIds = inputs[positionsIn];
-    mx::array x = embeddings(inputs[idsIn], positionIds, inputs[typesIn]);
+    const mx::array& positionIds = f.inputs[f.positionsIn];
+    mx::array x = embeddings(f.inputs[idsIn], positionIds, f.inputs[typesIn]);
     if (arch_.embeddingSize != spec_.hiddenSize) x = mx::addmm(embProjB_, x, embProjW_, 1.0f, 1.0f, s);
-
-    std::optional<std::pair<mx::array, mx::array>> ropeGlobal, ropeLocal;
+    f.x = x;
     if (arch_.rotary) {
       auto where = mx::astype(positionIds, mx::float32, s);
-      ropeGlobal = rotaryAngles(where, invFreqGlobal_);
-      if (spec_.localWindow > 0) ropeLocal = rotaryAngles(where, invFreqLocal_);
+      f.ropeGlobal = rotaryAngles(where, invFreqGlobal_);
+      if (spec_.localWindow > 0) f.ropeLocal = rotaryAngles(where, invFreqLocal_);
     }
+  }
 
-    std::optional<mx::array> behind, last;  // cancellable: the outputs of layers l-2 and l-1
-    for (size_t l = 0; l < layers_.size(); ++l) {
-      const Layer& L = layers_[l];
-      if (cancel) {
-        if (behind) behind->wait();
-        if (cancel->stopAt(static_cast<int>(l))) {
-          layersRun = static_cast<int>(l);
-          return std::nullopt;
+  // Builds layers [f.layer, until) of the forward (a layer at a time and stoppable with a cancel token;
+  // see finish()).
+  void build(Forward& f, size_t until) {
+    until = std::min(until, layers_.size());
+    for (; f.layer < until && !f.stopped; ++f.layer) {
+      const size_t l = f.layer;
+      if (f.cancel) {
+        if (f.behind) f.behind->wait();
+        if (f.cancel->stopAt(static_cast<int>(l))) {
+          f.stopped = true;
+          f.layersRun = static_cast<int>(l);
+          return;
         }
       }
-      const bool local = arch_.localLayer(spec_, static_cast<int64_t>(l));
-      const mx::array in = arch_.preNorm && l > 0 ? mx::fast::layer_norm(x, L.ln1G, L.ln1B, eps, s) : x;
-      auto qkv = mx::addmm(L.qkvB, in, L.qkvW, 1.0f, 1.0f, s);
-      if (arch_.rotary) qkv = rotate(qkv, local ? *ropeLocal : *ropeGlobal);
-      const int window = local ? static_cast<int>(spec_.localWindow) : 0;
-      auto ctx = !varlen  ? attention(qkv, plan, layout, local ? localMasks : masks)
-                 : flash_ ? flashVarlenAttention(qkv, layout[0], layout[1], heads, headDim, window, s)
-                          : varlenAttention(qkv, layout[0], layout[1], heads, headDim, window, s);
-      if (arch_.preNorm) {
-        auto res = attnOut_({ctx, x, L.outW, L.outB, L.ln2G, L.ln2B});
-        x = arch_.glu
-                ? ffn_({res[1], res[0], L.ffnInW, L.ffnInB, L.ffnGateW, L.ffnGateB, L.ffnOutW, L.ffnOutB})[0]
-                : ffn_({res[1], res[0], L.ffnInW, L.ffnInB, L.ffnOutW, L.ffnOutB})[0];
-      } else {
-        x = attnOut_({ctx, x, L.outW, L.outB, L.ln1G, L.ln1B})[0];
-        x = arch_.glu ? ffn_({x, L.ffnInW, L.ffnInB, L.ffnGateW, L.ffnGateB, L.ffnOutW, L.ffnOutB, L.ln2G,
-                              L.ln2B})[0]
-                      : ffn_({x, L.ffnInW, L.ffnInB, L.ffnOutW, L.ffnOutB, L.ln2G, L.ln2B})[0];
-      }
-      if (cancel) {
-        mx::async_eval(x);
-        behind = last;
-        last = x;
+      f.x = encoderLayer(l, *f.x, f);
+      if (f.cancel) {
+        mx::async_eval(*f.x);
+        f.behind = f.last;
+        f.last = f.x;
       }
     }
-    layersRun = static_cast<int>(layers_.size());
+    if (f.layer == layers_.size()) f.layersRun = static_cast<int>(layers_.size());
+  }
 
-    auto pooled = pool(x, inputs[poolIn], inputs[lengthsIn], poolIndices);
+  // Encoder layer l on x.
+  mx::array encoderLayer(size_t l, const mx::array& x, const Forward& f) {
+    const mx::Stream s = stream_;
+    const float eps = static_cast<float>(spec_.layerNormEps);
+    const int heads = static_cast<int>(spec_.numHeads);
+    const int headDim = static_cast<int>(spec_.hiddenSize / spec_.numHeads);
+    const Layer& L = layers_[l];
+    const bool local = arch_.localLayer(spec_, static_cast<int64_t>(l));
+    const mx::array in = arch_.preNorm && l > 0 ? mx::fast::layer_norm(x, L.ln1G, L.ln1B, eps, s) : x;
+    auto qkv = mx::addmm(L.qkvB, in, L.qkvW, 1.0f, 1.0f, s);
+    if (arch_.rotary) qkv = rotate(qkv, local ? *f.ropeLocal : *f.ropeGlobal);
+    const int window = local ? static_cast<int>(spec_.localWindow) : 0;
+    auto ctx = !f.varlen ? attention(qkv, f.plan, f.layout, local ? f.localMasks : f.masks)
+               : flash_  ? flashVarlenAttention(qkv, f.layout[0], f.layout[1], heads, headDim, window, s)
+                         : varlenAttention(qkv, f.layout[0], f.layout[1], heads, headDim, window, s);
+    if (arch_.preNorm) {
+      auto res = attnOut_({ctx, x, L.outW, L.outB, L.ln2G, L.ln2B});
+      return arch_.glu
+                 ? ffn_({res[1], res[0], L.ffnInW, L.ffnInB, L.ffnGateW, L.ffnGateB, L.ffnOutW, L.ffnOutB})[0]
+                 : ffn_({res[1], res[0], L.ffnInW, L.ffnInB, L.ffnOutW, L.ffnOutB})[0];
+    }
+    auto y = attnOut_({ctx, x, L.outW, L.outB, L.ln1G, L.ln1B})[0];
+    return arch_.glu ? ffn_({y, L.ffnInW, L.ffnInB, L.ffnGateW, L.ffnGateB, L.ffnOutW, L.ffnOutB, L.ln2G,
+                             L.ln2B})[0]
+                     : ffn_({y, L.ffnInW, L.ffnInB, L.ffnOutW, L.ffnOutB, L.ln2G, L.ln2B})[0];
+  }
+
+  // Pooling, the head and the logits (float32), queued with async_eval.
+  void head(Forward& f) const {
+    const mx::Stream s = stream_;
+    const float eps = static_cast<float>(spec_.layerNormEps);
+    auto pooled = pool(*f.x, f.inputs[f.poolIn], f.inputs[f.lengthsIn], f.inverseLengths);
     auto h = headActivation_(mx::addmm(poolB_, pooled, poolW_, 1.0f, 1.0f, s), s);
     if (spec_.headNorm) h = mx::fast::layer_norm(h, headG_, headB_, eps, s);
-    auto logits = mx::addmm(clsB_, h, clsW_, 1.0f, 1.0f, s);
-    return mx::astype(logits, mx::float32, s);
+    f.logits = mx::astype(mx::addmm(clsB_, h, clsW_, 1.0f, 1.0f, s), mx::float32, s);
+    mx::async_eval(*f.logits);
   }
 
   // The word (+ position) (+ type) embeddings of the token rows, layer-normed [rows, embeddingSize]: one
@@ -1026,9 +1102,10 @@ class MlxEngine final : public Engine {
 
   // Each pair's row for the head [pairs, H]: its first row, or the mean of its rows (summed in float32
   // by scatter-add, so no [pairs, rows] matrix is formed; bucket padding rows add into a spare row),
-  // after a pre-norm model's final norm. `index` and `lengths`: host.rows and host.lengths as arrays.
+  // after a pre-norm model's final norm. `index` and `lengths`: PoolIndices' rows and lengths as arrays;
+  // `inverseLengths`: its inverseLengths (unfused).
   mx::array pool(const mx::array& x, const mx::array& index, const mx::array& lengths,
-                 const PoolIndices& host) const {
+                 const std::vector<float>& inverseLengths) const {
     const mx::Stream s = stream_;
     const int hidden = static_cast<int>(spec_.hiddenSize);
     const float eps = static_cast<float>(spec_.layerNormEps);
@@ -1046,7 +1123,7 @@ class MlxEngine final : public Engine {
     auto inverseLength =
         fused_
             ? mx::reshape(mx::divide(mx::array(1.0f), mx::astype(lengths, mx::float32, s), s), {pairs, 1}, s)
-            : mx::array(host.inverseLengths.data(), mx::Shape{pairs, 1}, mx::float32);
+            : mx::array(inverseLengths.data(), mx::Shape{pairs, 1}, mx::float32);
     auto mean = mx::multiply(mx::slice(sums, {0, 0}, {pairs, hidden}, s), inverseLength, s);
     return mx::astype(mean, dtype_, s);
   }
@@ -1078,6 +1155,9 @@ class MlxEngine final : public Engine {
   // Below it a forward is one graph: a per-layer wait would cost small batches host/device overlap,
   // and they are done within a few ms anyway.
   int64_t cancelRows_ = kCancelRows;
+  // startForward() begins forwards (EngineOptions::startAhead; on GPUs by default): while the device
+  // computes batch k the host builds batch k + 1, which a GPU engine otherwise waits for (~1-2 ms a forward).
+  bool startAhead_ = false;
   std::string deviceName_;
   double constructMs_ = 0, weightsMs_ = 0;  // startupTimings()
   WarmupTimings warmupTimings_;
@@ -1112,15 +1192,22 @@ std::unique_ptr<Engine> makeMlxEngine(const ModelSpec& spec, const std::vector<s
 
 std::string mlxVersion() { return mx::version(); }
 
-// MLX's CUDA backend records up to MLX_MAX_OPS_PER_BUFFER ops (100 on an H100) into one CUDA graph
-// before it launches any: with ~70 ops a forward, the GPU then waits for nearly all host-side work.
-// 20 lets it start after the first layers. MiniLM-L6, batch 32, a forward: 1.85 ms with 20 against 2.04
-// with the default on an H100; 1.94-2.05 against 2.39-2.51 (and 2.37 with 400) on an H200; batch 512
-// about unchanged. Read once,
-// at the first CUDA stream, so it is set at module load (the JS thread, before any engine thread), and
-// only where the caller has not set it.
+// MLX's CUDA backend records a forward's kernels into CUDA graphs (MLX_USE_CUDA_GRAPHS, on by default),
+// up to MLX_MAX_OPS_PER_BUFFER ops each (100 on an H100/H200), before it launches any, and then updates
+// or instantiates a cached executable graph: with ~55 kernels a forward the GPU waits for nearly all of
+// the host's work, and every forward pays the recording and the update. Our shapes change with every
+// batch (row buckets), so the graphs never replay as they are. Launched directly instead (graphs off),
+// a forward on an H200 (MiniLM-L6, float16, docs/latency-gpu.md, third run) took 1.11 ms against 1.23 at
+// batch 32 and 4.80 against 5.38 at batch 512; two in flight did 40,616 pairs/s against 30,247 at batch
+// 32 and 119,090 against 112,089 at batch 512; end to end, one client, batch 512: 70,642 against 67,122.
+// With graphs on (MLX_USE_CUDA_GRAPHS=1), 20 ops a graph lets the GPU start after the first layers
+// (batch 32: 1.94-2.05 ms against 2.39-2.51 with 100, H200). Both are read once, at the first CUDA
+// stream, so they are set at module load (the JS thread, before any engine thread), and only where the
+// caller has not set them.
 void configureMlxProcess() {
-  if (mx::cu::is_available()) setenv("MLX_MAX_OPS_PER_BUFFER", "20", /*overwrite=*/0);
+  if (!mx::cu::is_available()) return;
+  setenv("MLX_USE_CUDA_GRAPHS", "0", /*overwrite=*/0);
+  setenv("MLX_MAX_OPS_PER_BUFFER", "20", /*overwrite=*/0);
 }
 
 bool mlxGpuAvailable() {

@@ -82,6 +82,13 @@ export const ENGINE_OPTIONS: { readonly [K in keyof EngineTuning]-?: EngineOptio
     env: 'MLX_RERANK_FUSED_KERNELS',
     doc: 'on CUDA: per-forward inputs and the weights in device memory (not managed memory), the embeddings (gathers + LayerNorm) as one kernel, and residual + bias + LayerNorm as one kernel after each post-norm block; off: the plain MLX graph, to compare or as an escape hatch. Has no effect on other devices',
   },
+  startAhead: {
+    kind: { boolean: true },
+    engine: 'mlx',
+    default: 'on for GPUs, off for CPUs',
+    env: 'MLX_RERANK_START_AHEAD',
+    doc: "the engine thread builds the next queued batch and queues it on the device before it waits for the current batch's result, so that the host's ~1-2 ms of graph building per forward overlaps the device's work; off: one batch at a time, to compare",
+  },
   kernelCacheDir: {
     kind: { folder: true },
     engine: 'mlx',

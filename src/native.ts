@@ -67,6 +67,8 @@ export interface ForwardResult {
   cancelled?: boolean;
   /** Encoder layers computed: all of them unless cancelled. */
   layersRun?: number;
+  /** The engine began this batch while the batch before it waited for the device (startAhead). */
+  startedAhead?: boolean;
 }
 
 /**

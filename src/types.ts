@@ -86,7 +86,7 @@ export interface EngineTuning {
   attention?: 'varlen' | 'flash' | 'coarse' | 'fine';
   /** mlx engine: round token rows up to row buckets (default: on GPUs only). */
   rowBuckets?: boolean;
-  /** mlx engine on a GPU: warm-up visits every row bucket up to this many token rows (default 65536). */
+  /** mlx engine on a GPU: warm-up visits every row bucket up to this many token rows (default 16384). */
   warmupRows?: number;
   /** mlx engine on a GPU: row-bucket warm-up forwards in flight at once, 1-8 (default 2). */
   warmupDepth?: number;
@@ -96,6 +96,8 @@ export interface EngineTuning {
   cancelRows?: number;
   /** mlx engine on CUDA: device-resident inputs and weights, fused embedding and residual + LayerNorm kernels (default: on for CUDA with float16/bfloat16). */
   fusedKernels?: boolean;
+  /** mlx engine: build and queue the next batch while the device computes the current one (default: on for GPUs). */
+  startAhead?: boolean;
   /** mlx engine on CUDA: where MLX keeps its compiled kernels (default: a per-user cache folder; 'none': MLX's default). */
   kernelCacheDir?: string;
 }

@@ -103,6 +103,7 @@ describe('engine tuning options', () => {
         MLX_RERANK_CPU_COMPILE: '1',
         MLX_RERANK_CANCEL_ROWS: '16384',
         MLX_RERANK_FUSED_KERNELS: '0',
+        MLX_RERANK_START_AHEAD: '1',
       }),
     ).toEqual({
       cpuIsa: 'avx2',
@@ -112,6 +113,7 @@ describe('engine tuning options', () => {
       cpuCompile: true,
       cancelRows: 16384,
       fusedKernels: false,
+      startAhead: true,
     });
     expect(engineTuningFromEnv({ MLX_RERANK_ATTENTION: '' })).toEqual({});
     expect(() => engineTuningFromEnv({ MLX_RERANK_ROW_BUCKETS: 'yes' })).toThrow(
@@ -140,6 +142,7 @@ describe('engine tuning options', () => {
       [{ warmupDepth: 9 }, /warmupDepth/],
       [{ cpuCompile: 1 }, /cpuCompile/],
       [{ fusedKernels: 'yes' }, /fusedKernels/],
+      [{ startAhead: 2 }, /startAhead/],
     ];
     for (const [o, msg] of bad) {
       const p = load(o as Partial<NativeEngineOptions>);
@@ -153,6 +156,7 @@ describe('engine tuning options', () => {
       warmupRows: 0,
       cpuCompile: false,
       fusedKernels: true,
+      startAhead: true,
     });
     await e.dispose();
   });

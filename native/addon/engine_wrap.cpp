@@ -42,6 +42,54 @@ class CancelRegistry {
   std::multimap<double, std::shared_ptr<CancelToken>> byId_;
 };
 
+// One forward() call on the engine thread: start() validates the batch and lets the engine begin it (a
+// GPU engine queues its work: Engine::startForward), early while the batch before it waits for the
+// device, or right before finish(); finish() completes it, starting the next queued batch while this one's
+// work runs on the device.
+class ForwardJob {
+ public:
+  ForwardJob(std::shared_ptr<const PackedBatch> batch, const ModelSpec& spec,
+             std::shared_ptr<CancelToken> token)
+      : batch_(std::move(batch)), spec_(spec), token_(std::move(token)) {}
+
+  void start(Worker& w, bool ahead) {
+    if (begun_) return;
+    begun_ = true;
+    try {
+      if (!w.engine()) throw EngineError(ErrorCode::Engine, "engine not loaded");
+      validateBatch(*batch_, spec_);
+      if (!cancelled()) started_ = w.engine()->startForward(*batch_, token_.get());
+      startedAhead_ = ahead && started_;
+    } catch (...) {
+      error_ = std::current_exception();
+    }
+  }
+
+  ForwardResult finish(Worker& w) {
+    start(w, false);
+    if (error_) std::rethrow_exception(error_);
+    if (started_) {
+      ForwardResult result = w.engine()->finishForward(std::move(started_), [&w] { return w.startNext(); });
+      result.startedAhead = startedAhead_;
+      return result;
+    }
+    ForwardResult result;
+    result.cancelled = cancelled();  // cancelled while it waited behind another batch: not run at all
+    return result.cancelled ? result : w.engine()->forward(*batch_, token_.get());
+  }
+
+ private:
+  bool cancelled() const { return token_ && token_->cancelled(); }
+
+  std::shared_ptr<const PackedBatch> batch_;
+  ModelSpec spec_;
+  std::shared_ptr<CancelToken> token_;
+  bool begun_ = false;  // engine thread only, as everything below
+  bool startedAhead_ = false;
+  std::exception_ptr error_;
+  std::unique_ptr<StartedForward> started_;
+};
+
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  public:
   static Napi::Function define(Napi::Env env) {
@@ -92,34 +140,30 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       token = cancels_->track(id);
     }
     auto deferred = Napi::Promise::Deferred::New(env);
-    const ModelSpec spec = spec_;
-    worker_->post([batch, spec, deferred, token, cancels = cancels_](Worker& w) -> Completion* {
-      Settle* s = settle(&deferred, [&]() -> Settle::Value {
-        if (!w.engine()) throw EngineError(ErrorCode::Engine, "engine not loaded");
-        validateBatch(*batch, spec);
-        // Cancelled while it waited behind another batch: not started at all.
-        auto result = std::make_shared<ForwardResult>();
-        if (token && token->cancelled())
-          result->cancelled = true;
-        else
-          *result = w.engine()->forward(*batch, token.get());
-        return [result](Napi::Env env) -> Napi::Value {
-          auto logits = Napi::Float32Array::New(env, result->logits.size());
-          std::copy(result->logits.begin(), result->logits.end(), logits.Data());
-          auto o = Napi::Object::New(env);
-          o.Set("logits", logits);
-          o.Set("inferenceMs", Napi::Number::New(env, result->inferenceMs));
-          o.Set("computedSlots", Napi::Number::New(env, static_cast<double>(result->computedSlots)));
-          o.Set("cancelled", Napi::Boolean::New(env, result->cancelled));
-          o.Set("layersRun", Napi::Number::New(env, result->layersRun));
-          return o;
-        };
-      });
-      // The JS thread forgets the token once the batch settled (the registry, not this object, which
-      // the GC may have collected by then).
-      if (token) s->after = [cancels, token](Napi::Env) { cancels->forget(token.get()); };
-      return s;
-    });
+    auto job = std::make_shared<ForwardJob>(batch, spec_, token);
+    worker_->post(
+        [job, deferred, token, cancels = cancels_](Worker& w) -> Completion* {
+          Settle* s = settle(&deferred, [&]() -> Settle::Value {
+            auto result = std::make_shared<ForwardResult>(job->finish(w));
+            return [result](Napi::Env env) -> Napi::Value {
+              auto logits = Napi::Float32Array::New(env, result->logits.size());
+              std::copy(result->logits.begin(), result->logits.end(), logits.Data());
+              auto o = Napi::Object::New(env);
+              o.Set("logits", logits);
+              o.Set("inferenceMs", Napi::Number::New(env, result->inferenceMs));
+              o.Set("computedSlots", Napi::Number::New(env, static_cast<double>(result->computedSlots)));
+              o.Set("cancelled", Napi::Boolean::New(env, result->cancelled));
+              o.Set("layersRun", Napi::Number::New(env, result->layersRun));
+              o.Set("startedAhead", Napi::Boolean::New(env, result->startedAhead));
+              return o;
+            };
+          });
+          // The JS thread forgets the token once the batch settled (the registry, not this object, which
+          // the GC may have collected by then).
+          if (token) s->after = [cancels, token](Napi::Env) { cancels->forget(token.get()); };
+          return s;
+        },
+        [job](Worker& w, bool ahead) { job->start(w, ahead); });
     return deferred.Promise();
   }
 

@@ -116,6 +116,7 @@ LoadRequest parseLoadRequest(const Napi::CallbackInfo& info) {
     throw EngineError(ErrorCode::Input, "option 'warmupDepth' must be an integer in [1, 8]");
   opts.cancelRows = getRows(o, "cancelRows");
   opts.fusedKernels = getTriState(o, "fusedKernels");
+  opts.startAhead = getTriState(o, "startAhead");
   opts.kernelCacheDir = getString(o, "kernelCacheDir", "");
   if (opts.kernelCacheDir == "none") opts.kernelCacheDir.clear();
   if (!opts.kernelCacheDir.empty() &&

@@ -70,14 +70,26 @@ std::shared_ptr<Worker> Worker::start(Napi::Env env) {
   return w;
 }
 
-void Worker::post(Job job) {
+void Worker::post(Job job, Start start) {
   if (finished_) return;  // the environment is shutting down (or the engine was disposed)
   if (pending_++ == 0) tsfn_.Ref(env_);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(std::move(job));
+    queue_.push_back({std::move(job), std::move(start)});
   }
   cv_.notify_one();
+}
+
+bool Worker::startNext() {
+  Start start;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (abort_ || queue_.empty()) return false;
+    start = std::move(queue_.front().start);
+    queue_.front().start = nullptr;
+  }
+  if (start) start(*this, /*ahead=*/true);
+  return static_cast<bool>(start);
 }
 
 void Worker::finish() {
@@ -126,17 +138,18 @@ MemoryInfo Worker::memory() {
 
 void Worker::loop() {
   for (;;) {
-    Job job;
+    Queued next;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return abort_ || !queue_.empty(); });
       if (abort_) break;
-      job = std::move(queue_.front());
+      next = std::move(queue_.front());
       queue_.pop_front();
     }
     Completion* c = nullptr;
     try {
-      c = job(*this);
+      if (next.start) next.start(*this, /*ahead=*/false);
+      c = next.job(*this);
     } catch (...) {
       // Jobs catch their own errors; this is a last line of defence against a throwing allocator.
     }

@@ -70,11 +70,15 @@ struct EngineInfoCache {
 class Worker : public std::enable_shared_from_this<Worker> {
  public:
   using Job = std::function<Completion*(Worker&)>;
+  // A job's first part, which may run early: on the engine thread, right before the job, or (`ahead`)
+  // while the job before it waits for the device (startNext). A forward starts its batch there.
+  using Start = std::function<void(Worker&, bool ahead)>;
 
   static std::shared_ptr<Worker> start(Napi::Env env);
 
-  // JS thread. The completion the job returns is delivered on the JS thread.
-  void post(Job job);
+  // JS thread. The completion the job returns is delivered on the JS thread. `start`, if any, runs
+  // before `job`, at the latest right before it.
+  void post(Job job, Start start = nullptr);
   // JS thread, from a delivered completion: the last job ran; join and let go.
   void finish();
   void delivered(Napi::Env env);
@@ -84,6 +88,9 @@ class Worker : public std::enable_shared_from_this<Worker> {
   void setEngine(std::unique_ptr<Engine> e);
   void destroyEngine();
   void exitAfterThisJob() { exit_ = true; }
+  // Runs the start part of the next queued job now, if it has one not yet run (Engine::finishForward's
+  // whileWaiting: the next batch is built while the device computes this one). True: it ran one.
+  bool startNext();
   void refreshMemory();
 
   // Any thread.
@@ -101,7 +108,11 @@ class Worker : public std::enable_shared_from_this<Worker> {
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job> queue_;
+  struct Queued {
+    Job job;
+    Start start;  // emptied once run
+  };
+  std::deque<Queued> queue_;
   bool abort_ = false;
   bool exit_ = false;      // engine thread only
   bool finished_ = false;  // JS thread only

@@ -4,7 +4,7 @@
 // from the scheduler and the bench. Also the driver for a kernel profile:
 //
 //   node scripts/gpu/forward-timing.mjs MODEL_DIR PAIRS_JSONL [--batch 32] [--n 3000] [--device gpu]
-//        [--dtype float16] [--no-warmup] [--fused-kernels 0|1]
+//        [--dtype float16] [--no-warmup] [--fused-kernels 0|1] [--start-ahead 0|1] [--depth 2]
 //   ncu --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
 //     node scripts/gpu/forward-timing.mjs MODEL_DIR PAIRS_JSONL --batch 32 --n 5 --no-warmup --forward-only
 //
@@ -25,6 +25,8 @@ const { values, positionals } = parseArgs({
     'no-warmup': { type: 'boolean', default: false },
     'forward-only': { type: 'boolean', default: false },
     'fused-kernels': { type: 'string' },
+    'start-ahead': { type: 'string' },
+    depth: { type: 'string', default: '2' },
   },
 });
 const [modelDir, pairsFile] = positionals;
@@ -74,6 +76,7 @@ const engine = await addon.loadEngine({
   weights: files.weights,
   spec,
   ...(values['fused-kernels'] && { fusedKernels: values['fused-kernels'] === '1' }),
+  ...(values['start-ahead'] && { startAhead: values['start-ahead'] === '1' }),
 });
 if (!values['no-warmup']) console.log(`warmup() ${(await engine.warmup()).toFixed(0)} ms`);
 const batches = Array.from({ length: Math.min(n, 128) }, (_, i) => encode(i));
@@ -91,6 +94,20 @@ if (values['forward-only']) {
   const fwd = [];
   for (let i = 0; i < n; i++) fwd.push(await timed(() => engine.forward(...batches[i % batches.length])));
   report('forward only', fwd);
+  // --depth batches in the engine at once, as the scheduler keeps them (pipelineDepth): with startAhead the
+  // engine thread builds batch k + 1 while the device computes batch k.
+  const depth = Number(values.depth);
+  const inFlight = [];
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    inFlight.push(engine.forward(...batches[i % batches.length]));
+    if (inFlight.length >= depth) await inFlight.shift();
+  }
+  await Promise.all(inFlight);
+  const each = (performance.now() - t0) / n;
+  console.log(
+    `${`forward, ${depth} in flight`.padEnd(22)} ${each.toFixed(3)} ms a batch, ${((batch * 1000) / each).toFixed(0)} pairs/s (forward only one at a time: ${((batch * 1000) / (fwd.reduce((a, b) => a + b, 0) / n)).toFixed(0)} pairs/s)`,
+  );
   const both = [];
   for (let i = 0; i < n; i++) both.push(await timed(() => engine.forward(...encode(i))));
   report('tokenize + forward', both);
