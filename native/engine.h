@@ -126,6 +126,9 @@ struct EngineLimits {
   int64_t maxBatchSize = 0;    // pairs per batch
   int pipelineDepth = 1;       // batches in the engine at once
   bool pads = false;           // attention pads the pairs of a batch to shared lengths (sorting pays)
+  // While a call is still being tokenized, an idle engine takes a batch of at least this many ready tokens
+  // (the scheduler's earlyBatchTokens); 0: it waits for a full batch or the whole call.
+  int64_t earlyBatchTokens = 0;
 };
 
 // Error codes shared with TypeScript (src/errors.ts).

@@ -347,7 +347,7 @@ class CpuEngine final : public Engine {
   std::string version() const override { return "mlx-rerank cpu 0.1.0"; }
   // One batch in the engine at a time: its thread computes one at a time anyway, and a batch that
   // waits in the scheduler's queue instead can still lose an aborted call's pairs. No padding anywhere.
-  EngineLimits limits() const override { return {kBatchTokens, kBatchSize, 1, false}; }
+  EngineLimits limits() const override { return {kBatchTokens, kBatchSize, 1, false, 0}; }
   void warmup() override {
     PackedBatch b;  // one short pair touches every code path and sizes the scratch for small batches
     const int n = static_cast<int>(std::min<int64_t>(16, spec_.maxPositions));

@@ -171,6 +171,13 @@ constexpr int64_t kCancelRows = 8192;
 constexpr int64_t kGpuBatchSize = 1024;
 constexpr int64_t kCpuBatchTokens = 2048;
 constexpr int64_t kCpuBatchSize = 256;
+// On a GPU the scheduler's earlyBatchTokens: while tokenizer workers still encode a call, an idle engine
+// takes a batch of at least this many ready tokens. H200 (MiniLM-L6 float16, 8 tokenizer threads, one
+// client; docs/latency-gpu.md, second run): a request of 512 pairs went from 57.6k to 61.7k pairs/s with
+// 8192 and 62.1k with 16384, one of 1024 pairs from 67.3k to 71.6k; a batch of 32 pairs (~3,000 tokens)
+// never leaves early, and under load the engine is never idle. On a CPU device the engine and the
+// workers share the cores, so nothing is gained by starting early: 0 there.
+constexpr int64_t kGpuEarlyBatchTokens = 16384;
 // Row-bucket warm-up forwards in flight at once (EngineOptions::warmupDepth), as the scheduler keeps
 // two batches in the engine.
 constexpr int64_t kWarmupDepth = 2;
@@ -367,7 +374,7 @@ class MlxEngine final : public Engine {
   EngineLimits limits() const override {
     const bool gpu = device_ == mx::Device::gpu;
     return {gpu ? kGpuBatchTokens : kCpuBatchTokens, gpu ? kGpuBatchSize : kCpuBatchSize, gpu ? 2 : 1,
-            attention_ == Attention::Coarse};
+            attention_ == Attention::Coarse, gpu ? kGpuEarlyBatchTokens : 0};
   }
 
   // Where kernels are built per shape (GPUs; CPUs with compile on), one batch holding a pair of every

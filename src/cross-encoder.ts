@@ -364,6 +364,7 @@ export class CrossEncoder {
           maxBatchSize: e.maxBatchSize,
           pipelineDepth: e.pipelineDepth,
           pads: e.pads,
+          earlyBatchTokens: e.earlyBatchTokens ?? 0,
         },
         batchTokens,
       };

@@ -85,6 +85,11 @@ export interface EngineLimits {
   pipelineDepth: number;
   /** Attention pads the pairs of a batch to shared lengths, so batching pairs of like length saves compute. */
   pads: boolean;
+  /**
+   * The scheduler's earlyBatchTokens for this engine: while a call is still being tokenized, an idle engine
+   * takes a batch of at least this many ready tokens (16384 on a GPU; 0, wait, on a CPU).
+   */
+  earlyBatchTokens: number;
 }
 
 export interface EngineInfo extends EngineLimits {

@@ -208,6 +208,7 @@ describe('engine-reported limits', () => {
       const batch = pack(expected.pairs);
       expect((await e.forward(...batch)).computedSlots).toBe(batch[0].length);
       expect(info.pipelineDepth).toBe(1);
+      expect(info.earlyBatchTokens).toBe(0); // the engine shares the cores with the tokenizer workers
       for (const k of ['maxBatchTokens', 'maxBatchSize'] as const) {
         expect(Number.isInteger(info[k]) && info[k] > 0, k).toBe(true);
       }

@@ -231,6 +231,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     o.Set("maxBatchSize", Napi::Number::New(env, static_cast<double>(c.limits.maxBatchSize)));
     o.Set("pipelineDepth", Napi::Number::New(env, c.limits.pipelineDepth));
     o.Set("pads", Napi::Boolean::New(env, c.limits.pads));
+    o.Set("earlyBatchTokens", Napi::Number::New(env, static_cast<double>(c.limits.earlyBatchTokens)));
     return o;
   }
 

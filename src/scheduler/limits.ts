@@ -27,7 +27,8 @@ export interface SchedulerLimits {
    * With tokenizer workers: while the engine is idle and a call is still being tokenized, a batch of at
    * least this many tokens leaves at once instead of waiting for a full batch or the rest of the call,
    * so that tokenizing the rest overlaps the engine's work on the first part (pipelining inside a
-   * request). Default: GPU_EARLY_BATCH_TOKENS on a GPU engine, 0 (wait) without one. Only with sortWindow 0.
+   * request). Default: what the engine reports (16384 on a GPU, 0 = wait on a CPU; engineDefaults), 0
+   * without an engine. Only with sortWindow 0.
    */
   earlyBatchTokens: number;
 }
@@ -64,13 +65,13 @@ export const GPU_BATCH_LIMITS: Pick<SchedulerLimits, 'maxBatchTokens' | 'maxBatc
 
 /**
  * The limits the caller left unset in `o`, from what the engine reports it is built for: its batch
- * limits and how many batches it takes at once (on the CPU one: a batch stays in the queue, where an
- * aborted or expired call's pairs can still be dropped, until the engine is free).
+ * limits, how many batches it takes at once (on the CPU one: a batch stays in the queue, where an
+ * aborted or expired call's pairs can still be dropped, until the engine is free) and when a batch may
+ * leave before its call is tokenized (earlyBatchTokens; an engine that reports none waits).
  */
 export function engineDefaults(
-  engine: Pick<EngineLimits, 'maxBatchTokens' | 'maxBatchSize' | 'pipelineDepth'> & {
-    device?: 'cpu' | 'gpu';
-  },
+  engine: Pick<EngineLimits, 'maxBatchTokens' | 'maxBatchSize' | 'pipelineDepth'> &
+    Partial<Pick<EngineLimits, 'earlyBatchTokens'>>,
   o: Partial<SchedulerLimits>,
 ): Partial<SchedulerLimits> {
   return {
@@ -78,18 +79,9 @@ export function engineDefaults(
     ...(o.maxBatchSize === undefined && { maxBatchSize: engine.maxBatchSize }),
     ...(o.pipelineDepth === undefined && { pipelineDepth: engine.pipelineDepth }),
     ...(o.earlyBatchTokens === undefined &&
-      engine.device === 'gpu' && { earlyBatchTokens: GPU_EARLY_BATCH_TOKENS }),
+      engine.earlyBatchTokens !== undefined && { earlyBatchTokens: engine.earlyBatchTokens }),
   };
 }
-
-/**
- * earlyBatchTokens on a GPU engine. Measured on an H200 (mlx, MiniLM-L6 float16, 8 tokenizer threads,
- * one client; docs/latency-gpu.md): a request of 512 pairs went from 57.6k to 61.7k pairs/s with 8192 and
- * 62.1k with 16384, one of 1024 pairs from 67.3k to 71.6k; a batch of 32 pairs (~3,000 tokens) never
- * leaves early, and under load the engine is never idle. On a CPU the engine and the workers share
- * the cores, so nothing is gained by starting early: 0 there.
- */
-export const GPU_EARLY_BATCH_TOKENS = 16384;
 
 /** DEFAULT_LIMITS overridden by the defined fields of `opts`; InputError naming a bad one. */
 export function resolveLimits(opts: Partial<SchedulerLimits>): SchedulerLimits {
