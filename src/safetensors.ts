@@ -1,11 +1,14 @@
 /**
  * The package's safetensors writer and its 16-bit conversions: u64 little-endian header length, the JSON
  * header (padded with spaces so the data starts 8-byte aligned, as the reference writer does), then the
- * tensors' bytes, little-endian, at the header's data_offsets. The reader is native (native/weights.cpp).
+ * tensors' bytes, little-endian, at the header's data_offsets. The engines' reader is native
+ * (native/weights.cpp); the header reader below serves the bench's tools (conversion, the stored dtype,
+ * the ONNX export), which check each tensor they use against it.
  */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { InputError } from './errors';
+import { InputError, WeightsError } from './errors';
 
 export type SafetensorsDType = 'F32' | 'F16' | 'BF16';
 
@@ -158,4 +161,72 @@ export function f16ToF32(h: number): number {
   if (exp === 0) return sign * mant * 2 ** -24;
   if (exp === 0x1f) return mant ? Number.NaN : sign * Number.POSITIVE_INFINITY;
   return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}
+
+/** One header entry as a safetensors file declares it (unchecked: its reader checks what it uses). */
+export interface HeaderEntry {
+  dtype: string;
+  shape: number[];
+  data_offsets: [number, number];
+}
+
+/** A safetensors header: tensor name -> entry, and the offset of the data in the file. */
+export interface SafetensorsHeader {
+  entries: Map<string, HeaderEntry>;
+  dataStart: number;
+}
+
+/** The largest header read: real headers are tens of KB; beyond this the file is not trusted. */
+const MAX_HEADER_BYTES = 64 << 20;
+
+/** Checks the declared header length against the file's size and the bound above. */
+function headerLength(lenBytes: Buffer, fileBytes: number, source: string): number {
+  const n = lenBytes.readBigUInt64LE(0);
+  if (n > BigInt(Math.min(MAX_HEADER_BYTES, Math.max(0, fileBytes - 8)))) {
+    throw new WeightsError(
+      `${source}: header length ${n} exceeds the file (${fileBytes} bytes) or ${MAX_HEADER_BYTES}.`,
+    );
+  }
+  return Number(n);
+}
+
+/** The header's JSON: strict UTF-8, an object; `__metadata__` left out. */
+function headerEntries(json: Uint8Array, source: string): Map<string, HeaderEntry> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(json));
+  } catch (err) {
+    throw new WeightsError(`${source}: header is not valid UTF-8 JSON.`, { cause: err });
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new WeightsError(`${source}: header is not a JSON object.`);
+  }
+  const entries = new Map<string, HeaderEntry>();
+  for (const [name, entry] of Object.entries(parsed)) {
+    if (name !== '__metadata__') entries.set(name, entry as HeaderEntry);
+  }
+  return entries;
+}
+
+/** The header of a safetensors file held in memory. */
+export function parseSafetensorsHeader(file: Buffer, source: string): SafetensorsHeader {
+  if (file.length < 8) throw new WeightsError(`${source}: file of ${file.length} bytes has no header.`);
+  const n = headerLength(file, file.length, source);
+  return { entries: headerEntries(file.subarray(8, 8 + n), source), dataStart: 8 + n };
+}
+
+/** The header of a safetensors file on disk, read without reading its tensors. */
+export function readSafetensorsHeader(path: string): SafetensorsHeader {
+  const fd = openSync(path, 'r');
+  try {
+    const len = Buffer.alloc(8);
+    if (readSync(fd, len, 0, 8, 0) !== 8)
+      throw new WeightsError(`${path} is shorter than a safetensors header.`);
+    const n = headerLength(len, fstatSync(fd).size, path);
+    const text = Buffer.alloc(n);
+    if (readSync(fd, text, 0, n, 8) !== n) throw new WeightsError(`${path}: its header is truncated.`);
+    return { entries: headerEntries(text, path), dataStart: 8 + n };
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tokenizer } from 'tokenizers';
@@ -8,7 +8,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MlxRerankError } from '../src/errors';
 import { loadModelSpec } from '../src/model';
 import { type NativeAddon, native } from '../src/native';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, writeSafetensors } from '../src/safetensors';
+import {
+  bf16ToF32,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  parseSafetensorsHeader,
+  readSafetensorsHeader,
+  safetensorsBytes,
+  writeSafetensors,
+} from '../src/safetensors';
 import { synthCli, synthesizeModel } from '../src/synth';
 import type { ModelSpec } from '../src/types';
 import { seededRandom } from '../src/workload';
@@ -393,5 +402,56 @@ describe('writeSafetensors and the synth command', () => {
     await expect(
       synthesizeModel({ shape: 'huge' as 'tiny', outDir: join(work, 'huge') }),
     ).rejects.toMatchObject({ code: 'E_INPUT', message: expect.stringContaining('"minilm-l6", "tiny"') });
+  });
+});
+
+describe("the safetensors header reader (the bench tools' one)", () => {
+  it('reads back what the writer wrote, from memory and from disk, without __metadata__', async () => {
+    const tensors = {
+      a: { dtype: 'F32' as const, shape: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) },
+      b: { dtype: 'BF16' as const, shape: [4], data: Float32Array.from([1, 2, 3, 4]) },
+    };
+    const bytes = safetensorsBytes(tensors);
+    const path = join(work, 'header.safetensors');
+    await writeSafetensors(path, tensors);
+    for (const h of [parseSafetensorsHeader(bytes, 'memory'), readSafetensorsHeader(path)]) {
+      expect([...h.entries.keys()].sort()).toEqual(['a', 'b']);
+      expect(h.entries.get('a')).toMatchObject({ dtype: 'F32', shape: [2, 3] });
+      expect(h.entries.get('b')).toMatchObject({ dtype: 'BF16', shape: [4] });
+      // The offsets are relative to dataStart: the writer's bytes are there.
+      const [begin, end] = h.entries.get('a')?.data_offsets ?? [0, 0];
+      const a = new Float32Array(
+        bytes.buffer.slice(bytes.byteOffset + h.dataStart + begin, bytes.byteOffset + h.dataStart + end),
+      );
+      expect([...a]).toEqual([1, 2, 3, 4, 5, 6]);
+    }
+  });
+
+  it('refuses a header longer than the file, one that is not a JSON object, and bad UTF-8 (E_BAD_WEIGHTS)', async () => {
+    const withHeader = (json: Uint8Array, declared = json.length) => {
+      const b = Buffer.alloc(8 + json.length);
+      b.writeBigUInt64LE(BigInt(declared), 0);
+      b.set(json, 8);
+      return b;
+    };
+    const cases: Array<[Buffer, RegExp]> = [
+      [Buffer.alloc(5), /has no header/],
+      [withHeader(Buffer.from('{}'), 1000), /header length 1000 exceeds the file/],
+      [withHeader(Buffer.from('[1, 2]')), /not a JSON object/],
+      [withHeader(Buffer.from([0x7b, 0xff, 0x7d])), /not valid UTF-8 JSON/],
+    ];
+    for (const [file, msg] of cases) {
+      expect(() => parseSafetensorsHeader(file, 'f')).toThrow(msg);
+      const path = join(work, 'bad-header.safetensors');
+      await writeFile(path, file);
+      const err = (() => {
+        try {
+          readSafetensorsHeader(path);
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(err).toMatchObject({ code: 'E_BAD_WEIGHTS' });
+    }
   });
 });

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ConfigError, InputError, TokenizerError, WeightsError } from '../../src/errors';
 import { specFromConfig } from '../../src/model';
-import { f16ToF32 } from '../../src/safetensors';
+import { f16ToF32, parseSafetensorsHeader } from '../../src/safetensors';
 import { bertTokenizerJson } from '../../src/tokenizer/tokenizer-json';
 import type { ModelSpec } from '../../src/types';
 import { readJsonFile } from '../../src/validate';
@@ -41,22 +41,11 @@ interface Safetensors {
 
 /** Parses and validates the header; tensors are converted to float32 when asked for. */
 function parseSafetensors(file: Buffer, source: string): Safetensors {
-  if (file.length < 8) throw new WeightsError(`${source}: file of ${file.length} bytes has no header.`);
-  const headerLen = Number(file.readBigUInt64LE(0));
-  if (headerLen > file.length - 8 || headerLen > 100_000_000) {
-    throw new WeightsError(`${source}: header length ${headerLen} exceeds the file (${file.length} bytes).`);
-  }
-  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
-  try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(file.subarray(8, 8 + headerLen)));
-  } catch (err) {
-    throw new WeightsError(`${source}: header is not valid UTF-8 JSON.`, { cause: err });
-  }
-  const dataStart = 8 + headerLen;
+  const { entries, dataStart } = parseSafetensorsHeader(file, source);
   const dataLen = file.length - dataStart;
   return {
     get(name, shape) {
-      const t = header[name];
+      const t = entries.get(name);
       if (!t) throw new WeightsError(`${source}: tensor "${name}" is missing.`);
       const width = DTYPE_BYTES[t.dtype];
       if (!width) throw new WeightsError(`${source}: "${name}" has dtype ${t.dtype}; need F32, F16 or BF16.`);

@@ -6,14 +6,11 @@
  * offline first and the Hub is probed with a short timeout before any download is tried.
  */
 import {
-  closeSync,
   copyFileSync,
   existsSync,
   mkdirSync,
-  openSync,
   readdirSync,
   readFileSync,
-  readSync,
   renameSync,
   rmSync,
   statSync,
@@ -24,7 +21,15 @@ import { join } from 'node:path';
 import { InputError, ModelNotFoundError } from '../errors';
 import { resolveModel } from '../hub';
 import { filesInFolder } from '../hub/folder';
-import { f32ToBf16, f32ToF16, type StoredTensor, safetensorsChunks } from '../safetensors';
+import {
+  f32ToBf16,
+  f32ToF16,
+  type HeaderEntry,
+  parseSafetensorsHeader,
+  readSafetensorsHeader,
+  type StoredTensor,
+  safetensorsChunks,
+} from '../safetensors';
 import { NAMED_SHAPES, type NamedShape, synthesizeModel } from '../synth';
 import type { ModelFiles, WeightDType } from '../types';
 
@@ -207,26 +212,14 @@ export function storedCopy(
   return dir;
 }
 
-interface TensorEntry {
-  dtype: string;
-  shape: number[];
-  data_offsets: [number, number];
-}
-
-/** Re-encodes every F32 tensor of a safetensors file as F16 / BF16; other tensors are kept. */
+/** Re-encodes every F32 tensor of a safetensors file (the bench's own synthetic one) as F16 / BF16; other tensors are kept. */
 export function convertSafetensors(buf: Buffer, dtype: 'float16' | 'bfloat16'): Buffer {
-  const headerLen = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + headerLen).toString('utf8')) as Record<
-    string,
-    TensorEntry | unknown
-  >;
-  const data = buf.subarray(8 + headerLen);
+  const { entries, dataStart } = parseSafetensorsHeader(buf, 'synthetic model');
+  const data = buf.subarray(dataStart);
   const tag = dtype === 'float16' ? 'F16' : 'BF16';
   const conv = dtype === 'float16' ? f32ToF16 : f32ToBf16;
   const tensors: [string, StoredTensor][] = [];
-  for (const [name, entry] of Object.entries(header)) {
-    if (name === '__metadata__') continue;
-    const t = entry as TensorEntry;
+  for (const [name, t] of entries) {
     const bytes = data.subarray(t.data_offsets[0], t.data_offsets[1]);
     if (t.dtype !== 'F32') {
       tensors.push([name, { dtype: t.dtype, shape: t.shape, bytes }]);
@@ -243,25 +236,6 @@ export function convertSafetensors(buf: Buffer, dtype: 'float16' | 'bfloat16'): 
 /** The safetensors tensor types a report names, as the library's dtype words. */
 const DTYPE_WORDS: Record<string, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
 
-/** The largest header read: real headers are tens of KB; beyond this the file is not trusted. */
-const MAX_HEADER_BYTES = 64 << 20;
-
-/** A safetensors file's header (tensor name -> entry), read without reading the tensors. */
-function readHeader(path: string): Record<string, unknown> {
-  const fd = openSync(path, 'r');
-  try {
-    const len = Buffer.alloc(8);
-    if (readSync(fd, len, 0, 8, 0) !== 8) throw new Error(`${path} is shorter than a safetensors header`);
-    const n = Number(len.readBigUInt64LE(0));
-    if (n > MAX_HEADER_BYTES) throw new Error(`${path} declares a ${n}-byte header`);
-    const text = Buffer.alloc(n);
-    if (readSync(fd, text, 0, n, 8) !== n) throw new Error(`${path} is truncated`);
-    return JSON.parse(text.toString('utf8')) as Record<string, unknown>;
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /**
  * How a model folder's weights are really stored, from its safetensors headers: the floating-point
  * type holding the most elements, followed by any others ("float16 (+ float32)"); undefined when the
@@ -272,9 +246,7 @@ export async function storedWeightsDtype(dir: string): Promise<string | undefine
     const files = await filesInFolder(dir, dir, undefined, undefined, undefined);
     const elements = new Map<string, number>();
     for (const path of files.weights) {
-      for (const [name, entry] of Object.entries(readHeader(path))) {
-        if (name === '__metadata__') continue;
-        const t = entry as Partial<TensorEntry>;
+      for (const t of readSafetensorsHeader(path).entries.values() as Iterable<Partial<HeaderEntry>>) {
         const word = typeof t.dtype === 'string' ? DTYPE_WORDS[t.dtype] : undefined;
         if (!word || !Array.isArray(t.shape)) continue;
         const n = t.shape.reduce((a, b) => a * Number(b), 1);
