@@ -10,7 +10,7 @@
 #                                                  .devcarry/node.xz carried; writes 4 files to $OUT:
 #                                                  tjs-device.log (all) and one per run: tjs-2t.txt,
 #                                                  tjs-wide-16t.txt, tjs-2t-avx512.txt
-#   bash scripts/cpu-tjs-device-run.sh pack [DEST] here: makes DEST/tjs.tar.xz (default /work/main/.devcarry/tjs)
+#   bash scripts/cpu-tjs-device-run.sh pack [DEST] here: makes DEST/tjs.tar.xz (default .devcarry/tjs of this checkout)
 #
 # The package (~13 MB) holds what the run needs beside the repo tree, which carries no node_modules: the
 # bench bundled with esbuild into one .mjs (unpacked to $PKG/run/, below the repo root, so that the addon
@@ -30,8 +30,9 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 
 pack() {
-  local dest=${1:-/work/main/.devcarry/tjs} stage=/tmp/tjs-stage repo
+  local dest stage=/tmp/tjs-stage repo
   repo=$(cd "$here/.." && pwd)
+  dest=${1:-$repo/.devcarry/tjs}
   rm -rf "$stage" && mkdir -p "$stage/nodeinc/node" "$dest" || return 1
   (cd "$repo" && npx esbuild bench/engine-cpu.ts --bundle --platform=node --format=esm --target=node20 \
     --packages=external --outfile="$stage/engine-cpu.mjs" --log-level=warning) || return 1
