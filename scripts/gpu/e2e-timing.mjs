@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // End to end through the public API (tokenize, schedule, engine, scatter), side by side in one run, on
 // the same pairs: predict() pairs/s and latency p50 / p99 at each batch size and client count, with
-// tokenization on the JS thread (tokenizerThreads 0) and in N worker threads (issue 18).
+// tokenization on the JS thread (tokenizerThreads 0) and in N worker threads (issue 18). With one client,
+// where a call's time goes: until its first engine batch, the engine, and after (drive()).
 //
 //   node scripts/gpu/e2e-timing.mjs MODEL_DIR PAIRS_JSONL [--threads 0,7] [--batches 32,512]
 //        [--clients 1,16] [--seconds 4] [--backend auto] [--device auto] [--dtype float16]
@@ -48,10 +49,25 @@ const files = await resolveModel(modelDir, { offline: true });
 
 const at = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor((sorted.length - 1) * q))];
 
-/** `clients` clients, each sending requests of `batch` pairs back to back for `ms`. */
+const median = (xs) =>
+  at(
+    [...xs].sort((a, b) => a - b),
+    0.5,
+  );
+
+/**
+ * `clients` clients, each sending requests of `batch` pairs back to back for `ms`. With one client every
+ * engine batch between a call and its result is that call's, so each call's time splits (medians) into:
+ * until its first batch left for the engine (tokenizing, scheduling), from then until its last batch
+ * came back (the engine, `batches` of them), and from then until predict() resolved (scatter, promise).
+ */
 async function drive(ce, batch, clients, ms) {
   let next = 0;
   const lat = [];
+  const calls = [];
+  const batchEvents = [];
+  const onBatch = (b) => batchEvents.push(b);
+  if (clients === 1) ce.on('batch', onBatch);
   let done = 0;
   const t0 = performance.now();
   const client = async () => {
@@ -59,14 +75,30 @@ async function drive(ce, batch, clients, ms) {
       const start = (next++ * batch) % Math.max(1, pairs.length - batch);
       const s = performance.now();
       await ce.predict(pairs.slice(start, start + batch));
-      lat.push(performance.now() - s);
+      const e = performance.now();
+      lat.push(e - s);
+      calls.push([s, e]);
       done += batch;
     }
   };
   await Promise.all(Array.from({ length: clients }, client));
   const wall = performance.now() - t0;
+  if (clients === 1) ce.off('batch', onBatch);
   lat.sort((a, b) => a - b);
-  return { pairsPerS: (done * 1000) / wall, p50: at(lat, 0.5), p99: at(lat, 0.99), requests: lat.length };
+  const r = { pairsPerS: (done * 1000) / wall, p50: at(lat, 0.5), p99: at(lat, 0.99), requests: lat.length };
+  if (clients !== 1) return r;
+  const split = { toFirstBatch: [], engine: [], afterLastBatch: [], batches: [] };
+  for (const [s, e] of calls) {
+    const mine = batchEvents.filter((b) => b.startedAt >= s && b.endedAt <= e);
+    if (mine.length === 0) continue;
+    const first = Math.min(...mine.map((b) => b.startedAt));
+    const last = Math.max(...mine.map((b) => b.endedAt));
+    split.toFirstBatch.push(first - s);
+    split.engine.push(last - first);
+    split.afterLastBatch.push(e - last);
+    split.batches.push(mine.length);
+  }
+  return { ...r, split: Object.fromEntries(Object.entries(split).map(([k, v]) => [k, median(v)])) };
 }
 
 const results = [];
@@ -109,6 +141,12 @@ for (const threads of list(values.threads)) {
       console.log(
         `  batch ${String(batch).padStart(4)} x ${String(clients).padStart(2)} clients: ${r.pairsPerS.toFixed(0).padStart(7)} pairs/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms (${r.requests} requests, ${batches} engine batches of ${meanBatch.toFixed(0)} pairs, padding ${paddingPct.toFixed(2)}%)`,
       );
+      if (r.split) {
+        const { toFirstBatch, engine, afterLastBatch, batches: n } = r.split;
+        console.log(
+          `      a call (medians): ${toFirstBatch.toFixed(2)} ms to its first batch, ${engine.toFixed(2)} ms from then to its last batch's result (${n} batches), ${afterLastBatch.toFixed(2)} ms to resolve`,
+        );
+      }
     }
   }
   await ce.dispose();
