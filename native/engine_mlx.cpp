@@ -870,7 +870,7 @@ class MlxEngine final : public Engine {
     bool stopped = false;  // the cancel token stopped it before layer layersRun
     size_t layer = 0;      // the next layer to build
     std::vector<mx::array> inputs, layout;
-    size_t positionsIn = 0, poolIn = 0, lengthsIn = 0;
+    size_t poolIn = 0, lengthsIn = 0;
     bool varlen = false;
     AttentionPlan plan;
     std::vector<std::optional<mx::array>> masks, localMasks;
@@ -964,7 +964,7 @@ class MlxEngine final : public Engine {
     // Every int32 input of the forward, made into arrays at once below (fused: one upload to device memory).
     Int32Inputs host;
     const size_t idsIn = host.add(ids), typesIn = host.add(types);
-    f.positionsIn = host.add(positions);
+    const size_t positionsIn = host.add(positions);
     // The attention layout's inputs: offsets and block table (varlen), or the padded groups.
     f.varlen = attention_ == Attention::Varlen;
     std::vector<size_t> layoutIn;  // varlen: {offsets, blocks}; grouped: {scatter, gathers...}
@@ -994,7 +994,7 @@ class MlxEngine final : public Engine {
     for (size_t i : layoutIn) f.layout.push_back(f.inputs[i]);
     if (!f.varlen && spec_.localWindow > 0) f.localMasks = windowMasks(f.plan, f.masks);
 
-    const mx::array& positionIds = f.inputs[f.positionsIn];
+    const mx::array& positionIds = f.inputs[positionsIn];
     mx::array x = embeddings(f.inputs[idsIn], positionIds, f.inputs[typesIn]);
     if (arch_.embeddingSize != spec_.hiddenSize) x = mx::addmm(embProjB_, x, embProjW_, 1.0f, 1.0f, s);
     f.x = x;

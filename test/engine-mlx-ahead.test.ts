@@ -16,39 +16,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backends } from '../src/backends';
 import { type ForwardResult, type NativeEngine, native } from '../src/native';
-import { type CpuSpec, pack, randomBert, rng, writeModel } from './helpers/cpu-model';
+import { pack, randomBert, writeModel } from './helpers/cpu-model';
+import { LARGE_BATCH, LAYERED_SPEC, seededPairs } from './helpers/mlx-layered';
 
 const mlx = backends().mlx;
 const devices = mlx.available ? (mlx.devices ?? []) : [];
 
-const spec: CpuSpec = {
-  vocabSize: 500,
-  hiddenSize: 96,
-  numLayers: 12,
-  numHeads: 3,
-  intermediateSize: 384,
-  maxPositions: 512,
-  typeVocabSize: 2,
-  numLabels: 2,
-  layerNormEps: 1e-12,
-  hiddenAct: 'gelu',
-};
-
-/** `count` pairs of `len` tokens. */
-function pairs(seed: number, count: number, len: number) {
-  const r = rng(seed);
-  return Array.from({ length: count }, () => ({
-    ids: Array.from({ length: len }, () => 1 + Math.floor(r() * (spec.vocabSize - 1))),
-    typeIds: Array.from({ length: len }, (_, t) => (t < len / 2 ? 0 : 1)),
-  }));
-}
-
-// As in test/engine-mlx-cancel.test.ts: the large batch is above the size from which a batch with an id
-// runs a layer at a time (cancelRows), kept small on MLX's CPU device by lowering that size.
-const SIZES = {
-  gpu: { pairs: 128, len: 256, cancelRows: undefined },
-  cpu: { pairs: 32, len: 64, cancelRows: 1024 },
-} as const;
+const spec = LAYERED_SPEC;
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   expect(a.length).toBe(b.length);
@@ -64,9 +38,9 @@ describe.skipIf(devices.length === 0).each(devices.length > 0 ? devices : ['cpu'
   (device) => {
     let dir: string;
     const engines: NativeEngine[] = [];
-    const size = SIZES[device];
-    const big = (seed: number) => pack(pairs(seed, size.pairs, size.len));
-    const small = (seed: number) => pack(pairs(seed, 4, 32));
+    const size = LARGE_BATCH[device];
+    const big = (seed: number) => pack(seededPairs(seed, size.pairs, size.len));
+    const small = (seed: number) => pack(seededPairs(seed, 4, 32));
     // Batches of both kinds, with and without an id (an id makes a large batch run a layer at a time).
     const batches = [
       { batch: big(1), id: 1 },

@@ -15,53 +15,24 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backends } from '../src/backends';
 import { type NativeEngine, native } from '../src/native';
-import { type CpuSpec, pack, randomBert, rng, writeModel } from './helpers/cpu-model';
+import { pack, randomBert, writeModel } from './helpers/cpu-model';
+import { LARGE_BATCH, LAYERED_SPEC, seededPairs } from './helpers/mlx-layered';
 
 const mlx = backends().mlx;
 const devices = mlx.available ? (mlx.devices ?? []) : [];
 
-// Many thin layers: a cancel lands well inside the forward, and "fewer layers than the model has" shows.
-const spec: CpuSpec = {
-  vocabSize: 500,
-  hiddenSize: 96,
-  numLayers: 12,
-  numHeads: 3,
-  intermediateSize: 384,
-  maxPositions: 512,
-  typeVocabSize: 2,
-  numLabels: 2,
-  layerNormEps: 1e-12,
-  hiddenAct: 'gelu',
-};
-
-/** `count` pairs of `len` tokens. */
-function pairs(seed: number, count: number, len: number) {
-  const r = rng(seed);
-  return Array.from({ length: count }, () => ({
-    ids: Array.from({ length: len }, () => 1 + Math.floor(r() * (spec.vocabSize - 1))),
-    typeIds: Array.from({ length: len }, (_, t) => (t < len / 2 ? 0 : 1)),
-  }));
-}
+const spec = LAYERED_SPEC;
 
 // Without MLX in the build: one skipped suite (test/engine-mlx.test.ts warns why).
-// The large batch per device: on a GPU 32,768 tokens, above the default 8,192 from which the engine
-// evaluates layer by layer. On MLX's CPU device a batch that size takes many seconds a forward (the test
-// ran past its time limits there), so it is 2,048 tokens with the threshold (cancelRows) lowered to 1,024:
-// the same mechanism, in well under a second a forward.
-const SIZES = {
-  gpu: { pairs: 128, len: 256, cancelRows: undefined },
-  cpu: { pairs: 32, len: 64, cancelRows: 1024 },
-} as const;
-
 describe.skipIf(devices.length === 0).each(devices.length > 0 ? devices : ['cpu' as const])(
   'mlx engine on %s: cancel(batchId)',
   (device) => {
     let dir: string;
     let engine: NativeEngine;
-    const size = SIZES[device];
+    const size = LARGE_BATCH[device];
     const bigTokens = size.pairs * size.len;
-    const big = pack(pairs(1, size.pairs, size.len));
-    const small = pack(pairs(2, 4, 32));
+    const big = pack(seededPairs(1, size.pairs, size.len));
+    const small = pack(seededPairs(2, 4, 32));
 
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), 'mlx-rerank-cancel-'));

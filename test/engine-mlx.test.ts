@@ -28,6 +28,7 @@ import {
   rng,
   writeModel,
 } from './helpers/cpu-model';
+import { LAYERED_SPEC } from './helpers/mlx-layered';
 
 const mlx = backends().mlx;
 const hasGpu = mlx.available && (mlx.devices ?? []).includes('gpu');
@@ -122,18 +123,7 @@ describe.skipIf(!mlx.available)('mlx engine', () => {
   describe('against the cpu engine and an independent float64 forward', () => {
     let dir: string;
     // MiniLM's proportions (head dim 32, FFN 4x), narrower so the test stays quick.
-    const spec: CpuSpec = {
-      vocabSize: 500,
-      hiddenSize: 96,
-      numLayers: 3,
-      numHeads: 3,
-      intermediateSize: 384,
-      maxPositions: 512,
-      typeVocabSize: 2,
-      numLabels: 2,
-      layerNormEps: 1e-12,
-      hiddenAct: 'gelu',
-    };
+    const spec: CpuSpec = { ...LAYERED_SPEC, numLayers: 3 };
     const tensors = randomBert(spec, 21);
     let file: string;
 
