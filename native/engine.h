@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -61,7 +62,19 @@ struct ForwardResult {
   bool cancelled = false;     // stopped by its CancelToken: logits empty, nothing to deliver
   int layersRun = 0;          // encoder layers run (all unless cancelled; the last may be cut short)
   bool startedAhead = false;  // begun while the batch before it waited for the device (startForward)
+  // The batch's timeline on the steady clock (steadyMs(); 0: not observed): when the engine thread began
+  // it; for a GPU engine, when the first part of its work was queued (startForward returned), when all
+  // of it was, and when the engine thread found the device done (after beginning the next batch, when it
+  // began one meanwhile); when its result was ready to go back.
+  double beganAt = 0, begunAt = 0, queuedAt = 0, deviceDoneAt = 0, endedAt = 0;
 };
+
+// Milliseconds on the steady clock. The addon's steadyMs() gives JavaScript the same clock, so that it
+// can place an engine's timeline on performance.now()'s (src/native.ts).
+inline double steadyMs() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 // Stops a running forward (docs/architecture.md, "Cancellation"): cancel() from any thread; the engine
 // polls stopAt() at every encoder layer boundary and returns a result with `cancelled` set at the first

@@ -865,6 +865,7 @@ class MlxEngine final : public Engine {
     CancelToken* cancel =
         nullptr;         // set: a layer at a time, stoppable (batches of cancelRows_ tokens or more)
     double beginMs = 0;  // host time of begin(), counted into the batch's inferenceMs
+    double begunAt = 0;  // steadyMs() when begin() returned
     int64_t computedSlots = 0;
     int layersRun = 0;
     bool stopped = false;  // the cancel token stopped it before layer layersRun
@@ -892,6 +893,7 @@ class MlxEngine final : public Engine {
       if (!f->cancel) head(*f);
     });
     f->beginMs = clock.lap();
+    f->begunAt = steadyMs();
     return f;
   }
 
@@ -906,6 +908,7 @@ class MlxEngine final : public Engine {
     guarded([&] {
       build(f, layers_.size());
       if (!f.stopped && !f.logits) head(f);
+      result.queuedAt = steadyMs();
       // A large batch polls (the queue and the device, yielding the core) so that a batch posted while it
       // computes starts at once; a small one only starts what is queued: polling cost its latency more
       // than it gained (batch 32, one client on an H200: p50 +0.12 ms).
@@ -916,12 +919,14 @@ class MlxEngine final : public Engine {
         result.cancelled = true;
       } else {
         mx::eval(*f.logits);
+        result.deviceDoneAt = steadyMs();
         const float* data = f.logits->data<float>();
         result.logits.assign(data, data + f.logits->size());
       }
     });
     result.computedSlots = f.computedSlots;
     result.layersRun = f.layersRun;
+    result.begunAt = f.begunAt;
     result.inferenceMs = f.beginMs + clock.lap();
     refreshMemory();
     return result;

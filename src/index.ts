@@ -22,7 +22,14 @@ export * from './errors';
 export { resolveModel } from './hub';
 export type { BatchMetrics, CallMetrics, Percentiles, Stats } from './metrics';
 export { loadModelSpec } from './model';
-export type { EngineInfo, EngineLimits, EngineMemory, NativeBackendInfo, NativeBackends } from './native';
+export type {
+  EngineInfo,
+  EngineLimits,
+  EngineMemory,
+  EngineTimes,
+  NativeBackendInfo,
+  NativeBackends,
+} from './native';
 export { DEFAULT_LIMITS, GPU_BATCH_LIMITS, type SchedulerLimits } from './scheduler';
 export type { CurvePoint } from './scheduler/batch-curve';
 export { synthesizeModel } from './synth';

@@ -5,7 +5,7 @@
  * Times are milliseconds from `performance.now()` (monotonic); `startedAt` / `endedAt` are on the same
  * clock (add `performance.timeOrigin` for epoch milliseconds).
  */
-import type { EngineMemory } from './native';
+import type { EngineMemory, EngineTimes } from './native';
 
 /** What one engine batch did. Emitted as the `batch` event and passed to the `onBatch` option. */
 export interface BatchMetrics {
@@ -40,6 +40,12 @@ export interface BatchMetrics {
   startedAt: number;
   /** When its results came back to JS (performance.now()). */
   endedAt: number;
+  /**
+   * Its time on the engine's thread (performance.now()): begun (possibly ahead, while the batch before it
+   * computed), computed on the device (GPU engines), result ready. Between startedAt and beganAt it waited
+   * for the engine thread; between endedAt there and endedAt here, for the JS thread. Native engines only.
+   */
+  engineTimes?: EngineTimes;
   /** Engine memory right after the batch. */
   memory: EngineMemory;
 }

@@ -69,7 +69,26 @@ export interface ForwardResult {
   layersRun?: number;
   /** The engine began this batch while the batch before it waited for the device (startAhead). */
   startedAhead?: boolean;
+  /** Where the batch's time went on the engine's thread, on performance.now()'s clock (the native engines). */
+  engineTimes?: EngineTimes;
 }
+
+/** A batch on the engine's thread, in performance.now() milliseconds (GPU engines report the optional ones). */
+export interface EngineTimes {
+  /** The engine thread began it (validated it, built and queued its work). */
+  beganAt: number;
+  /** The first part of its work was queued on the device (early, while the batch before it computed, when startedAhead). */
+  begunAt?: number;
+  /** All of its work was queued: from here the engine thread waits for the device. */
+  queuedAt?: number;
+  /** The engine thread found it computed on the device (after beginning the next batch, if it began one meanwhile). */
+  deviceDoneAt?: number;
+  /** Its result was ready to go back to the JS thread. */
+  endedAt: number;
+}
+
+/** forward()'s result as the addon makes it: the engine's times on its steady clock (native/engine.h). */
+type RawForwardResult = Omit<ForwardResult, 'engineTimes'> & { engineTimes?: Float64Array };
 
 /**
  * What an engine is built for, from its own constants (native/engine.h, EngineLimits), as Text Embeddings
@@ -160,6 +179,8 @@ export interface NativeAddon {
   gpuUtilization(index?: number): GpuUtilization;
   /** For the bench: the float32 GEMM ceiling in GFLOP/s (n x n, the engine's kernels under `isaCap`). */
   _gemmGflops(n: number, threads: number, seconds: number, isaCap?: string): number;
+  /** The engines' steady clock in milliseconds (their batch timelines are on it). */
+  steadyMs(): number;
 }
 
 /** The package root: the nearest folder above this file holding package.json. */
@@ -193,10 +214,31 @@ function mappedAsync<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-function wrapEngine(e: NativeEngine): NativeEngine {
+/**
+ * The result with its engine times moved onto performance.now()'s clock: `offset` is the steady clock's
+ * reading minus performance.now()'s, taken at load.
+ */
+function withEngineTimes(r: RawForwardResult, offset: number): ForwardResult {
+  const t = r.engineTimes;
+  const { engineTimes: _, ...rest } = r;
+  if (!(t instanceof Float64Array) || t.length < 5 || !((t[0] as number) > 0)) return rest;
+  const [began, begun, queued, device, ended] = t as unknown as [number, number, number, number, number];
+  const times: EngineTimes = { beganAt: began - offset, endedAt: ended - offset };
+  if (begun > 0) times.begunAt = begun - offset;
+  if (queued > 0) times.queuedAt = queued - offset;
+  if (device > 0) times.deviceDoneAt = device - offset;
+  return { ...rest, engineTimes: times };
+}
+
+function wrapEngine(e: NativeEngine, offset: number): NativeEngine {
+  const raw = e as unknown as {
+    forward(...a: Parameters<NativeEngine['forward']>): Promise<RawForwardResult>;
+  };
   return {
     forward: (tokens, typeIds, offsets, batchId) =>
-      mappedAsync(() => e.forward(tokens, typeIds, offsets, batchId)),
+      mappedAsync(() => raw.forward(tokens, typeIds, offsets, batchId)).then((r) =>
+        withEngineTimes(r, offset),
+      ),
     cancel: (batchId) => mapped(() => e.cancel(batchId)),
     warmup: () => mappedAsync(() => e.warmup()),
     startup: () => mappedAsync(() => e.startup?.() ?? Promise.resolve({})),
@@ -215,7 +257,9 @@ function wrapAddon(raw: NativeAddon): NativeAddon {
     ...raw,
     backends: (o) => mapped(() => raw.backends({ cpuIsa: withEnvTuning({ ...o }).cpuIsa })),
     loadEngine: (options) =>
-      mappedAsync(() => raw.loadEngine(withKernelCache(withEnvTuning(options)))).then(wrapEngine),
+      mappedAsync(() => raw.loadEngine(withKernelCache(withEnvTuning(options)))).then((e) =>
+        wrapEngine(e, raw.steadyMs() - performance.now()),
+      ),
     _gemmGflops: (n, threads, seconds, isaCap) =>
       mapped(() => raw._gemmGflops(n, threads, seconds, isaCap ?? withEnvTuning<EngineTuning>({}).cpuIsa)),
   };

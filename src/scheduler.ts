@@ -453,6 +453,7 @@ export class Scheduler {
       inferenceMs: r.inferenceMs,
       startedAt: batch.startedAt,
       endedAt,
+      ...(r.engineTimes && { engineTimes: r.engineTimes }),
       memory: this.safeMemory(),
     };
     this.recorder.recordBatch(metrics);

@@ -285,6 +285,13 @@ describe('results do not depend on batching', () => {
     expect(ok.filter((x) => !x).length).toBe(0);
     // Callers shared batches.
     expect(batches.length).toBeLessThan(500);
+    // Each batch's time on the engine thread lies inside its round trip from the JS thread, both on
+    // performance.now()'s clock (the engine's steady clock moved onto it at load).
+    const outside = batches.filter((b) => {
+      const t = b.engineTimes;
+      return !t || !(b.startedAt <= t.beganAt && t.beganAt <= t.endedAt && t.endedAt <= b.endedAt);
+    });
+    expect(outside.map((b) => [b.startedAt, b.engineTimes, b.endedAt])).toEqual([]);
   });
 });
 

@@ -7,6 +7,9 @@
 namespace mlxrerank::addon {
 namespace {
 
+// The engines' clock (steadyMs(), native/engine.h), for placing their batch timelines on JavaScript's.
+Napi::Value steadyNow(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), steadyMs()); }
+
 Napi::Object initModule(Napi::Env env, Napi::Object exports) {
 #ifdef MLX_RERANK_WITH_MLX
   configureMlxProcess();
@@ -19,6 +22,7 @@ Napi::Object initModule(Napi::Env env, Napi::Object exports) {
   exports.Set("_gemmGflops", Napi::Function::New(env, gemmGflops, "_gemmGflops"));
   exports.Set("gpuUtilization", Napi::Function::New(env, gpuUtilization, "gpuUtilization"));
   exports.Set("_planBatch", Napi::Function::New(env, planBatch, "_planBatch"));
+  exports.Set("steadyMs", Napi::Function::New(env, steadyNow, "steadyMs"));
   return exports;
 }
 

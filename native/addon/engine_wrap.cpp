@@ -55,6 +55,7 @@ class ForwardJob {
   void start(Worker& w, bool ahead) {
     if (begun_) return;
     begun_ = true;
+    beganAt_ = steadyMs();
     try {
       if (!w.engine()) throw EngineError(ErrorCode::Engine, "engine not loaded");
       validateBatch(*batch_, spec_);
@@ -68,14 +69,17 @@ class ForwardJob {
   ForwardResult finish(Worker& w) {
     start(w, false);
     if (error_) std::rethrow_exception(error_);
-    if (started_) {
-      ForwardResult result = w.engine()->finishForward(std::move(started_), [&w] { return w.startNext(); });
-      result.startedAhead = startedAhead_;
-      return result;
-    }
     ForwardResult result;
-    result.cancelled = cancelled();  // cancelled while it waited behind another batch: not run at all
-    return result.cancelled ? result : w.engine()->forward(*batch_, token_.get());
+    if (started_) {
+      result = w.engine()->finishForward(std::move(started_), [&w] { return w.startNext(); });
+      result.startedAhead = startedAhead_;
+    } else {
+      result.cancelled = cancelled();  // cancelled while it waited behind another batch: not run at all
+      if (!result.cancelled) result = w.engine()->forward(*batch_, token_.get());
+    }
+    result.beganAt = beganAt_;
+    result.endedAt = steadyMs();
+    return result;
   }
 
  private:
@@ -86,6 +90,7 @@ class ForwardJob {
   std::shared_ptr<CancelToken> token_;
   bool begun_ = false;  // engine thread only, as everything below
   bool startedAhead_ = false;
+  double beganAt_ = 0;
   std::exception_ptr error_;
   std::unique_ptr<StartedForward> started_;
 };
@@ -155,6 +160,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
               o.Set("cancelled", Napi::Boolean::New(env, result->cancelled));
               o.Set("layersRun", Napi::Number::New(env, result->layersRun));
               o.Set("startedAhead", Napi::Boolean::New(env, result->startedAhead));
+              auto times = Napi::Float64Array::New(env, 5);
+              times[0] = result->beganAt;
+              times[1] = result->begunAt;
+              times[2] = result->queuedAt;
+              times[3] = result->deviceDoneAt;
+              times[4] = result->endedAt;
+              o.Set("engineTimes", times);
               return o;
             };
           });

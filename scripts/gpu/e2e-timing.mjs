@@ -2,19 +2,21 @@
 // End to end through the public API (tokenize, schedule, engine, scatter), side by side in one run, on
 // the same pairs: predict() pairs/s and latency p50 / p99 at each batch size and client count, with
 // tokenization on the JS thread (tokenizerThreads 0) and in N worker threads (issue 18). With one client,
-// where a call's time goes: until its first engine batch, the engine, and after (drive()).
+// where a call's time goes, from the batches' engine timelines (drive()).
 //
 //   node scripts/gpu/e2e-timing.mjs MODEL_DIR PAIRS_JSONL [--threads 0,7] [--batches 32,512]
 //        [--clients 1,16] [--seconds 4] [--backend auto] [--device auto] [--dtype float16]
-//        [--max-batch-tokens N] [--early-batch-tokens N] [--out e2e.json]
+//        [--max-batch-tokens N] [--early-batch-tokens N] [--cache-limit-bytes N] [--dist DIR] [--out e2e.json]
 //
 // MODEL_DIR is a model folder (e.g. `mlx-rerank synth --shape minilm-l6 --dtype float16`), PAIRS_JSONL a
-// JSONL of {"query", "document"}. Needs dist/ (npm run prepare) and the built addon. Each scenario runs
+// JSONL of {"query", "document"}. Needs dist/ (npm run prepare; --dist: another build of it, inside the
+// package, to compare) and the built addon. Each scenario runs
 // 1 s untimed, then `--seconds` timed; every configuration sends the same requests in the same order.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { CrossEncoder, resolveModel } from '../../dist/index.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -28,9 +30,13 @@ const { values, positionals } = parseArgs({
     dtype: { type: 'string' },
     'max-batch-tokens': { type: 'string' },
     'early-batch-tokens': { type: 'string' },
+    'cache-limit-bytes': { type: 'string' },
+    dist: { type: 'string' },
     out: { type: 'string' },
   },
 });
+const dist = values.dist ? pathToFileURL(resolve(values.dist, 'index.js')).href : '../../dist/index.js';
+const { CrossEncoder, resolveModel } = await import(dist);
 const [modelDir, pairsFile] = positionals;
 if (!modelDir || !pairsFile) {
   console.error('usage: node scripts/gpu/e2e-timing.mjs MODEL_DIR PAIRS_JSONL [options]');
@@ -58,8 +64,10 @@ const median = (xs) =>
 /**
  * `clients` clients, each sending requests of `batch` pairs back to back for `ms`. With one client every
  * engine batch between a call and its result is that call's, so each call's time splits (medians) into:
- * until its first batch left for the engine (tokenizing, scheduling), from then until its last batch
- * came back (the engine, `batches` of them), and from then until predict() resolved (scatter, promise).
+ * until its first batch left for the engine (tokenizing, scheduling), from then until the engine thread
+ * began it, the engine (its batches, from the first's beginning to the last's result), until the JS
+ * thread got that result, and until predict() resolved (scatter, promise); and the call at the median
+ * latency is shown batch by batch.
  */
 async function drive(ce, batch, clients, ms) {
   let next = 0;
@@ -86,19 +94,38 @@ async function drive(ce, batch, clients, ms) {
   if (clients === 1) ce.off('batch', onBatch);
   lat.sort((a, b) => a - b);
   const r = { pairsPerS: (done * 1000) / wall, p50: at(lat, 0.5), p99: at(lat, 0.99), requests: lat.length };
-  if (clients !== 1) return r;
-  const split = { toFirstBatch: [], engine: [], afterLastBatch: [], batches: [] };
+  return clients === 1 ? { ...r, ...splitCalls(calls, batchEvents, r.p50) } : r;
+}
+
+/** The one-client split of each call's time (medians) and the median call's batches (see drive()). */
+function splitCalls(calls, batchEvents, p50) {
+  const parts = { toFirstBatch: [], toEngine: [], engine: [], toJs: [], afterLastBatch: [], batches: [] };
+  let typical;
+  let j = 0;
   for (const [s, e] of calls) {
-    const mine = batchEvents.filter((b) => b.startedAt >= s && b.endedAt <= e);
+    while (j < batchEvents.length && batchEvents[j].startedAt < s) j++;
+    const mine = [];
+    for (let k = j; k < batchEvents.length && batchEvents[k].endedAt <= e; k++) mine.push(batchEvents[k]);
     if (mine.length === 0) continue;
-    const first = Math.min(...mine.map((b) => b.startedAt));
-    const last = Math.max(...mine.map((b) => b.endedAt));
-    split.toFirstBatch.push(first - s);
-    split.engine.push(last - first);
-    split.afterLastBatch.push(e - last);
-    split.batches.push(mine.length);
+    const first = mine[0];
+    const last = mine.reduce((a, b) => (b.endedAt > a.endedAt ? b : a));
+    const began = first.engineTimes?.beganAt ?? first.startedAt;
+    const engineEnded = last.engineTimes?.endedAt ?? last.endedAt;
+    parts.toFirstBatch.push(first.startedAt - s);
+    parts.toEngine.push(began - first.startedAt);
+    parts.engine.push(engineEnded - began);
+    parts.toJs.push(last.endedAt - engineEnded);
+    parts.afterLastBatch.push(e - last.endedAt);
+    parts.batches.push(mine.length);
+    if (!typical || Math.abs(e - s - p50) < Math.abs(typical.ms - p50)) typical = { ms: e - s, s, mine };
   }
-  return { ...r, split: Object.fromEntries(Object.entries(split).map(([k, v]) => [k, median(v)])) };
+  const split = Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, v.length ? median(v) : 0]));
+  const rel = (t) => (t === undefined ? '-' : `+${(t - typical.s).toFixed(2)}`);
+  const timeline = typical?.mine.map(
+    (b) =>
+      `${b.pairs} pairs ${b.tokens} tokens: sent ${rel(b.startedAt)}, began ${rel(b.engineTimes?.beganAt)}, begun ${rel(b.engineTimes?.begunAt)}, queued ${rel(b.engineTimes?.queuedAt)}, device done ${rel(b.engineTimes?.deviceDoneAt)}, engine done ${rel(b.engineTimes?.endedAt)}, JS got it ${rel(b.endedAt)}`,
+  );
+  return { split, typical: typical && { ms: typical.ms, timeline } };
 }
 
 const results = [];
@@ -110,6 +137,7 @@ for (const threads of list(values.threads)) {
     ...(values.dtype && { dtype: values.dtype }),
     ...(values['max-batch-tokens'] && { maxBatchTokens: Number(values['max-batch-tokens']) }),
     ...(values['early-batch-tokens'] && { earlyBatchTokens: Number(values['early-batch-tokens']) }),
+    ...(values['cache-limit-bytes'] && { cacheLimitBytes: Number(values['cache-limit-bytes']) }),
     tokenizerThreads: threads,
   });
   const i = ce.info;
@@ -142,10 +170,12 @@ for (const threads of list(values.threads)) {
         `  batch ${String(batch).padStart(4)} x ${String(clients).padStart(2)} clients: ${r.pairsPerS.toFixed(0).padStart(7)} pairs/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms (${r.requests} requests, ${batches} engine batches of ${meanBatch.toFixed(0)} pairs, padding ${paddingPct.toFixed(2)}%)`,
       );
       if (r.split) {
-        const { toFirstBatch, engine, afterLastBatch, batches: n } = r.split;
+        const { toFirstBatch, toEngine, engine, toJs, afterLastBatch, batches: n } = r.split;
+        const f = (x) => x.toFixed(2);
         console.log(
-          `      a call (medians): ${toFirstBatch.toFixed(2)} ms to its first batch, ${engine.toFixed(2)} ms from then to its last batch's result (${n} batches), ${afterLastBatch.toFixed(2)} ms to resolve`,
+          `      a call (medians, ms): ${f(toFirstBatch)} to its first batch, ${f(toEngine)} until the engine began it, ${f(engine)} in the engine (${n} batches), ${f(toJs)} until JS got the last, ${f(afterLastBatch)} to resolve`,
         );
+        for (const line of r.typical?.timeline ?? []) console.log(`        ${line}`);
       }
     }
   }

@@ -5,6 +5,7 @@
 //
 //   node scripts/gpu/forward-timing.mjs MODEL_DIR PAIRS_JSONL [--batch 32] [--n 3000] [--device gpu]
 //        [--dtype float16] [--no-warmup] [--fused-kernels 0|1] [--start-ahead 0|1] [--depth 2]
+//        [--cache-limit-bytes N] [--cancel-rows N]
 //   ncu --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
 //     node scripts/gpu/forward-timing.mjs MODEL_DIR PAIRS_JSONL --batch 32 --n 5 --no-warmup --forward-only
 //
@@ -26,6 +27,8 @@ const { values, positionals } = parseArgs({
     'forward-only': { type: 'boolean', default: false },
     'fused-kernels': { type: 'string' },
     'start-ahead': { type: 'string' },
+    'cache-limit-bytes': { type: 'string' },
+    'cancel-rows': { type: 'string' },
     depth: { type: 'string', default: '2' },
   },
 });
@@ -77,6 +80,8 @@ const engine = await addon.loadEngine({
   spec,
   ...(values['fused-kernels'] && { fusedKernels: values['fused-kernels'] === '1' }),
   ...(values['start-ahead'] && { startAhead: values['start-ahead'] === '1' }),
+  ...(values['cache-limit-bytes'] && { cacheLimitBytes: Number(values['cache-limit-bytes']) }),
+  ...(values['cancel-rows'] && { cancelRows: Number(values['cancel-rows']) }),
 });
 if (!values['no-warmup']) console.log(`warmup() ${(await engine.warmup()).toFixed(0)} ms`);
 const batches = Array.from({ length: Math.min(n, 128) }, (_, i) => encode(i));
@@ -94,6 +99,23 @@ if (values['forward-only']) {
   const fwd = [];
   for (let i = 0; i < n; i++) fwd.push(await timed(() => engine.forward(...batches[i % batches.length])));
   report('forward only', fwd);
+  // One at a time, from the engine's own timeline (beganAt, begunAt, queuedAt, deviceDoneAt, endedAt): host
+  // time to queue the first part and all of the work, then until the device was done and the result read.
+  const spans = { begun: [], queued: [], device: [], ended: [] };
+  for (let i = 0; i < Math.min(n, 200); i++) {
+    const t = (await engine.forward(...batches[i % batches.length])).engineTimes;
+    if (!t || !(t[1] > 0)) break;
+    spans.begun.push(t[1] - t[0]);
+    spans.queued.push(t[2] - t[0]);
+    spans.device.push(t[3] - t[0]);
+    spans.ended.push(t[4] - t[0]);
+  }
+  if (spans.begun.length) {
+    const med = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1].toFixed(3);
+    console.log(
+      `engine timeline (medians, ms from its start): first part queued ${med(spans.begun)}, all queued ${med(spans.queued)}, device done ${med(spans.device)}, result ready ${med(spans.ended)}`,
+    );
+  }
   // --depth batches in the engine at once, as the scheduler keeps them (pipelineDepth): with startAhead the
   // engine thread builds batch k + 1 while the device computes batch k.
   const depth = Number(values.depth);
