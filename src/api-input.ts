@@ -44,6 +44,12 @@ export interface LoadOptions extends HubOptions, Partial<Omit<SchedulerLimits, '
    * GPU the cores but one, at most 8; on a CPU 0, whose cores the engine already uses (docs/latency.md).
    */
   tokenizerThreads?: number;
+  /**
+   * Engines of the model, each with its own native thread (and on a GPU its own stream and copy of the
+   * weights), sharing the batches (default 1). On a GPU more than one overlaps the host's per-forward
+   * work: src/engine-replicas.ts.
+   */
+  engineReplicas?: number;
   /** mlx: the buffer cache limit in bytes. */
   cacheLimitBytes?: number;
   /** mlx: use mx::compile (default true). */
@@ -104,6 +110,8 @@ export const OPTION_RANGES = {
   threads: int(1, 256),
   /** Default: min(cores - 1, 8) on a GPU engine, 0 on the CPU. */
   tokenizerThreads: int(0, 64),
+  /** Default: 1. */
+  engineReplicas: int(1, 8),
   /** Default: MLX's own. */
   cacheLimitBytes: int(0, Number.MAX_SAFE_INTEGER),
   ...HUB_RANGES,
@@ -146,6 +154,7 @@ export const LOAD_KEYS: { readonly [K in keyof LoadOptions]-?: true } = {
   truncation: true,
   threads: true,
   tokenizerThreads: true,
+  engineReplicas: true,
   cacheLimitBytes: true,
   compile: true,
   engine: true,
@@ -189,6 +198,7 @@ export function checkLoadOptions(o: Partial<LoadOptions>): void {
     'chunkStride',
     'threads',
     'tokenizerThreads',
+    'engineReplicas',
     'cacheLimitBytes',
     'retries',
     'stallTimeoutMs',

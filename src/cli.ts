@@ -58,6 +58,7 @@ Options:
   --early-batch-tokens N  an idle engine starts on this many tokenized tokens of a call (GPU default 16384)
   --tokenizer-threads N  tokenizer worker threads, 0..64 (0: on the JS thread; default: the library's);
                        the report says how many ran
+  --engine-replicas N  engines of the model sharing the batches, 1..8 (default 1)
   --offline            never touch the network
   --no-ablation        skip the short extra run with length sorting off (padding comparison)
   --progress MODE      auto (bar on a TTY, lines otherwise) | plain | none

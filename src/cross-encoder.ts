@@ -30,6 +30,7 @@ import {
 } from './api-input';
 import { backends, MLX_FAMILIES } from './backends';
 import { checkEngineTuning } from './engine-options';
+import { loadReplicas } from './engine-replicas';
 import { AbortedError, BackendUnavailableError, DisposedError, fromNativeError, InputError } from './errors';
 import { resolveModel } from './hub';
 import { callSafely } from './listeners';
@@ -89,6 +90,8 @@ export interface CrossEncoderInfo {
   longDocuments: 'truncate' | 'chunk';
   /** Worker threads tokenizing off the JS thread (0: on the JS thread); the `tokenizerThreads` option. */
   tokenizerThreads: number;
+  /** Engines sharing the batches (the `engineReplicas` option); engineLimits are each one's. */
+  engineReplicas: number;
   /** Wall ms of load() and of its warm-up (0 when skipped). */
   loadMs: number;
   warmupMs: number;
@@ -283,18 +286,21 @@ export class CrossEncoder {
             fingerprint: fingerprint(tokenizer, encode),
           })
         : undefined;
+    const replicas = o.engineReplicas ?? 1;
     const engine = await abortable(
-      native().loadEngine({
-        backend,
-        device: backend === 'cpu' ? 'cpu' : device,
-        ...(o.dtype !== undefined && { dtype: o.dtype }),
-        weights: files.weights,
-        spec,
-        ...(o.threads !== undefined && { threads: o.threads }),
-        ...(o.cacheLimitBytes !== undefined && { cacheLimitBytes: o.cacheLimitBytes }),
-        ...(o.compile !== undefined && { compile: o.compile }),
-        ...tuning,
-      }),
+      loadReplicas(replicas, () =>
+        native().loadEngine({
+          backend,
+          device: backend === 'cpu' ? 'cpu' : device,
+          ...(o.dtype !== undefined && { dtype: o.dtype }),
+          weights: files.weights,
+          spec,
+          ...(o.threads !== undefined && { threads: o.threads }),
+          ...(o.cacheLimitBytes !== undefined && { cacheLimitBytes: o.cacheLimitBytes }),
+          ...(o.compile !== undefined && { compile: o.compile }),
+          ...tuning,
+        }),
+      ),
       signal,
       (e) => e.dispose(),
     ).catch(async (err: unknown) => {
@@ -332,6 +338,7 @@ export class CrossEncoder {
         ...defaults,
         maxBatchTokens: batchTokens.value,
         engine,
+        replicas,
         encode,
         tokenizer: pool,
         numLabels: spec.numLabels,
@@ -356,6 +363,7 @@ export class CrossEncoder {
         activation,
         longDocuments,
         tokenizerThreads: pool?.threads ?? 0,
+        engineReplicas: replicas,
         loadMs: performance.now() - t0,
         warmupMs,
         startup,

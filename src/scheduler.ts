@@ -73,6 +73,8 @@ export interface SchedulerEngine
 export interface SchedulerOptions extends Partial<SchedulerLimits> {
   engine: SchedulerEngine;
   encode: PairEncoder;
+  /** Engines behind `engine` that compute side by side (src/engine-replicas.ts; default 1). */
+  replicas?: number;
   /** Tokenizer workers, the scheduler's from now on (disposed with it); without them `encode` runs here. */
   tokenizer?: ChunkEncoder | undefined;
   numLabels: number;
@@ -112,6 +114,7 @@ export class Scheduler {
   private readonly engine: SchedulerEngine;
   private readonly tokenizer: ChunkEncoder | undefined;
   private readonly numLabels: number;
+  private readonly replicas: number;
   private readonly onBatch: ((b: BatchMetrics) => void) | undefined;
   private readonly onCall: ((c: CallMetrics) => void) | undefined;
   private readonly queue: BatchQueue;
@@ -128,6 +131,7 @@ export class Scheduler {
     this.limits = resolveLimits(opts);
     this.engine = opts.engine;
     this.numLabels = opts.numLabels;
+    this.replicas = opts.replicas ?? 1;
     this.onBatch = opts.onBatch;
     this.onCall = opts.onCall;
     this.tokenizer = opts.tokenizer;
@@ -339,11 +343,12 @@ export class Scheduler {
       const complete = this.queue.fill(target, Number.POSITIVE_INFINITY);
       if (this.inFlight.size >= pipelineDepth || this.queue.windowSize === 0) return;
       const full = (sortWindow === 0 || this.inFlight.size === 0) && this.queue.holdsBatch();
-      // An idle engine starts on what is tokenized (earlyBatchTokens) while the workers finish the rest.
+      // An idle engine (with replicas, an idle one of them) starts on what is tokenized (earlyBatchTokens)
+      // while the workers finish the rest.
       const early =
         earlyBatchTokens > 0 &&
         sortWindow === 0 &&
-        this.inFlight.size === 0 &&
+        this.inFlight.size < this.replicas &&
         this.queue.holdsTokens(earlyBatchTokens);
       if (!complete && !full && !early) return;
       const batch = this.queue.form();

@@ -46,6 +46,7 @@ const BAD_LOAD: Array<[keyof LoadOptions, unknown[]]> = [
   ['maxLength', [0, 3, 64.5, Number.NaN, 1e12]],
   ['chunkStride', [-1, 1.5, Number.NaN]],
   ['cacheLimitBytes', [-1, 1.5, 2 ** 60]],
+  ['engineReplicas', [0, 9, 1.5, '2']],
   ['retries', [-1, 1e9, 0.5]],
   ['warmup', ['yes', 1]],
   ['compile', ['no']],

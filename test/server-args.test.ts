@@ -66,6 +66,16 @@ describe('serve flags for LoadOptions.tokenizerThreads and LoadOptions.engine', 
     }
   });
 
+  it('takes --engine-replicas 1..8 as LoadOptions.engineReplicas, and refuses anything else naming it', () => {
+    expect(serve().load.engineReplicas).toBeUndefined();
+    expect(serve('--engine-replicas', '2').load.engineReplicas).toBe(2);
+    for (const bad of ['0', '9', '1.5', 'two']) {
+      const err = inputError(() => serve(`--engine-replicas=${bad}`));
+      expect(err.code).toBe('E_INPUT');
+      expect(err.message).toContain('--engine-replicas');
+    }
+  });
+
   it('takes --tokenizer-threads 0..64', () => {
     expect(serve('--tokenizer-threads', '0').load.tokenizerThreads).toBe(0);
     expect(serve('--tokenizer-threads', '64').load.tokenizerThreads).toBe(64);

@@ -6,7 +6,8 @@
 //
 //   node scripts/gpu/e2e-timing.mjs MODEL_DIR PAIRS_JSONL [--threads 0,7] [--batches 32,512]
 //        [--clients 1,16] [--seconds 4] [--backend auto] [--device auto] [--dtype float16]
-//        [--max-batch-tokens N] [--early-batch-tokens N] [--cache-limit-bytes N] [--dist DIR] [--out e2e.json]
+//        [--max-batch-tokens N] [--early-batch-tokens N] [--cache-limit-bytes N] [--replicas N] [--dist DIR]
+//        [--out e2e.json]
 //
 // MODEL_DIR is a model folder (e.g. `mlx-rerank synth --shape minilm-l6 --dtype float16`), PAIRS_JSONL a
 // JSONL of {"query", "document"}. Needs dist/ (npm run prepare; --dist: another build of it, inside the
@@ -31,6 +32,7 @@ const { values, positionals } = parseArgs({
     'max-batch-tokens': { type: 'string' },
     'early-batch-tokens': { type: 'string' },
     'cache-limit-bytes': { type: 'string' },
+    replicas: { type: 'string' },
     dist: { type: 'string' },
     out: { type: 'string' },
   },
@@ -138,11 +140,12 @@ for (const threads of list(values.threads)) {
     ...(values['max-batch-tokens'] && { maxBatchTokens: Number(values['max-batch-tokens']) }),
     ...(values['early-batch-tokens'] && { earlyBatchTokens: Number(values['early-batch-tokens']) }),
     ...(values['cache-limit-bytes'] && { cacheLimitBytes: Number(values['cache-limit-bytes']) }),
+    ...(values.replicas && { engineReplicas: Number(values.replicas) }),
     tokenizerThreads: threads,
   });
   const i = ce.info;
   console.log(
-    `tokenizerThreads ${i.tokenizerThreads}: ${i.backend} ${i.deviceName} ${i.dtype}, load ${(performance.now() - t0).toFixed(0)} ms (warm-up ${i.warmupMs.toFixed(0)} ms), maxBatchTokens ${ce.limits.maxBatchTokens}`,
+    `tokenizerThreads ${i.tokenizerThreads}, engineReplicas ${i.engineReplicas}: ${i.backend} ${i.deviceName} ${i.dtype}, load ${(performance.now() - t0).toFixed(0)} ms (warm-up ${i.warmupMs.toFixed(0)} ms), maxBatchTokens ${ce.limits.maxBatchTokens}`,
   );
   for (const batch of list(values.batches)) {
     for (const clients of list(values.clients)) {

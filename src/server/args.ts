@@ -52,6 +52,7 @@ Model and engine (as mlx-rerank bench):
   --backend auto|cpu|mlx   (default auto)     --device auto|gpu|cpu (default auto)
   --dtype float32|float16|bfloat16|int8       --threads N (cpu engine; default: cores / workers)
   --tokenizer-threads N   tokenizer worker threads, 0..64 (0: on the JS thread; default: the library's)
+  --engine-replicas N     engines of the model sharing the batches, 1..8 (default 1; see docs/latency-gpu.md)
   --max-batch-tokens N --max-batch-size N --max-wait-ms N   scheduler limits (library defaults)
   --early-batch-tokens N  an idle engine starts on this many tokenized tokens of a call (GPU default 16384)
   --max-queue-pairs N   pairs waiting at most; beyond: 429 with Retry-After (default 100000)
@@ -79,6 +80,7 @@ export const ENGINE_FLAGS = {
   dtype: { type: 'string' },
   threads: { type: 'string' },
   'tokenizer-threads': { type: 'string' },
+  'engine-replicas': { type: 'string' },
   'max-batch-tokens': { type: 'string' },
   'max-batch-size': { type: 'string' },
   'max-wait-ms': { type: 'string' },
@@ -104,14 +106,16 @@ function tuningValue(key: TuningKey, flag: string, raw: string): string | number
 }
 
 /**
- * The load options both commands take beyond the scheduler's: `tokenizerThreads` and `engine` (the
- * tuning flags given), from parseArgs' values; unset flags leave the library's defaults.
+ * The load options both commands take beyond the scheduler's: `tokenizerThreads`, `engineReplicas` and
+ * `engine` (the tuning flags given), from parseArgs' values; unset flags leave the library's defaults.
  */
 export function loadTuningFlags(v: Record<string, string | boolean | string[] | undefined>): {
   tokenizerThreads?: number;
+  engineReplicas?: number;
   engine?: EngineTuning;
 } {
   const tokenizerThreads = flagInt('tokenizer-threads', v['tokenizer-threads'] as string | undefined, 0, 64);
+  const engineReplicas = flagInt('engine-replicas', v['engine-replicas'] as string | undefined, 1, 8);
   const engine: Record<string, unknown> = {};
   for (const key of Object.keys(ENGINE_OPTIONS) as TuningKey[]) {
     const flag = tuningFlag(key);
@@ -120,6 +124,7 @@ export function loadTuningFlags(v: Record<string, string | boolean | string[] | 
   }
   return {
     ...(tokenizerThreads !== undefined && { tokenizerThreads }),
+    ...(engineReplicas !== undefined && { engineReplicas }),
     ...(Object.keys(engine).length > 0 && { engine: engine as EngineTuning }),
   };
 }
