@@ -90,7 +90,7 @@ export interface CrossEncoderInfo {
   longDocuments: 'truncate' | 'chunk';
   /** Worker threads tokenizing off the JS thread (0: on the JS thread); the `tokenizerThreads` option. */
   tokenizerThreads: number;
-  /** Engines sharing the batches (the `engineReplicas` option); engineLimits are each one's. */
+  /** Engines sharing the batches (the `engineReplicas` option); engineLimits.pipelineDepth counts them all. */
   engineReplicas: number;
   /** Wall ms of load() and of its warm-up (0 when skipped). */
   loadMs: number;

@@ -8,8 +8,9 @@
  * its own copy of the weights.
  *
  * A batch goes to the replica with the fewest batches in flight (ties: the first), so an idle replica
- * takes the next batch at once. The scheduler keeps `pipelineDepth` batches in each (info() reports the
- * sum) and lets a batch of a call still being tokenized leave early while a replica is idle.
+ * takes the next batch at once; cancel(batchId) reaches whichever runs it. The scheduler keeps
+ * `pipelineDepth` batches in each (info() reports the sum) and lets a batch of a call still being
+ * tokenized leave early while a replica is idle.
  */
 import type { EngineInfo, EngineMemory, ForwardResult, NativeEngine } from './native';
 
@@ -25,7 +26,7 @@ export async function loadReplicas(n: number, load: () => Promise<NativeEngine>)
   return replicate(loaded);
 }
 
-export function replicate(engines: readonly NativeEngine[]): NativeEngine {
+function replicate(engines: readonly NativeEngine[]): NativeEngine {
   const [only] = engines;
   if (engines.length === 1 && only) return only;
   return new Replicas(engines);
@@ -33,8 +34,6 @@ export function replicate(engines: readonly NativeEngine[]): NativeEngine {
 
 class Replicas implements NativeEngine {
   private readonly inFlight: number[];
-  /** The replica running each batch forwarded with an id (cancel(batchId) goes there). */
-  private readonly byId = new Map<number, NativeEngine>();
 
   constructor(private readonly engines: readonly NativeEngine[]) {
     this.inFlight = engines.map(() => 0);
@@ -51,10 +50,8 @@ class Replicas implements NativeEngine {
       if ((this.inFlight[i] as number) < (this.inFlight[k] as number)) k = i;
     const engine = this.engines[k] as NativeEngine;
     this.inFlight[k] = (this.inFlight[k] as number) + 1;
-    if (batchId !== undefined) this.byId.set(batchId, engine);
     const settled = () => {
       this.inFlight[k] = (this.inFlight[k] as number) - 1;
-      if (batchId !== undefined && this.byId.get(batchId) === engine) this.byId.delete(batchId);
     };
     let p: Promise<ForwardResult>;
     try {
@@ -65,8 +62,11 @@ class Replicas implements NativeEngine {
     return p.finally(settled);
   }
 
+  /** Every replica is asked: batches forwarded with one id may run on several. */
   cancel(batchId: number): boolean {
-    return this.byId.get(batchId)?.cancel(batchId) ?? false;
+    let found = false;
+    for (const e of this.engines) found = e.cancel(batchId) || found;
+    return found;
   }
 
   /** Warms the replicas up side by side; resolves with the longest. */

@@ -42,8 +42,9 @@ export interface BatchMetrics {
   endedAt: number;
   /**
    * Its time on the engine's thread (performance.now()): begun (possibly ahead, while the batch before it
-   * computed), computed on the device (GPU engines), result ready. Between startedAt and beganAt it waited
-   * for the engine thread; between endedAt there and endedAt here, for the JS thread. Native engines only.
+   * computed), queued on the device and found computed (GPU engines), result ready. Between startedAt and
+   * beganAt it waited for the engine thread; between endedAt there and endedAt here, for the JS thread.
+   * Native engines only.
    */
   engineTimes?: EngineTimes;
   /** Engine memory right after the batch. */

@@ -66,7 +66,7 @@ describe('engineReplicas', () => {
     }
   });
 
-  it('cancel(batchId) reaches the replica running the batch; a settled batch is not found', async () => {
+  it('cancel(batchId) stops the batch on the replica running it, not the other; a settled batch is not found', async () => {
     const spec = await loadModelSpec(files);
     const load = () =>
       native().loadEngine({ backend: 'cpu', device: 'cpu', weights: files.weights, spec, threads: 1 });
