@@ -1,7 +1,7 @@
 // NativeEngine (forward, cancel, warmup, startup, info, memory, dispose) and loadEngine(options), which makes
 // one. Every method that touches the engine posts a job to the engine's Worker and returns its promise.
-#include <chrono>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -194,35 +194,36 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return Napi::Boolean::New(env, cancels_->cancel(id));
   }
 
+  // warmup(): the engine's warm-up; resolves with the milliseconds it took.
   Napi::Value warmup(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (disposed_ || !worker_) return rejected(env, "E_DISPOSED", kDisposed);
-    auto deferred = Napi::Promise::Deferred::New(env);
-    worker_->post([deferred](Worker& w) -> Completion* {
-      return settle(&deferred, [&]() -> Settle::Value {
-        const auto t0 = std::chrono::steady_clock::now();
-        w.engine()->warmup();
-        const double ms =
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        return [ms](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, ms); };
-      });
+    return onEngine(info.Env(), [](Engine& e) -> Settle::Value {
+      const double t0 = steadyMs();
+      e.warmup();
+      const double ms = steadyMs() - t0;
+      return [ms](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, ms); };
     });
-    return deferred.Promise();
   }
 
   // startup(): the engine's load and warm-up breakdown (Engine::startupTimings), read on its thread.
   Napi::Value startup(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
+    return onEngine(info.Env(), [](Engine& e) -> Settle::Value {
+      auto timings = e.startupTimings();
+      return [timings](Napi::Env env) -> Napi::Value {
+        auto o = Napi::Object::New(env);
+        for (const auto& [name, value] : timings) o.Set(name, Napi::Number::New(env, value));
+        return o;
+      };
+    });
+  }
+
+  // A promise of what `work` makes of the engine on its thread (rejected E_DISPOSED once disposed).
+  Napi::Value onEngine(Napi::Env env, std::function<Settle::Value(Engine&)> work) {
     if (disposed_ || !worker_) return rejected(env, "E_DISPOSED", kDisposed);
     auto deferred = Napi::Promise::Deferred::New(env);
-    worker_->post([deferred](Worker& w) -> Completion* {
+    worker_->post([deferred, work = std::move(work)](Worker& w) -> Completion* {
       return settle(&deferred, [&]() -> Settle::Value {
-        auto timings = w.engine()->startupTimings();
-        return [timings](Napi::Env env) -> Napi::Value {
-          auto o = Napi::Object::New(env);
-          for (const auto& [name, value] : timings) o.Set(name, Napi::Number::New(env, value));
-          return o;
-        };
+        if (!w.engine()) throw EngineError(ErrorCode::Engine, "engine not loaded");
+        return work(*w.engine());
       });
     });
     return deferred.Promise();
